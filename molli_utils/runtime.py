@@ -1,0 +1,70 @@
+"""Where and how a chapter runs: device, quick/full profile, Colab detection.
+
+Nothing here is global state: every function reads its inputs (arguments,
+then environment variables) and returns a value for the caller to pass on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import torch
+
+__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec"]
+
+PROFILES = ("quick", "full")
+
+#: Where the book's package lives; the Colab set-up cell installs from here.
+REPOSITORY = "https://github.com/molli-book/molli-book"
+
+
+def get_profile(default: str = "full", *, env: str = "MOLLI_PROFILE") -> str:
+    """Run profile: ``quick`` (CI, CPU: fewer steps, same pictures) or ``full`` (paper settings).
+
+    The environment variable ``MOLLI_PROFILE`` overrides ``default``
+    (``make test`` sets it to ``quick``).
+    """
+    profile = os.environ.get(env, "").strip().lower() or default
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r} (from ${env} or default); choose one of {list(PROFILES)}")
+    return profile
+
+
+def pick_device(device: str | torch.device | None = None, *, env: str = "MOLLI_DEVICE") -> torch.device:
+    """The device to run on: ``device`` if given, else ``$MOLLI_DEVICE``, else CUDA, MPS or CPU.
+
+    Asking for a device that is not available raises a ``ValueError`` that
+    says how to get one (e.g. Colab: Runtime > Change runtime type > GPU).
+    """
+    choice = device if device is not None else (os.environ.get(env) or None)
+    if choice is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(choice)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {choice!r}; use 'cpu', 'cuda', 'cuda:0' or 'mps'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {choice!r} was requested but no CUDA GPU is visible; on Colab choose "
+            "Runtime > Change runtime type > GPU, or unset MOLLI_DEVICE to run on the CPU"
+        )
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {choice!r} was requested but MPS is not available; use 'cpu'")
+    return dev
+
+
+def on_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def colab_install_spec(version: str | None = None) -> str:
+    """The pip requirement that installs this version of ``molli_utils`` from the book's repository."""
+    from . import __version__
+
+    return f"molli-utils @ git+{REPOSITORY}@v{version or __version__}"
