@@ -1,0 +1,91 @@
+"""Project-level checks: one set of dependencies, and every chapter notebook in shape for the book and Colab."""
+
+import json
+import pathlib
+import re
+import tomllib
+
+import pytest
+import yaml
+
+import molli_utils
+from molli_utils.runtime import REPOSITORY, colab_install_spec
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").rglob("*.ipynb"))
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _extras_of(spec: str) -> set[str]:
+    m = re.search(r"\.\[([^\]]*)\]", spec)
+    return set(m.group(1).replace(" ", "").split(",")) if m else set()
+
+
+def test_environment_yaml_installs_the_package_with_every_extra():
+    env = yaml.safe_load((ROOT / "environment.yaml").read_text())
+    pip_sections = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d]
+    assert len(pip_sections) == 1, "environment.yaml needs exactly one pip section"
+    specs = [s for s in pip_sections[0] if re.search(r"(^|\s|\")\.\[", s)]
+    assert specs, "environment.yaml's pip section must install the package itself (-e .[...])"
+    assert _extras_of(specs[0]) == set(_pyproject()["project"]["optional-dependencies"])
+
+
+def test_makefile_installs_the_same_extras():
+    mk = (ROOT / "Makefile").read_text()
+    extras = set(re.search(r"^EXTRAS\s*:=\s*(\S+)", mk, re.M).group(1).split(","))
+    assert extras == set(_pyproject()["project"]["optional-dependencies"])
+
+
+def test_torch_is_a_range_admitting_2_14_1():
+    deps = _pyproject()["project"]["dependencies"]
+    torch_req = next(d for d in deps if re.match(r"torch\b(?!vision)", d))
+    assert "==" not in torch_req
+    from packaging.specifiers import SpecifierSet
+
+    assert "2.14.1" in SpecifierSet(torch_req[len("torch"):])
+
+
+def test_book_config_points_colab_at_the_package_repository():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["repository"]["url"] == REPOSITORY
+    assert cfg["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
+    assert cfg["execute"]["allow_errors"] is False
+
+
+def test_book_has_chapters():
+    assert NOTEBOOKS, "book/ has no chapter notebooks"
+
+
+def test_every_notebook_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    for nb in NOTEBOOKS:
+        assert str(nb.relative_to(ROOT).with_suffix("")) in toc, f"{nb.name} is not in _toc.yml"
+
+
+def _code_cells(nb_path):
+    nb = json.loads(nb_path.read_text())
+    return nb, [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_committed_without_outputs(nb_path):
+    _, cells = _code_cells(nb_path)
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells), (
+        f"{nb_path.name} has outputs: strip them (the build executes the notebooks)"
+    )
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_starts_with_colab_setup_and_settings(nb_path):
+    _, cells = _code_cells(nb_path)
+    setup = "".join(cells[0]["source"])
+    assert 'if "google.colab" in sys.modules:' in setup
+    assert colab_install_spec(molli_utils.__version__) in setup, "Colab cell must pin the book's version"
+    assert "torch" not in setup.split("sys.modules:")[1], "the Colab cell must never re-install torch"
+    tags = set(cells[0].get("metadata", {}).get("tags", []))
+    assert {"remove-output", "hide-input"} <= tags
+    settings = "".join(cells[1]["source"])
+    assert "get_profile(" in settings and "pick_device(" in settings
