@@ -91,7 +91,8 @@ def sigmoid_schedule(
         \qquad u = t/T,
 
     clipped to ``[clip_min, 1]``, with ``s = start``, ``e = end`` and the
-    temperature ``tau`` (smaller ``tau``: noise stays high longer, then drops).
+    temperature ``tau``. With ``start=0`` a smaller ``tau`` makes the noise drop
+    sooner; as ``tau`` grows the schedule approaches the linear one (paper Fig. 3).
     """
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got tau={tau}")
