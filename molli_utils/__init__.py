@@ -7,6 +7,7 @@ The package behind the tutorial book on annealed data mollification
 - :mod:`molli_utils.mollifiers` Gaussian and blurring mollification, :class:`Mollifier`
 - :mod:`molli_utils.metrics`    MMD^2
 - :mod:`molli_utils.runtime`    device, run profile, Colab detection
+- :mod:`molli_utils.training`   the training loop shared by every chapter (checkpoint/resume)
 """
 
 __version__ = "0.1.0"
@@ -14,6 +15,7 @@ __version__ = "0.1.0"
 from .metrics import mmd2
 from .mollifiers import Mollifier, blur, gaussian
 from .runtime import get_profile, on_colab, pick_device
+from .training import DivergenceError, TrainConfig, TrainResult, train
 from .schedules import (
     blur_schedule,
     cosine_schedule,
@@ -25,7 +27,10 @@ from .schedules import (
 
 __all__ = [
     "__version__",
+    "DivergenceError",
     "Mollifier",
+    "TrainConfig",
+    "TrainResult",
     "blur",
     "blur_schedule",
     "cosine_schedule",
@@ -38,4 +43,5 @@ __all__ = [
     "on_colab",
     "pick_device",
     "sigmoid_schedule",
+    "train",
 ]
