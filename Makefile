@@ -8,6 +8,8 @@ PROFILE ?= full
 PYTEST_ARGS ?=
 STAMP   := $(VENV)/.installed
 
+MATHJAX := _extra/_static/mathjax/tex-mml-chtml.js
+
 .PHONY: install book test bench clean
 
 install: $(STAMP)
@@ -19,7 +21,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip check
 	touch $@
 
-book: install
+# MathJax is served from the site itself (no CDN), so the book renders math offline too.
+$(MATHJAX):
+	rm -rf _build/mathjax-npm && mkdir -p _build/mathjax-npm _extra/_static
+	npm install --silent --no-audit --no-fund --prefix _build/mathjax-npm mathjax@3
+	rm -rf _extra/_static/mathjax && cp -r _build/mathjax-npm/node_modules/mathjax/es5 _extra/_static/mathjax
+
+book: install $(MATHJAX)
 	MOLLI_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 	@echo "Book written to _build/html/index.html"
 
