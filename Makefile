@@ -10,7 +10,7 @@ STAMP   := $(VENV)/.installed
 
 MATHJAX := _extra/_static/mathjax/tex-mml-chtml.js
 
-.PHONY: install book test bench clean
+.PHONY: install book test bench check-site clean
 
 install: $(STAMP)
 
@@ -36,6 +36,13 @@ test: install
 	MOLLI_PROFILE=quick $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): check tests/ and pyproject's testpaths" >&2; fi; \
 	exit $$rc
+
+# Open every page of the built book in headless Chromium (installed from Debian when missing).
+check-site: book
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "error: Chromium is missing: install it (Debian: sudo apt-get install chromium)" >&2; exit 1; }
+	$(PY) tools/check_site.py _build/html
 
 bench: install
 	$(PY) -m benchmarks.bench_overhead
