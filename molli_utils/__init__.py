@@ -8,6 +8,8 @@ The package behind the tutorial book on annealed data mollification
 - :mod:`molli_utils.metrics`    MMD^2
 - :mod:`molli_utils.runtime`    device, run profile, Colab detection
 - :mod:`molli_utils.training`   the training loop shared by every chapter (checkpoint/resume)
+- :mod:`molli_utils.data`       data sets (the paper's 2D toys)
+- :mod:`molli_utils.models`     models built from normflows, and a vectorised flow ensemble
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,200 @@
+"""Tests of molli_utils.models: the toy REAL-NVP (Appendix D.3.1) and the vectorised ensemble."""
+
+import math
+
+import normflows as nf
+import pytest
+import torch
+
+from molli_utils.data import load_toy2d
+from molli_utils.models import FlowEnsemble, flow_log_prob, realnvp_2d, train_ensemble
+from molli_utils.mollifiers import Mollifier
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _perturb(model: nf.NormalizingFlow, seed: int, scale: float = 0.05) -> nf.NormalizingFlow:
+    """Give the zero-initialised output layers random weights, so the flow is not the identity."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen))
+    return model
+
+
+def _std_normal_log_prob(x: torch.Tensor) -> torch.Tensor:
+    return -0.5 * (x**2).sum(-1) - math.log(2 * math.pi)
+
+
+def test_realnvp_2d_architecture():
+    model = realnvp_2d()
+    blocks = [f for f in model.flows if isinstance(f, nf.flows.AffineCouplingBlock)]
+    perms = [f for f in model.flows if isinstance(f, nf.flows.Permute)]
+    assert len(blocks) == len(perms) == 5 and len(model.flows) == 10
+    assert isinstance(model.q0, nf.distributions.DiagGaussian)
+    for block in blocks:
+        linears = [m for m in block.modules() if isinstance(m, torch.nn.Linear)]
+        assert [(lin.in_features, lin.out_features) for lin in linears] == [(1, 64), (64, 64), (64, 2)]
+        assert not linears[-1].weight.any() and not linears[-1].bias.any()  # init_zeros
+    assert len(realnvp_2d(layers=2, hidden=8).flows) == 4
+    with pytest.raises(ValueError, match="layers"):
+        realnvp_2d(layers=0)
+
+
+def test_realnvp_2d_seed_reproduces_and_leaves_global_rng_alone():
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    a, b = realnvp_2d(seed=3), realnvp_2d(seed=3)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = realnvp_2d(seed=4)
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_untrained_model_is_the_standard_normal():
+    x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0)) * 3
+    torch.testing.assert_close(realnvp_2d(seed=0).log_prob(x), _std_normal_log_prob(x))
+    z, log_q = realnvp_2d(seed=0).sample(7)
+    assert z.shape == (7, 2) and log_q.shape == (7,)
+
+
+def test_flow_log_prob_equals_normflows_bitwise():
+    model = _perturb(realnvp_2d(seed=1), seed=2)
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(flow_log_prob(model, x), model.log_prob(x))
+
+
+def test_log_det_matches_brute_force_jacobian():
+    model = _perturb(realnvp_2d(seed=1), seed=5).double()
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    for xi in x:
+        jac = torch.autograd.functional.jacobian(lambda v: model.inverse(v[None])[0], xi)  # dz/dx, 2 x 2
+        z = model.inverse(xi[None])
+        expected = model.q0.log_prob(z) + torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(model.log_prob(xi[None]), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_trained_model_log_prob_integrates_to_one():
+    torch.manual_seed(0)
+    model = realnvp_2d(seed=0)
+    data = load_toy2d("mixture_of_gaussians", n_train=512, n_test=0)[0]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(30):
+        opt.zero_grad()
+        model.forward_kld(data[(step % 2) * 256 : (step % 2 + 1) * 256]).backward()
+        opt.step()
+    g = torch.linspace(-12, 12, 301, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(g, g, indexing="ij"), dim=-1).reshape(-1, 2)
+    with torch.no_grad():
+        density = model.double().log_prob(grid).exp().reshape(301, 301)
+    assert not torch.allclose(density, _std_normal_log_prob(grid).exp().reshape(301, 301), atol=1e-3)  # it learnt
+    assert torch.trapezoid(torch.trapezoid(density, g, dim=1), g).item() == pytest.approx(1.0, abs=1e-2)
+
+
+def test_ensemble_log_prob_matches_members():
+    models = [_perturb(realnvp_2d(seed=i), seed=10 + i) for i in range(3)]
+    ens = FlowEnsemble(models)
+    x = torch.randn(3, 40, 2, generator=torch.Generator().manual_seed(0))
+    expected = torch.stack([m.log_prob(x[i]) for i, m in enumerate(models)])
+    torch.testing.assert_close(ens.log_prob(x), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ens.nll(x), -expected.mean(1), rtol=1e-6, atol=1e-6)
+    shared = torch.stack([m.log_prob(x[0]) for m in models])  # [B, 2]: the same points for every member
+    torch.testing.assert_close(ens.log_prob(x[0]), shared, rtol=1e-6, atol=1e-6)
+    assert len(ens) == 3 and ens.sample(5).shape == (3, 5, 2)
+    with pytest.raises(ValueError, match="shape"):
+        ens.log_prob(torch.zeros(2, 4, 2))
+    with pytest.raises(ValueError, match="same architecture"):
+        FlowEnsemble([realnvp_2d(), realnvp_2d(layers=2)])
+
+
+def test_ensemble_members_are_independent_copies():
+    models = [_perturb(realnvp_2d(seed=i), seed=20 + i) for i in range(2)]
+    ens = FlowEnsemble(models)
+    members = ens.members()
+    assert all(isinstance(m, nf.NormalizingFlow) for m in members)
+    for m, ref in zip(members, models):
+        assert all(torch.equal(p, q) for p, q in zip(m.parameters(), ref.parameters()))
+    with torch.no_grad():
+        next(iter(ens.parameters())).add_(1.0)
+    assert all(torch.equal(p, q) for p, q in zip(members[0].parameters(), models[0].parameters()))
+    assert {p.data_ptr() for p in ens.parameters()}.isdisjoint({p.data_ptr() for p in models[0].parameters()})
+
+
+def _train_alone(model, data, steps, seed, mollifier=None, lr=5e-4, batch_size=64):
+    """Reference: one model, one Adam, batches as molli_utils.training draws them; skips non-finite steps."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen, per_epoch = torch.Generator().manual_seed(seed), len(data) // batch_size
+    for step in range(steps):
+        if step % per_epoch == 0:
+            perm = torch.randperm(len(data), generator=gen)
+        x = data[perm[(step % per_epoch) * batch_size : (step % per_epoch + 1) * batch_size]]
+        x = x if mollifier is None else mollifier(x, step)
+        opt.zero_grad()
+        loss = model.forward_kld(x)
+        loss.backward()
+        if torch.isfinite(loss):
+            opt.step()
+    return model
+
+
+def _setup():
+    data = [load_toy2d(name, n_train=200, n_test=0, seed=0)[0] for name in ("mixture_of_gaussians", "von_mises")]
+    molli = lambda: Mollifier("gaussian", horizon=20, generator=torch.Generator().manual_seed(9))  # noqa: E731
+    return data, molli
+
+
+def _assert_same_params(a, b, atol=1e-6):
+    for p, q in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=atol)
+
+
+def test_train_ensemble_equals_separate_training():
+    data, molli = _setup()
+    ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
+    result = train_ensemble(ens, data, steps=20, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[molli(), None])
+    alone = [_train_alone(realnvp_2d(seed=0), data[0], 20, 3, molli()), _train_alone(realnvp_2d(seed=1), data[1], 20, 4)]
+    for member, ref in zip(ens.members(), alone):
+        _assert_same_params(member, ref)
+        assert not all(torch.equal(p, q) for p, q in zip(member.parameters(), realnvp_2d(seed=0).parameters()))
+    assert result.num_nonfinite == [0, 0] and result.diverged_at == [None, None]
+    assert result.loss.shape == (20, 2) and result.step == list(range(1, 21))
+    assert result.noise_level[0, 0] > 0.99 and result.noise_level[-1, 0] < 0.01 and not result.noise_level[:, 1].any()
+    # Data as one stacked tensor [M, N, 2], a callback after every step, thinned log.
+    ens2, seen = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)]), []
+    result2 = train_ensemble(ens2, torch.stack(data), steps=20, batch_size=64, lr=5e-4, seeds=[3, 4],
+                             mollifiers=[molli(), None], log_every=8, callback=lambda k, e: seen.append(k))  # fmt: skip
+    assert seen == list(range(1, 21)) and result2.step == [8, 16, 20]
+    for a, b in zip(ens.parameters(), ens2.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_train_ensemble_skips_and_freezes_non_finite_members():
+    data, molli = _setup()
+    nan_at = lambda steps: lambda x, step: x * math.nan if step in steps else x  # noqa: E731
+    ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
+    result = train_ensemble(ens, data, steps=6, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[None, nan_at({5})])
+    assert result.num_nonfinite == [0, 1] and result.diverged_at == [None, None]
+    assert math.isnan(result.loss[-1, 1]) and math.isfinite(result.loss[-1, 0])
+    _assert_same_params(ens.member(0), _train_alone(realnvp_2d(seed=0), data[0], 6, 3))
+    _assert_same_params(ens.member(1), _train_alone(realnvp_2d(seed=1), data[1], 5, 4))  # step 5 skipped
+    # Non-finite from step 2 on, 2 in a row allowed: member 1 is frozen at step 3 with its step-2 parameters.
+    ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
+    result = train_ensemble(ens, data, steps=8, batch_size=64, lr=5e-4, seeds=[3, 4],
+                            mollifiers=[None, nan_at(set(range(2, 8)))], max_nonfinite_in_row=2)  # fmt: skip
+    assert result.diverged_at == [None, 3] and result.num_nonfinite == [0, 2]
+    _assert_same_params(ens.member(1), _train_alone(realnvp_2d(seed=1), data[1], 2, 4))
+    assert all(torch.isfinite(p).all() for p in ens.parameters())
+
+
+def test_train_ensemble_bad_arguments():
+    data, _ = _setup()
+    ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
+    with pytest.raises(ValueError, match="one seed"):
+        train_ensemble(ens, data, steps=2, batch_size=8, lr=1e-3, seeds=[0])
+    with pytest.raises(ValueError, match="one data set per member"):
+        train_ensemble(ens, data[:1], steps=2, batch_size=8, lr=1e-3, seeds=[0, 1])
+    with pytest.raises(ValueError, match="batch_size"):
+        train_ensemble(ens, data, steps=2, batch_size=1000, lr=1e-3, seeds=[0, 1])
+    with pytest.raises(ValueError, match="steps"):
+        train_ensemble(ens, data, steps=0, batch_size=8, lr=1e-3, seeds=[0, 1])
