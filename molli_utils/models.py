@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .training import TrainConfig, _Batches
+from .training import TrainConfig, _Batches, progress_bar
 
 __all__ = [
     "realnvp_2d",
@@ -395,6 +395,4 @@ def _noise_level(mollifier: Optional[Mollify], step: int) -> float:
 def _progress_bar(total: int, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="ensemble", dynamic_ncols=True)
+    return progress_bar(total=total, desc="ensemble", dynamic_ncols=True)

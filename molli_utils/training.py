@@ -35,12 +35,12 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
-from tqdm.auto import tqdm
 
 __all__ = ["TrainConfig", "TrainResult", "DivergenceError", "train", "nll_loss", "CHECKPOINT_NAME"]
 
@@ -49,6 +49,19 @@ LossFn = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
 Metric = Callable[[torch.nn.Module], float]
 #: Config fields that do not change the trained parameters: left out of the checkpoint's fingerprint.
 _RUN_ONLY = ("progress", "desc", "checkpoint_dir", "checkpoint_every", "device")
+
+
+def progress_bar(**kwargs: Any) -> Any:
+    """A tqdm progress bar: a widget in Jupyter when ipywidgets is installed, else a text bar.
+
+    ``tqdm.auto`` warns ("IProgress not found") when it falls back to text in a
+    notebook; that warning would land in every chapter's output, so it is silenced.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+
+        return tqdm(**kwargs)
 
 
 class DivergenceError(RuntimeError):
@@ -387,7 +400,7 @@ class _Loop:
         log_every = cfg.log_every or max(1, math.ceil(total / 1000))
         eval_every = cfg.eval_every or (per_epoch if cfg.epochs is not None else 0)
         start = time.perf_counter() - state.elapsed
-        bar = tqdm(total=total, initial=state.step, desc=cfg.desc, disable=not cfg.progress, dynamic_ncols=True)
+        bar = progress_bar(total=total, initial=state.step, desc=cfg.desc, disable=not cfg.progress, dynamic_ncols=True)
         try:
             while state.step < total:
                 self._step(state)
