@@ -323,7 +323,7 @@ def train_ensemble(
     drawn as in :mod:`molli_utils.training` from ``seeds[m]``, each batch mapped by
     ``mollifiers[m](x, step)`` (``None``: vanilla; e.g. ``Mollifier('gaussian', horizon=steps,
     generator=...)``). The loss is :math:`\\sum_m \\mathrm{NLL}_m`, so with Adam (default:
-    ``Adam(ensemble.parameters(), lr, fused=True)`` where available) each member gets the
+    ``Adam(ensemble.parameters(), lr)``) each member gets the
     update it would get alone (up to float rounding).
 
     A member whose loss or gradient is non-finite skips that step (its parameters and
@@ -344,7 +344,10 @@ def train_ensemble(
     ]
     mollifiers = list(mollifiers) if mollifiers is not None else [None] * m
     params = list(ensemble.parameters())
-    optimizer = optimizer or _adam(params, lr)
+    # Plain Adam, deliberately not fused=True: on the CPU (torch 2.14) the fused kernel was ~9% faster
+    # per step but ended the 20k-step mollified mixture runs collapsed to a single Gaussian (test LL
+    # -3.178 vs -2.722 with plain Adam, same seed and data).
+    optimizer = optimizer or torch.optim.Adam(params, lr=lr)
     log_every = log_every or max(1, math.ceil(steps / 1000))
     track, bar, start = _Tracker(m, max_nonfinite_in_row), _progress_bar(steps, progress), time.perf_counter()
     for step in range(steps):
@@ -374,14 +377,6 @@ def train_ensemble(
         step=log["step"], loss=torch.stack(log["loss"]), noise_level=torch.stack(log["noise_level"]),
         num_nonfinite=track.nonfinite.tolist(), diverged_at=track.diverged_at, elapsed=time.perf_counter() - start,
     )  # fmt: skip
-
-
-def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    """``Adam(params, lr)``, with the fused kernel where this torch has it for these tensors (~10% faster step)."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
 
 
 def _noise_level(mollifier: Optional[Mollify], step: int) -> float:
