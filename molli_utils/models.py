@@ -344,9 +344,10 @@ def train_ensemble(
     ]
     mollifiers = list(mollifiers) if mollifiers is not None else [None] * m
     params = list(ensemble.parameters())
-    # Plain Adam, deliberately not fused=True: on the CPU (torch 2.14) the fused kernel was ~9% faster
-    # per step but ended the 20k-step mollified mixture runs collapsed to a single Gaussian (test LL
-    # -3.178 vs -2.722 with plain Adam, same seed and data).
+    # Plain Adam, the same optimiser as molli_utils.training.train, so an ensemble member follows the
+    # run it stands for. (fused=True was ~9% faster on the CPU, but where a run ends is sensitive to
+    # rounding: the 20k-step mollified mixture run of seed 0 collapsed to one Gaussian with the fused
+    # kernel, test LL -3.178, and fitted the mixture with plain Adam, -2.72.)
     optimizer = optimizer or torch.optim.Adam(params, lr=lr)
     log_every = log_every or max(1, math.ceil(steps / 1000))
     track, bar, start = _Tracker(m, max_nonfinite_in_row), _progress_bar(steps, progress), time.perf_counter()
