@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .training import TrainConfig, _Batches, progress_bar
+from .training import TrainConfig, _Batches, _check_data, progress_bar
 
 __all__ = [
     "realnvp_2d",
@@ -258,16 +258,13 @@ def _step_except(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], b
                     v[bad] = state[k] if had_state else 0.0
 
 
-def _member_data(data: Union[torch.Tensor, Sequence[torch.Tensor]], m: int, batch_size: int) -> list[torch.Tensor]:
-    """One validated float data set ``[N, ...]`` per member, from ``[M, N, ...]`` or a list."""
+def _member_data(data: Union[torch.Tensor, Sequence[torch.Tensor]], configs: Sequence[TrainConfig]) -> list[torch.Tensor]:
+    """One data set ``[N, ...]`` per member, from ``[M, N, ...]`` or a list, each checked as ``training.train`` does."""
     tensors = list(data.unbind(0)) if isinstance(data, torch.Tensor) else list(data)
-    if len(tensors) != m:
-        raise ValueError(f"need one data set per member ({m}), got {len(tensors)}")
-    for d in tensors:
-        if not isinstance(d, torch.Tensor) or not d.is_floating_point() or len(d) < batch_size:
-            raise ValueError(f"every data set must be a float tensor [N, ...] with N >= batch_size={batch_size}")
-        if not bool(torch.isfinite(d).all()):
-            raise ValueError("data contain non-finite values (nan or inf)")
+    if len(tensors) != len(configs):
+        raise ValueError(f"need one data set per member ({len(configs)}), got {len(tensors)}")
+    for d, cfg in zip(tensors, configs):
+        _check_data(d, cfg)
     return tensors
 
 
@@ -333,15 +330,15 @@ def train_ensemble(
     each step; ``log_every`` (default: at most ~1000 log points) thins the loss history.
     """
     m = ensemble.num_members
-    _positive_int(steps, "steps")
-    _positive_int(batch_size, "batch_size")
-    _positive_int(max_nonfinite_in_row, "max_nonfinite_in_row")
     if len(seeds) != m or (mollifiers is not None and len(mollifiers) != m):
         raise ValueError(f"need one seed (and one mollifier, if given) per member ({m})")
-    batches = [  # the batching of molli_utils.training, one stream per member
-        _Batches(d, TrainConfig(batch_size=batch_size, lr=lr, steps=steps, seed=int(s), progress=False))
-        for d, s in zip(_member_data(data, m, batch_size), seeds)
+    configs = [  # validates steps, batch_size, lr and max_nonfinite_in_row as training.train does
+        TrainConfig(batch_size=batch_size, lr=lr, steps=steps, seed=int(s),
+                    max_nonfinite_in_row=max_nonfinite_in_row, progress=False)
+        for s in seeds
     ]
+    # the batching of molli_utils.training, one stream per member
+    batches = [_Batches(d, cfg) for d, cfg in zip(_member_data(data, configs), configs)]
     mollifiers = list(mollifiers) if mollifiers is not None else [None] * m
     params = list(ensemble.parameters())
     # Plain Adam, the same optimiser as molli_utils.training.train, so an ensemble member follows the
