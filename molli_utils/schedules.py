@@ -26,6 +26,7 @@ __all__ = [
     "sigmoid_schedule",
     "cosine_schedule",
     "linear_schedule",
+    "constant_schedule",
     "blur_schedule",
     "log_snr",
     "get_schedule",
@@ -118,6 +119,17 @@ def cosine_schedule(t: TimeLike, T: Number, *, ns: float = 0.0002, ds: float = 0
 def linear_schedule(t: TimeLike, T: Number) -> TimeLike:
     r"""Linear noise schedule (paper Appendix C): :math:`\gamma(u) = 1 - u`, ``u = t/T``."""
     return 1.0 - _progress(t, T)
+
+
+def constant_schedule(t: TimeLike, T: Number, *, level: float = 0.01) -> TimeLike:
+    r"""A constant noise level, :math:`\gamma(u) = \text{level}` for all ``u = t/T``.
+
+    Not an annealing schedule: the baseline that the paper (Sec. 2.2) says does not
+    help ("a small constant amount of noise"). Pass it as ``Mollifier(schedule=...)``.
+    """
+    if not 0.0 <= level <= 1.0:
+        raise ValueError(f"level must be a noise level in [0, 1], got {level}")
+    return 0.0 * _progress(t, T) + level
 
 
 def blur_schedule(
