@@ -8,7 +8,9 @@
   stacked along a new first dimension: one vectorised ``log_prob`` for all of them
   (``torch.func.stack_module_state`` + ``vmap(functional_call(...))``).
 * :func:`train_ensemble` -- trains the M members at once with one Adam over the stacked
-  parameters. Adam acts elementwise and the loss is the *sum* of the members' mean
+  parameters: :func:`molli_utils.training.train` with one data set, seed and mollifier
+  per member (the ensemble case of the book's one training loop, with its checkpoints).
+  Adam acts elementwise and the loss is the *sum* of the members' mean
   negative log-likelihoods, so every member follows the same updates as if it were
   trained alone (equal up to float rounding; tested). On a small CPU this is
   about 2.5x faster than M separate loops, whose tiny operations are dominated by
@@ -21,8 +23,6 @@
 from __future__ import annotations
 
 import copy
-import math
-import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .training import TrainConfig, _Batches, _check_data, progress_bar
+from .training import TrainConfig, train
 
 __all__ = [
     "realnvp_2d",
@@ -185,6 +185,10 @@ class FlowEnsemble(nn.Module):
         """Each member's mean negative log-likelihood ``[M]`` (its ``forward_kld(x_m)``)."""
         return -self.log_prob(x).mean(dim=-1)
 
+    def forward_kld(self, x: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`nll`: the per-member loss ``[M]`` that :func:`~molli_utils.training.train` uses by default."""
+        return self.nll(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same as :meth:`log_prob`."""
         return self.log_prob(x)
@@ -232,73 +236,6 @@ class EnsembleTrainResult:
     elapsed: float
 
 
-def _members_finite(ensemble: FlowEnsemble, losses: torch.Tensor) -> torch.Tensor:
-    """Boolean ``[M]`` on the CPU: the member's loss and all its gradient entries are finite."""
-    m = ensemble.num_members
-    grads = [p.grad.reshape(m, -1) for p in ensemble.parameters() if p.grad is not None]
-    grad_sum = torch.cat(grads, dim=1).sum(dim=1) if grads else torch.zeros_like(losses)
-    return (torch.isfinite(losses.detach()) & torch.isfinite(grad_sum)).cpu()
-
-
-def _step_except(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], bad: torch.Tensor) -> None:
-    """``optimizer.step()``, then put back the parameters and per-element optimizer state of the
-    members in ``bad`` (bool ``[M]``): for them the step is skipped. Scalar state (Adam's step count)
-    is shared by all members and still advances."""
-    saved = []
-    for p in params:
-        state = {k: v[bad].clone() for k, v in optimizer.state.get(p, {}).items()
-                 if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == len(bad)}  # fmt: skip
-        saved.append((p.detach()[bad].clone(), state, p in optimizer.state))
-    optimizer.step()
-    with torch.no_grad():
-        for p, (value, state, had_state) in zip(params, saved):
-            p[bad] = value
-            for k, v in optimizer.state[p].items():
-                if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == len(bad):
-                    v[bad] = state[k] if had_state else 0.0
-
-
-def _member_data(data: Union[torch.Tensor, Sequence[torch.Tensor]], configs: Sequence[TrainConfig]) -> list[torch.Tensor]:
-    """One data set ``[N, ...]`` per member, from ``[M, N, ...]`` or a list, each checked as ``training.train`` does."""
-    tensors = list(data.unbind(0)) if isinstance(data, torch.Tensor) else list(data)
-    if len(tensors) != len(configs):
-        raise ValueError(f"need one data set per member ({len(configs)}), got {len(tensors)}")
-    for d, cfg in zip(tensors, configs):
-        _check_data(d, cfg)
-    return tensors
-
-
-class _Tracker:
-    """Per-member bookkeeping of :func:`train_ensemble`: non-finite steps, freezing, loss windows."""
-
-    def __init__(self, m: int, max_in_row: int) -> None:
-        self.max_in_row = max_in_row
-        self.frozen = torch.zeros(m, dtype=torch.bool)
-        self.in_row, self.nonfinite = torch.zeros(m, dtype=torch.long), torch.zeros(m, dtype=torch.long)
-        self.diverged_at: list[Optional[int]] = [None] * m
-        self.win_sum, self.win_n = torch.zeros(m, dtype=torch.float64), torch.zeros(m)
-        self.log: dict[str, list] = {"step": [], "loss": [], "noise_level": []}
-
-    def update(self, step: int, losses: torch.Tensor, finite: torch.Tensor) -> None:
-        """Count the step's non-finite members, freeze those over the limit, add finite losses to the window."""
-        ok = finite & ~self.frozen
-        self.nonfinite += (~finite & ~self.frozen).long()
-        self.in_row = torch.where(finite, 0, self.in_row + 1)
-        for i in torch.nonzero((self.in_row >= self.max_in_row) & ~self.frozen).flatten().tolist():
-            self.frozen[i], self.diverged_at[i] = True, step
-        self.win_sum += torch.where(ok, losses.detach().double().cpu(), 0.0)
-        self.win_n += ok.float()
-
-    def close_window(self, steps_done: int, noise_levels: list[float]) -> float:
-        """Log the window's mean losses; return their mean over members (for a progress bar)."""
-        loss = torch.where(self.win_n > 0, self.win_sum / self.win_n.clamp(min=1), math.nan)
-        self.log["step"].append(steps_done)
-        self.log["loss"].append(loss.float())
-        self.log["noise_level"].append(torch.tensor(noise_levels, dtype=torch.float32))
-        self.win_sum.zero_(), self.win_n.zero_()
-        return float(loss.nanmean())
-
-
 def train_ensemble(
     ensemble: FlowEnsemble,
     data: Union[torch.Tensor, Sequence[torch.Tensor]],
@@ -320,72 +257,33 @@ def train_ensemble(
     drawn as in :mod:`molli_utils.training` from ``seeds[m]``, each batch mapped by
     ``mollifiers[m](x, step)`` (``None``: vanilla; e.g. ``Mollifier('gaussian', horizon=steps,
     generator=...)``). The loss is :math:`\\sum_m \\mathrm{NLL}_m`, so with Adam (default:
-    ``Adam(ensemble.parameters(), lr)``) each member gets the
-    update it would get alone (up to float rounding).
+    ``Adam(ensemble.parameters(), lr)``, plain: on the CPU the fused kernel changed where the
+    20k-step mollified mixture runs end) each member gets the update it would get alone
+    (up to float rounding).
 
     A member whose loss or gradient is non-finite skips that step (its parameters and
     Adam moments are put back; only Adam's shared step count, used in the bias
     correction, still advances); after ``max_nonfinite_in_row`` in a row it is frozen
-    (``diverged_at``) and the others go on. ``callback(steps_done, ensemble)`` runs after
-    each step; ``log_every`` (default: at most ~1000 log points) thins the loss history.
+    (``diverged_at``) and the others go on; once every member is frozen,
+    :class:`~molli_utils.training.DivergenceError` is raised. ``callback(steps_done, ensemble)``
+    runs after each step; ``log_every`` (default: at most ~1000 log points) thins the loss history.
+
+    A thin wrapper over :func:`molli_utils.training.train`; call that directly for
+    checkpoints (``TrainConfig(checkpoint_dir=...)``), metrics or ``grad_clip``.
     """
     m = ensemble.num_members
     if len(seeds) != m or (mollifiers is not None and len(mollifiers) != m):
         raise ValueError(f"need one seed (and one mollifier, if given) per member ({m})")
-    configs = [  # validates steps, batch_size, lr and max_nonfinite_in_row as training.train does
-        TrainConfig(batch_size=batch_size, lr=lr, steps=steps, seed=int(s),
-                    max_nonfinite_in_row=max_nonfinite_in_row, progress=False)
-        for s in seeds
-    ]
-    # the batching of molli_utils.training, one stream per member
-    batches = [_Batches(d, cfg) for d, cfg in zip(_member_data(data, configs), configs)]
+    datasets = list(data.unbind(0)) if isinstance(data, torch.Tensor) else list(data)
+    if len(datasets) != m:
+        raise ValueError(f"need one data set per member ({m}), got {len(datasets)}")
+    config = TrainConfig(batch_size=batch_size, lr=lr, steps=steps, seed=tuple(int(s) for s in seeds),
+                         log_every=log_every, max_nonfinite_in_row=max_nonfinite_in_row, progress=progress,
+                         desc="ensemble")  # fmt: skip
     mollifiers = list(mollifiers) if mollifiers is not None else [None] * m
-    params = list(ensemble.parameters())
-    # Plain Adam, the same optimiser as molli_utils.training.train, so an ensemble member follows the
-    # run it stands for. (fused=True was ~9% faster on the CPU, but where a run ends is sensitive to
-    # rounding: the 20k-step mollified mixture run of seed 0 collapsed to one Gaussian with the fused
-    # kernel, test LL -3.178, and fitted the mixture with plain Adam, -2.72.)
-    optimizer = optimizer or torch.optim.Adam(params, lr=lr)
-    log_every = log_every or max(1, math.ceil(steps / 1000))
-    track, bar, start = _Tracker(m, max_nonfinite_in_row), _progress_bar(steps, progress), time.perf_counter()
-    for step in range(steps):
-        x = torch.stack([b(step) if f is None else f(b(step), step) for b, f in zip(batches, mollifiers)])
-        optimizer.zero_grad(set_to_none=True)
-        losses = ensemble.nll(x)
-        losses.sum().backward()
-        finite = _members_finite(ensemble, losses)
-        skip = ~finite | track.frozen
-        if bool(skip.any()):
-            _step_except(optimizer, params, skip.to(params[0].device))
-        else:
-            optimizer.step()
-        track.update(step, losses, finite)
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            mean_loss = track.close_window(step + 1, [_noise_level(f, step) for f in mollifiers])
-            if bar is not None:
-                bar.set_postfix(loss=f"{mean_loss:.4g}", frozen=int(track.frozen.sum()), refresh=False)
-        if bar is not None:
-            bar.update(1)
-        if callback is not None:
-            callback(step + 1, ensemble)
-    if bar is not None:
-        bar.close()
-    log = track.log
+    result = train(ensemble, datasets, config, mollifier=mollifiers, optimizer=optimizer, callback=callback)
     return EnsembleTrainResult(
-        step=log["step"], loss=torch.stack(log["loss"]), noise_level=torch.stack(log["noise_level"]),
-        num_nonfinite=track.nonfinite.tolist(), diverged_at=track.diverged_at, elapsed=time.perf_counter() - start,
+        step=result.history["step"], loss=result.member_losses.float(),
+        noise_level=torch.tensor(result.history["noise_level"], dtype=torch.float32),
+        num_nonfinite=result.member_nonfinite, diverged_at=result.diverged_at, elapsed=result.elapsed,
     )  # fmt: skip
-
-
-def _noise_level(mollifier: Optional[Mollify], step: int) -> float:
-    """The mollifier's noise level at ``step`` (0 for vanilla, nan if it does not say)."""
-    if mollifier is None:
-        return 0.0
-    level = getattr(mollifier, "noise_level", None)
-    return float(level(step)) if callable(level) else math.nan
-
-
-def _progress_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    return progress_bar(total=total, desc="ensemble", dynamic_ncols=True)

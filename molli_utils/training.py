@@ -27,6 +27,18 @@ Conventions
   the same folder resumes from it (restoring the global torch RNG state too),
   and ends bitwise identical to an uninterrupted run on the CPU. Nothing is
   saved when training is interrupted (the state may be mid-update).
+* Ensembles: ``data`` may be a list of M data sets, one per member of a model
+  whose parameters are all stacked along dim 0 (e.g. a
+  :class:`~molli_utils.models.FlowEnsemble`). Member ``m`` then gets its own
+  batches (seed ``config.seed[m]``, or the one seed for all) and its own
+  mollifier (``mollifier`` may be a list), the batches are stacked into
+  ``[M, B, ...]`` and ``loss_fn`` must return one loss per member, ``[M]``.
+  Their sum is backpropagated; a member whose loss or gradient slice is
+  non-finite skips the step (its parameters and per-element optimizer state
+  are put back, see :func:`_step_except`), and after ``max_nonfinite_in_row``
+  in a row it is frozen (``diverged_at``) while the others go on;
+  :class:`DivergenceError` is raised once every member is frozen. A single
+  model is the one-member case of these rules.
 """
 
 from __future__ import annotations
@@ -65,12 +77,14 @@ def progress_bar(**kwargs: Any) -> Any:
 
 
 class DivergenceError(RuntimeError):
-    """Too many non-finite (nan/inf) losses or gradient norms in a row; ``step`` is 0-based."""
+    """Too many non-finite (nan/inf) losses or gradient norms in a row (for an ensemble: for
+    every member, the last of them at ``step``); ``step`` is 0-based."""
 
-    def __init__(self, step: int, count: int, total: int, lr: float) -> None:
+    def __init__(self, step: int, count: int, total: int, lr: float, members: Optional[int] = None) -> None:
         self.step, self.count = step, count
+        every = f"every member of the ensemble ({members}) froze after " if members else ""
         super().__init__(
-            f"training diverged: {count} non-finite losses or gradient norms in a row "
+            f"training diverged: {every}{count} non-finite losses or gradient norms in a row "
             f"(steps {step - count + 1}..{step}, 0-based; {total} skipped in all). Try a lower "
             f"learning rate (lr={lr:g}), gradient clipping (TrainConfig(grad_clip=1.0)), or "
             "data mollification (Mollifier('gaussian', horizon=...))."
@@ -85,6 +99,13 @@ def _int_at_least(value: Any, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
+def _seed_ok(value: Any) -> bool:
+    """An integer >= 0, or a non-empty tuple or list of them (one per ensemble member)."""
+    if isinstance(value, (tuple, list)):
+        return len(value) > 0 and all(_int_at_least(v, 0) for v in value)
+    return _int_at_least(value, 0)
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Settings of one run; exactly one of ``steps`` and ``epochs`` must be given.
@@ -93,14 +114,16 @@ class TrainConfig:
     epoch end when training by ``epochs``, else only at the end (metrics always
     run at the end). ``log_every`` thins the loss history (mean loss over each
     window of that many steps); ``None`` picks it so the history holds at most
-    about 1000 points. ``grad_clip`` clips the gradient's global 2-norm.
+    about 1000 points. ``grad_clip`` clips the gradient's global 2-norm (for an
+    ensemble: each member's). ``seed`` orders the batches; for an ensemble it
+    may be a tuple with one seed per member.
     """
 
     batch_size: int
     lr: float
     steps: Optional[int] = None
     epochs: Optional[int] = None
-    seed: int = 0
+    seed: Union[int, tuple[int, ...]] = 0
     drop_last: bool = True
     eval_every: int = 0
     log_every: Optional[int] = None
@@ -121,7 +144,7 @@ class TrainConfig:
             ("epochs", self.epochs is None or _int_at_least(self.epochs, 1), "a positive integer"),
             ("batch_size", _int_at_least(self.batch_size, 1), "a positive integer"),
             ("lr", _number(lr) and 0 < lr < math.inf, "a positive finite number"),
-            ("seed", _int_at_least(self.seed, 0), "an integer >= 0"),
+            ("seed", _seed_ok(self.seed), "an integer >= 0 (or a tuple of them, one per ensemble member)"),
             ("eval_every", _int_at_least(self.eval_every, 0), "an integer >= 0 (0 = off)"),
             ("checkpoint_every", _int_at_least(self.checkpoint_every, 0), "an integer >= 0 (0 = off)"),
             ("log_every", self.log_every is None or _int_at_least(self.log_every, 1), "a positive integer or None"),
@@ -160,6 +183,13 @@ class TrainResult:
     metric evaluation: ``step``, ``epoch`` and one value per metric. ``best_*``
     refer to ``best_metric`` (lower is better); ``best_state`` is a CPU copy
     of the model's state dict at ``best_step``.
+
+    Ensemble runs (``data`` a list, ``M`` members): ``loss``, ``noise_level``
+    and ``skipped`` hold one list of M values per log point (a frozen member's
+    loss is nan); ``num_nonfinite`` is the total over members,
+    ``member_nonfinite`` the count per member (non-finite steps before it was
+    frozen) and ``diverged_at`` the 0-based step at which each member was
+    frozen (``None`` if never). Both are ``None`` for a single model.
     """
 
     history: dict[str, list]
@@ -172,6 +202,13 @@ class TrainResult:
     best_step: Optional[int] = None
     best_state: Optional[dict[str, torch.Tensor]] = None
     resumed_from: Optional[int] = None
+    member_nonfinite: Optional[list[int]] = None
+    diverged_at: Optional[list[Optional[int]]] = None
+
+    @property
+    def member_losses(self) -> torch.Tensor:
+        """The loss history as a float64 tensor ``[L, M]`` (``M = 1`` for a single model)."""
+        return torch.tensor(self.history["loss"], dtype=torch.float64).reshape(len(self.history["step"]), -1)
 
     @property
     def final_metrics(self) -> dict[str, float]:
@@ -184,19 +221,30 @@ class TrainResult:
 
         if which not in ("loss", "evals"):
             raise ValueError(f"which must be 'loss' or 'evals', got {which!r}")
-        return pd.DataFrame(self.history) if which == "loss" else pd.DataFrame(self.evals)
+        if which == "evals":
+            return pd.DataFrame(self.evals)
+        if self.diverged_at is None:
+            return pd.DataFrame(self.history)
+        h = self.history  # an ensemble: one row per (step, member)
+        return pd.DataFrame([{"step": s, "member": i, "loss": h["loss"][j][i], "noise_level": h["noise_level"][j][i],
+                              "skipped": h["skipped"][j][i]} for j, s in enumerate(h["step"]) for i in range(len(h["loss"][j]))])
 
 
 @dataclass
 class _LoopState:
-    """Everything that changes during a run and goes into a checkpoint (besides model and RNGs)."""
+    """Everything that changes during a run and goes into a checkpoint (besides model and RNGs).
+
+    The lists hold one entry per member (one for a single model): non-finite steps, non-finite
+    steps in a row, the open loss window's sum, count and skipped steps, and where it was frozen.
+    """
 
     step: int = 0
-    nonfinite: int = 0
-    in_row: int = 0
-    win_sum: float = 0.0
-    win_n: int = 0
-    win_skipped: int = 0
+    nonfinite: list[int] = field(default_factory=lambda: [0])
+    in_row: list[int] = field(default_factory=lambda: [0])
+    win_sum: list[float] = field(default_factory=lambda: [0.0])
+    win_n: list[int] = field(default_factory=lambda: [0])
+    win_skipped: list[int] = field(default_factory=lambda: [0])
+    diverged_at: list[Optional[int]] = field(default_factory=lambda: [None])
     history: dict[str, list] = field(default_factory=lambda: {"step": [], "loss": [], "noise_level": [], "skipped": []})
     evals: list = field(default_factory=list)
     best_value: float = math.inf
@@ -204,14 +252,21 @@ class _LoopState:
     best_state: Optional[dict] = None
     elapsed: float = 0.0
 
+    @classmethod
+    def fresh(cls, members: int) -> "_LoopState":
+        """The state before the first step of a run with ``members`` members."""
+        m = members
+        return cls(nonfinite=[0] * m, in_row=[0] * m, win_sum=[0.0] * m, win_n=[0] * m, win_skipped=[0] * m,
+                   diverged_at=[None] * m)  # fmt: skip
+
 
 class _Batches:
-    """Epoch-wise shuffled mini-batches of ``data``; resumable at any step."""
+    """Epoch-wise shuffled mini-batches of ``data``, in the order drawn from ``seed``; resumable at any step."""
 
-    def __init__(self, data: torch.Tensor, config: TrainConfig) -> None:
+    def __init__(self, data: torch.Tensor, config: TrainConfig, seed: int) -> None:
         self.data, self.size = data, config.batch_size
         self.per_epoch = config.steps_per_epoch(len(data))
-        self.gen = torch.Generator().manual_seed(config.seed)
+        self.gen = torch.Generator().manual_seed(seed)
         self.epoch_start = self.gen.get_state()
         self.perm: Optional[torch.Tensor] = None
 
@@ -252,6 +307,26 @@ def _check_data(data: Any, config: TrainConfig) -> None:
         raise ValueError("data contains non-finite values (nan or inf); clean them before training")
 
 
+def _per_member(data: Any, config: TrainConfig, mollifier: Any) -> tuple[list, list, list, Optional[int]]:
+    """``(data sets, seeds, mollifiers, M)``, one entry per member, checked; a single model is one member, M ``None``."""
+    ensemble = isinstance(data, (list, tuple)) and len(data) > 0 and all(isinstance(d, torch.Tensor) for d in data)
+    if not ensemble:
+        if isinstance(config.seed, (tuple, list)) or isinstance(mollifier, (tuple, list)):
+            raise ValueError("one seed or mollifier per member needs one data set per member: give data as a list")
+        _check_data(data, config)
+        return [data], [config.seed], [mollifier], None
+    m = len(data)
+    seeds = list(config.seed) if isinstance(config.seed, (tuple, list)) else [config.seed] * m
+    mollifiers = list(mollifier) if isinstance(mollifier, (tuple, list)) else [mollifier] * m
+    if len(seeds) != m or len(mollifiers) != m:
+        raise ValueError(f"need one seed and one mollifier per data set ({m}), got {len(seeds)} and {len(mollifiers)}")
+    for d in data:
+        _check_data(d, config)
+    if config.epochs is not None and len({config.steps_per_epoch(len(d)) for d in data}) > 1:
+        raise ValueError("training by epochs needs equally many batches per epoch in every data set; give steps")
+    return list(data), seeds, mollifiers, m
+
+
 def _plain(value: Any) -> Any:
     """``value`` as plain, comparable Python data (for fingerprints)."""
     if isinstance(value, (tuple, list)):
@@ -263,17 +338,28 @@ def _plain(value: Any) -> Any:
     return getattr(value, "__qualname__", type(value).__name__)
 
 
-def _fingerprint(config: TrainConfig, data: torch.Tensor, model: torch.nn.Module, mollifier: Any, optimizer) -> dict:
-    """What must not change between a checkpoint and the run resuming from it (flat, plain data)."""
-    fp = {f"config.{f.name}": _plain(getattr(config, f.name)) for f in fields(config) if f.name not in _RUN_ONLY}
-    fp["data"] = [list(data.shape), str(data.dtype), f"sum={float(data.double().sum()):.9g}"]
-    fp["model"] = [[name, list(t.shape)] for name, t in model.state_dict().items()]
-    fp["optimizer"] = [type(optimizer).__name__, _plain(optimizer.defaults)]
-    fp["mollifier"] = None if mollifier is None else type(mollifier).__name__
-    fp["mollifier.generator"] = isinstance(getattr(mollifier, "generator", None), torch.Generator)
+def _mollifier_fingerprint(mollifier: Any) -> dict:
+    """The settings of one mollifier that a checkpoint must match."""
+    fp = {"mollifier": None if mollifier is None else type(mollifier).__name__,
+          "mollifier.generator": isinstance(getattr(mollifier, "generator", None), torch.Generator)}  # fmt: skip
     for name in ("kind", "horizon", "schedule", "schedule_kwargs"):
         if hasattr(mollifier, name):
             fp[f"mollifier.{name}"] = _plain(getattr(mollifier, name))
+    return fp
+
+
+def _fingerprint(config: TrainConfig, datasets: list, model: torch.nn.Module, mollifiers: list, optimizer,
+                 one: Callable[[list], Any]) -> dict:  # fmt: skip
+    """What must not change between a checkpoint and the run resuming from it (flat, plain data).
+
+    ``one`` turns per-member lists into what is recorded (the list, or a single model's only entry).
+    """
+    fp = {f"config.{f.name}": _plain(getattr(config, f.name)) for f in fields(config) if f.name not in _RUN_ONLY}
+    fp["data"] = one([[list(d.shape), str(d.dtype), f"sum={float(d.double().sum()):.9g}"] for d in datasets])
+    fp["model"] = [[name, list(t.shape)] for name, t in model.state_dict().items()]
+    fp["optimizer"] = [type(optimizer).__name__, _plain(optimizer.defaults)]
+    per = [_mollifier_fingerprint(f) for f in mollifiers]
+    fp.update({k: one([p.get(k) for p in per]) for k in dict.fromkeys(k for p in per for k in p)})
     return fp
 
 
@@ -327,12 +413,50 @@ def _grad_check(params: list[torch.nn.Parameter], grad_clip: Optional[float]) ->
     return torch.cat([p.grad.reshape(-1) for p in params]).sum()
 
 
+def _member_grad_check(params: list[torch.nn.Parameter], members: int, grad_clip: Optional[float]) -> torch.Tensor:
+    """Per member ``[M]``: a number finite iff all of that member's gradient entries are.
+
+    Parameters are stacked along dim 0. With ``grad_clip``, each member's slice of the
+    gradient is first clipped to 2-norm ``grad_clip`` (as ``clip_grad_norm_`` does for
+    one model) and the norms are returned; without, the sums of the entries.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(members)
+    flat = torch.cat([g.reshape(members, -1) for g in grads], dim=1)
+    if grad_clip is None:
+        return flat.sum(dim=1)
+    norms = flat.norm(dim=1)
+    scale = (grad_clip / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.ndim - 1)))
+    return norms
+
+
+def _step_except(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], bad: torch.Tensor) -> None:
+    """``optimizer.step()``, then put back the parameters and per-element optimizer state of the
+    members in ``bad`` (bool ``[M]``; parameters stacked along dim 0): for them the step is skipped.
+    Scalar state (Adam's step count) is shared by all members and still advances."""
+    saved = []
+    for p in params:
+        state = {k: v[bad].clone() for k, v in optimizer.state.get(p, {}).items()
+                 if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == len(bad)}  # fmt: skip
+        saved.append((p.detach()[bad].clone(), state, p in optimizer.state))
+    optimizer.step()
+    with torch.no_grad():
+        for p, (value, state, had_state) in zip(params, saved):
+            p[bad] = value
+            for k, v in optimizer.state[p].items():
+                if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == len(bad):
+                    v[bad] = state[k] if had_state else 0.0
+
+
 def train(
     model: torch.nn.Module,
-    data: torch.Tensor,
+    data: Union[torch.Tensor, list[torch.Tensor]],
     config: TrainConfig,
     *,
-    mollifier: Optional[Callable[[torch.Tensor, int], torch.Tensor]] = None,
+    mollifier: Union[Callable[[torch.Tensor, int], torch.Tensor], list, None] = None,
     loss_fn: Optional[LossFn] = None,
     optimizer: Optional[torch.optim.Optimizer] = None,
     metrics: Optional[dict[str, Metric]] = None,
@@ -347,8 +471,13 @@ def train(
     the first metric) is the one whose lowest value picks ``best_state``.
     ``callback(steps_done, model)`` runs after every step; it may raise to stop.
     The model and data are moved to ``config.device``; the model is trained in place.
+
+    Ensembles (see the module's notes): ``data`` a list of M data sets, ``mollifier``
+    one or a list of M (``None`` entries: vanilla), ``config.seed`` one or a tuple of M,
+    ``loss_fn`` returning ``[M]`` (the default, ``model.forward_kld(x)``, does for a
+    :class:`~molli_utils.models.FlowEnsemble`).
     """
-    _check_data(data, config)
+    datasets, seeds, mollifiers, members = _per_member(data, config, mollifier)
     metrics = dict(metrics or {})
     if any(not callable(fn) for fn in metrics.values()):
         raise ValueError("metrics must map names to callables fn(model) -> float")
@@ -359,44 +488,69 @@ def train(
         raise ValueError(f"{type(model).__name__} has no forward_kld(x); pass loss_fn=lambda model, x: ...")
     device = torch.device(config.device)
     model.to(device).train()
-    data = data.to(device)
+    streams = [_Batches(d.to(device), config, s) for d, s in zip(datasets, seeds)]
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir is not None else None
-    loop = _Loop(model, config, mollifier, loss_fn or nll_loss, optimizer, metrics, select_metric, device,
-                 _Batches(data, config), ckpt, _fingerprint(config, data, model, mollifier, optimizer))  # fmt: skip
+    loop = _Loop(model, config, mollifiers, members, loss_fn or nll_loss, optimizer, metrics, select_metric, device,
+                 streams, ckpt)  # fmt: skip
     resuming = ckpt is not None and ckpt.exists()
-    state = loop.resume() if resuming else _LoopState()
+    state = loop.resume() if resuming else _LoopState.fresh(len(streams))
     resumed_from = state.step if resuming else None
-    loop.run(state, config.total_steps(len(data)), callback)
+    loop.run(state, config.total_steps(len(datasets[0])), callback)
     return TrainResult(
-        history=state.history, evals=state.evals, final_step=state.step, num_nonfinite=state.nonfinite,
+        history=state.history, evals=state.evals, final_step=state.step, num_nonfinite=sum(state.nonfinite),
         elapsed=state.elapsed, best_metric=select_metric, best_value=state.best_value,
         best_step=state.best_step, best_state=state.best_state, resumed_from=resumed_from,
+        member_nonfinite=state.nonfinite if members else None, diverged_at=state.diverged_at if members else None,
     )  # fmt: skip
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of the non-nan ``values`` (nan if none)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else math.nan
 
 
 @dataclass
 class _Loop:
-    """The step loop proper, with what stays fixed during a run."""
+    """The step loop proper, with what stays fixed during a run.
+
+    Per-member things (``mollifiers``, ``streams``) are lists with one entry per member;
+    ``members`` is M for an ensemble and ``None`` for a single model (one entry).
+    """
 
     model: torch.nn.Module
     config: TrainConfig
-    mollifier: Any
+    mollifiers: list
+    members: Optional[int]
     loss_fn: LossFn
     optimizer: torch.optim.Optimizer
     metrics: dict[str, Metric]
     select: Optional[str]
     device: torch.device
-    batches: _Batches
+    streams: list[_Batches]
     ckpt: Optional[Path]
-    fingerprint: dict
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.members and any(p.shape[:1] != (self.members,) for p in self.params):
+            raise ValueError(f"one data set per member needs a model whose parameters are stacked along dim 0 "
+                             f"({self.members} members), e.g. a FlowEnsemble")  # fmt: skip
+        self.per_epoch = self.streams[0].per_epoch
+        self.fingerprint = _fingerprint(self.config, [b.data for b in self.streams], self.model, self.mollifiers,
+                                        self.optimizer, self._one)  # fmt: skip
+
+    def _one(self, values: list) -> Any:
+        """Per-member ``values`` as recorded: the list for an ensemble, the only entry for a single model."""
+        return values if self.members else values[0]
+
+    def _each(self, recorded: Any) -> list:
+        """The inverse of :meth:`_one`: one entry per member."""
+        return recorded if self.members else [recorded]
 
     def run(self, state: _LoopState, total: int, callback) -> None:
         """Step until ``total`` steps are done, logging, evaluating and saving on the way."""
-        cfg, per_epoch = self.config, self.batches.per_epoch
+        cfg, per_epoch = self.config, self.per_epoch
         log_every = cfg.log_every or max(1, math.ceil(total / 1000))
         eval_every = cfg.eval_every or (per_epoch if cfg.epochs is not None else 0)
         start = time.perf_counter() - state.elapsed
@@ -417,36 +571,70 @@ class _Loop:
         finally:
             bar.close()
 
+    def _batch(self, step: int) -> torch.Tensor:
+        """The mollified input of 0-based ``step``: ``[B, ...]``, or ``[M, B, ...]`` for an ensemble."""
+        xs = [b(step) if f is None else f(b(step), step) for b, f in zip(self.streams, self.mollifiers)]
+        return torch.stack(xs) if self.members else xs[0]
+
     def _step(self, state: _LoopState) -> None:
-        """One step: batch, mollify, loss, backward, and an update unless the loss or gradient is non-finite."""
-        x = self.batches(state.step)
-        if self.mollifier is not None:
-            x = self.mollifier(x, state.step)
+        """One step: batch, mollify, loss, backward, and an update of the members whose loss and gradient are finite."""
+        x = self._batch(state.step)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model, x)
-        loss.backward()
-        grad_check = _grad_check(self.params, self.config.grad_clip)
-        loss_value = loss.item()  # waits for the step: the gradient check is then ready too
-        if math.isfinite(loss_value) and math.isfinite(grad_check.item()):
+        values, finite = self._backward(self.loss_fn(self.model, x))
+        update = [ok and frozen is None for ok, frozen in zip(finite, state.diverged_at)]
+        if all(update):
             self.optimizer.step()
-            state.in_row, state.win_sum, state.win_n = 0, state.win_sum + loss_value, state.win_n + 1
-        else:
-            state.nonfinite += 1
-            state.in_row += 1
-            state.win_skipped += 1
-            if state.in_row >= self.config.max_nonfinite_in_row:
-                raise DivergenceError(state.step, state.in_row, state.nonfinite, self.config.lr)
+        elif any(update):
+            _step_except(self.optimizer, self.params, torch.tensor([not u for u in update], device=self.params[0].device))
+        self._count(state, values, finite)
         state.step += 1
 
+    def _backward(self, loss: torch.Tensor) -> tuple[list[float], list[bool]]:
+        """Backpropagate ``loss`` (an ensemble's: their sum); per member, its loss value and whether it
+        and its gradient are finite."""
+        if self.members is None:
+            loss.backward()
+            grad_check = _grad_check(self.params, self.config.grad_clip)
+            value = loss.item()  # waits for the step: the gradient check is then ready too
+            return [value], [math.isfinite(value) and math.isfinite(grad_check.item())]
+        if loss.shape != (self.members,):
+            raise ValueError(f"loss_fn must return one loss per member, shape [{self.members}], got {tuple(loss.shape)}")
+        loss.sum().backward()
+        grad_check = _member_grad_check(self.params, self.members, self.config.grad_clip).to(loss.device)
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_check)
+        return loss.detach().tolist(), finite.tolist()
+
+    def _count(self, state: _LoopState, values: list[float], finite: list[bool]) -> None:
+        """Per member not frozen: add a finite loss to the window, or count a non-finite step and freeze the
+        member after ``max_nonfinite_in_row`` in a row. Raise :class:`DivergenceError` once all are frozen."""
+        limit = self.config.max_nonfinite_in_row
+        for i, (value, ok) in enumerate(zip(values, finite)):
+            if state.diverged_at[i] is not None:
+                continue
+            if ok:
+                state.in_row[i], state.win_sum[i], state.win_n[i] = 0, state.win_sum[i] + value, state.win_n[i] + 1
+            else:
+                state.nonfinite[i] += 1
+                state.in_row[i] += 1
+                state.win_skipped[i] += 1
+                if state.in_row[i] >= limit:
+                    state.diverged_at[i] = state.step
+        if all(d is not None for d in state.diverged_at):
+            raise DivergenceError(state.step, limit, sum(state.nonfinite), self.config.lr, self.members)
+
     def _log(self, state: _LoopState, bar) -> None:
-        """Close the loss window: append its mean to the history and refresh the progress bar."""
-        loss = state.win_sum / state.win_n if state.win_n else math.nan
-        noise = _noise_level(self.mollifier, state.step - 1)
-        for key, value in zip(("step", "loss", "noise_level", "skipped"), (state.step, loss, noise, state.win_skipped)):
+        """Close the loss windows: append their means to the history and refresh the progress bar."""
+        losses = [s / n if n else math.nan for s, n in zip(state.win_sum, state.win_n)]
+        noise = [_noise_level(f, state.step - 1) for f in self.mollifiers]
+        entry = (state.step, self._one(losses), self._one(noise), self._one(state.win_skipped))
+        for key, value in zip(("step", "loss", "noise_level", "skipped"), entry):
             state.history[key].append(value)
-        state.win_sum, state.win_n, state.win_skipped = 0.0, 0, 0
+        m = len(losses)
+        state.win_sum, state.win_n, state.win_skipped = [0.0] * m, [0] * m, [0] * m
         if not bar.disable:
-            bar.set_postfix(loss=f"{loss:.4g}", noise=f"{noise:.3g}", skipped=state.nonfinite, refresh=False)
+            frozen = {"frozen": sum(d is not None for d in state.diverged_at)} if self.members else {}
+            bar.set_postfix(loss=f"{_mean(losses):.4g}", noise=f"{_mean(noise):.3g}", skipped=sum(state.nonfinite),
+                            **frozen, refresh=False)  # fmt: skip
             bar.update(state.step - bar.n)
 
     def _eval(self, state: _LoopState, epoch: int) -> None:
@@ -460,10 +648,11 @@ class _Loop:
 
     def _save(self, state: _LoopState) -> None:
         """Write model, optimizer, every RNG state and the loop state to ``self.ckpt``, atomically."""
-        gen, cuda = getattr(self.mollifier, "generator", None), self.device.type == "cuda"
+        gens = [getattr(f, "generator", None) for f in self.mollifiers]
+        cuda = self.device.type == "cuda"
         rng = {
-            "data": self.batches.state_dict(),
-            "mollifier": gen.get_state() if isinstance(gen, torch.Generator) else None,
+            "data": self._one([b.state_dict() for b in self.streams]),
+            "mollifier": self._one([g.get_state() if isinstance(g, torch.Generator) else None for g in gens]),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
         }
@@ -486,9 +675,11 @@ class _Loop:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         rng = ckpt["rng"]
-        self.batches.load_state_dict(rng["data"])
-        if rng["mollifier"] is not None:
-            self.mollifier.generator.set_state(rng["mollifier"])
+        for batches, data_state in zip(self.streams, self._each(rng["data"])):
+            batches.load_state_dict(data_state)
+        for mollifier, gen_state in zip(self.mollifiers, self._each(rng["mollifier"])):
+            if gen_state is not None:
+                mollifier.generator.set_state(gen_state)
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
