@@ -10,6 +10,13 @@ STAMP   := $(VENV)/.installed
 
 MATHJAX := _extra/_static/mathjax/tex-mml-chtml.js
 
+# UCI arrays for offline runs: ../shared/data when it exists (this machine, CI) and MOLLI_DATA
+# is unset; elsewhere (Colab) molli_utils downloads the original files and rebuilds them.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/uci),)
+export MOLLI_DATA ?= $(SHARED_DATA)
+endif
+
 .PHONY: install book test bench check-site clean
 
 install: $(STAMP)
