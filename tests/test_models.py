@@ -198,3 +198,19 @@ def test_train_ensemble_bad_arguments():
         train_ensemble(ens, data, steps=2, batch_size=1000, lr=1e-3, seeds=[0, 1])
     with pytest.raises(ValueError, match="steps"):
         train_ensemble(ens, data, steps=0, batch_size=8, lr=1e-3, seeds=[0, 1])
+
+
+def test_train_ensemble_is_training_train_and_raises_when_every_member_froze():
+    from molli_utils.training import DivergenceError, TrainConfig, train
+
+    data, molli = _setup()
+    ens_a, ens_b = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)]), FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
+    result = train_ensemble(ens_a, data, steps=12, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[molli(), None])
+    direct = train(ens_b, data, TrainConfig(steps=12, batch_size=64, lr=5e-4, seed=(3, 4), progress=False),
+                   mollifier=[molli(), None])  # default loss: FlowEnsemble.forward_kld, one NLL per member  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(ens_a.parameters(), ens_b.parameters()))
+    assert torch.equal(result.loss, direct.member_losses.float()) and result.step == direct.history["step"]
+    nan = lambda x, step: x * math.nan  # noqa: E731
+    with pytest.raises(DivergenceError, match="every member"):
+        train_ensemble(ens_a, data, steps=5, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[nan, nan],
+                       max_nonfinite_in_row=2)  # fmt: skip

@@ -359,3 +359,127 @@ def test_progress_bar_shows_loss_and_noise(capsys):
     train(Gauss(), gauss_data(), cfg(progress=True, desc="toy"), mollifier=Mollifier("gaussian", horizon=10))
     err = capsys.readouterr().err
     assert "toy" in err and "loss=" in err and "noise=" in err and "20/20" in err
+
+
+# --- ensembles: one data set, seed and mollifier per member ------------------------------------------
+
+
+class GaussEnsemble(torch.nn.Module):
+    """``m`` :class:`Gauss` models with parameters stacked along dim 0: ``forward_kld(x [M, B, dim]) -> [M]``."""
+
+    def __init__(self, m: int = 3, dim: int = 2) -> None:
+        super().__init__()
+        self.loc = torch.nn.Parameter(torch.zeros(m, dim))
+        self.log_scale = torch.nn.Parameter(torch.zeros(m, dim))
+
+    def forward_kld(self, x):
+        z = (x - self.loc[:, None]) * torch.exp(-self.log_scale[:, None])
+        return -(-0.5 * z**2 - self.log_scale[:, None] - 0.5 * math.log(2 * math.pi)).sum(-1).mean(-1)
+
+
+def nan_at(steps):
+    """A fake mollifier that turns the batches of the given 0-based steps into nan."""
+    return lambda x, step: x * math.nan if step in steps else x
+
+
+def test_ensemble_members_train_as_if_alone():
+    data = [gauss_data(64, seed=i) for i in range(3)]
+    molli = lambda: Mollifier("gaussian", horizon=20, generator=torch.Generator().manual_seed(5))  # noqa: E731
+    ens = GaussEnsemble(3)
+    res = train(ens, data, cfg(seed=(0, 1, 2), log_every=5), mollifier=[None, molli(), None])
+    for i in range(3):
+        alone = Gauss()
+        ref = train(alone, data[i], cfg(seed=i, log_every=5), mollifier=molli() if i == 1 else None)
+        torch.testing.assert_close(ens.loc[i], alone.loc, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ens.log_scale[i], alone.log_scale, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(res.member_losses[:, i], torch.tensor(ref.history["loss"], dtype=torch.float64))
+    assert res.history["step"] == [5, 10, 15, 20] and res.member_losses.shape == (4, 3)
+    assert res.history["noise_level"][0][0] == 0.0 and res.history["noise_level"][0][1] > 0.5
+    assert res.history["skipped"] == [[0, 0, 0]] * 4
+    assert res.num_nonfinite == 0 and res.member_nonfinite == [0, 0, 0] and res.diverged_at == [None] * 3
+    frame = res.to_frame()
+    assert list(frame.columns) == ["step", "member", "loss", "noise_level", "skipped"] and len(frame) == 12
+    one = train(Gauss(), data[0], cfg())  # a single model: no per-member fields
+    assert one.member_nonfinite is None and one.diverged_at is None and one.member_losses.shape == (20, 1)
+
+
+def test_ensemble_non_finite_members_skip_then_freeze_and_all_frozen_raises():
+    data, snapshots = [gauss_data(64, seed=i) for i in range(3)], []
+    ens = GaussEnsemble(3)
+    res = train(ens, data, cfg(steps=10, seed=(0, 1, 2), max_nonfinite_in_row=3),
+                mollifier=[None, nan_at({2}), nan_at(set(range(4, 10)))],
+                callback=lambda s, m: snapshots.append(params(m)))  # fmt: skip
+    assert res.member_nonfinite == [0, 1, 3] and res.num_nonfinite == 4 and res.diverged_at == [None, None, 6]
+    assert math.isnan(res.history["loss"][2][1]) and res.history["skipped"][2] == [0, 1, 0]
+    assert math.isnan(res.history["loss"][9][2]) and res.history["skipped"][9] == [0, 0, 0]  # frozen: not counted
+    assert torch.equal(snapshots[2]["loc"][1], snapshots[1]["loc"][1])  # member 1 skipped step 2 ...
+    assert not torch.equal(snapshots[2]["loc"][0], snapshots[1]["loc"][0])  # ... member 0 did not
+    assert torch.equal(snapshots[-1]["loc"][2], snapshots[3]["loc"][2])  # member 2: no update after step 3
+    alone = Gauss()
+    train(alone, data[2], cfg(steps=4, seed=2))
+    torch.testing.assert_close(ens.loc[2], alone.loc, rtol=1e-5, atol=1e-6)
+    with pytest.raises(DivergenceError, match=r"every member of the ensemble \(2\) froze after 3 non-finite"):
+        train(GaussEnsemble(2), data[:2], cfg(max_nonfinite_in_row=3), mollifier=[nan_at({0, 1, 2}), nan_at({1, 2, 3})])
+
+
+def test_ensemble_gradient_clipping_is_per_member():
+    data, steps = [gauss_data(64, seed=0), gauss_data(64, seed=0) * 1e4], []  # member 1: a huge gradient
+    ens = GaussEnsemble(2)
+    before = params(ens)
+    train(ens, data, cfg(steps=1, grad_clip=0.01), optimizer=torch.optim.SGD(ens.parameters(), lr=1.0),
+          callback=lambda s, m: steps.append(params(m)))  # fmt: skip
+    moved = [torch.cat([steps[0][k][i] - before[k][i] for k in before]).norm() for i in range(2)]
+    assert all(0.0099 < v <= 0.01 + 1e-6 for v in moved)  # a global clip would shrink member 0's step ~1e8-fold
+
+
+@pytest.mark.parametrize(
+    "data, kw, message",
+    [
+        (gauss_data(), {"config": cfg(seed=(0, 1))}, "one data set per member"),
+        ([gauss_data(), gauss_data()], {"config": cfg(seed=(0, 1, 2))}, "one seed and one mollifier per data set"),
+        ([gauss_data(), gauss_data()], {"mollifier": [None]}, "one seed and one mollifier per data set"),
+        ([gauss_data(), gauss_data()], {"loss_fn": lambda m, x: m.forward_kld(x).sum()}, r"one loss per member, shape \[2\]"),
+        ([gauss_data(), gauss_data(n=16)], {"config": cfg(epochs=2)}, "equally many batches per epoch"),
+        ([gauss_data(), torch.randn(4, 2)], {}, "batch_size=8 is larger than the data"),
+    ],
+)
+def test_ensemble_bad_arguments_raise_value_errors(data, kw, message):
+    with pytest.raises(ValueError, match=message):
+        train(GaussEnsemble(2), data, kw.pop("config", cfg()), **kw)
+
+
+def test_ensemble_needs_stacked_parameters_and_valid_seeds():
+    with pytest.raises(ValueError, match="stacked along dim 0"):
+        train(GaussEnsemble(2), [gauss_data()] * 3, cfg())
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        cfg(seed=(0, -1))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_interrupted_and_resumed_ensemble_run_is_bitwise_identical(tmp_path):
+    from molli_utils.models import FlowEnsemble
+
+    data = [two_moons(seed=i) for i in range(3)]
+    config = cfg(steps=40, batch_size=32, lr=5e-3, seed=(0, 1, 2), max_nonfinite_in_row=3, eval_every=10)
+    metrics = {"val_nll": lambda m: float(m.nll(torch.stack([d[:64] for d in data])).mean())}
+
+    def run(checkpoint_dir=None, stop=None):
+        # member 1: non-finite at steps 18-20 (frozen at 20 only if its count survives the checkpoint at 20)
+        molli = [Mollifier("gaussian", horizon=40, generator=torch.Generator().manual_seed(7)), nan_at({18, 19, 20}),
+                 Mollifier("gaussian", horizon=40, generator=torch.Generator().manual_seed(8))]  # fmt: skip
+        model = FlowEnsemble([real_nvp(seed=i) for i in range(3)])
+        c = dataclasses.replace(config, checkpoint_dir=checkpoint_dir, checkpoint_every=20 if checkpoint_dir else 0)
+        return model, train(model, data, c, mollifier=molli, metrics=metrics, callback=stop)
+
+    straight, ref = run()
+    with pytest.raises(Stop):
+        run(tmp_path, _stop_at(30))
+    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    assert saved["loop"]["step"] == 20 and saved["loop"]["in_row"] == [0, 2, 0]
+    assert len(saved["rng"]["data"]) == 3 and saved["rng"]["mollifier"][1] is None
+    resumed, res = run(tmp_path)
+    assert res.resumed_from == 20 and ref.diverged_at == res.diverged_at == [None, 20, None]
+    assert ref.member_nonfinite == res.member_nonfinite == [0, 3, 0]
+    assert_same_state(params(straight), params(resumed))
+    assert repr(res.history) == repr(ref.history) and res.evals == ref.evals  # repr: nan == nan
+    assert_same_state(res.best_state, ref.best_state)
