@@ -11,7 +11,7 @@ import sys
 
 import torch
 
-__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec"]
+__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "results_source"]
 
 PROFILES = ("quick", "full")
 
@@ -68,3 +68,20 @@ def colab_install_spec(version: str | None = None) -> str:
     from . import __version__
 
     return f"molli-utils @ git+{REPOSITORY}@v{version or __version__}"
+
+
+def results_source(name: str, folder: str | os.PathLike = "results", version: str | None = None) -> str:
+    """Where a chapter reads the stored results file ``name`` (e.g. ``"uci.csv"``) from.
+
+    ``folder/name`` when it exists (the book's build runs in ``book/``, next to
+    ``book/results``); otherwise, e.g. on Colab where a notebook arrives alone, the
+    same file of this version in the book's repository, as a URL that ``pandas.read_csv``
+    opens directly.
+    """
+    from . import __version__
+
+    local = os.path.join(os.fspath(folder), name)
+    if os.path.exists(local):
+        return local
+    slug = REPOSITORY.removeprefix("https://github.com/")
+    return f"https://raw.githubusercontent.com/{slug}/v{version or __version__}/book/results/{name}"

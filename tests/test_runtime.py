@@ -35,3 +35,12 @@ def test_pick_device_cuda_without_gpu_says_how_to_fix():
 def test_colab_helpers():
     assert on_colab() is False
     assert colab_install_spec("1.2.3").endswith("@v1.2.3")
+
+
+def test_results_source_prefers_the_local_file_then_the_repository(tmp_path):
+    from molli_utils.runtime import REPOSITORY, results_source
+
+    (tmp_path / "uci.csv").write_text("a\n1\n")
+    assert results_source("uci.csv", tmp_path) == str(tmp_path / "uci.csv")
+    url = results_source("uci.csv", tmp_path / "absent", version="9.9.9")
+    assert url == REPOSITORY.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/v9.9.9/book/results/uci.csv"
