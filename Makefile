@@ -17,7 +17,7 @@ ifneq ($(wildcard $(SHARED_DATA)/uci),)
 export MOLLI_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install book test bench check-site clean
+.PHONY: install book test bench check-site clean student
 
 install: $(STAMP)
 
@@ -56,3 +56,7 @@ bench: install
 
 clean:
 	rm -rf _build .pytest_cache
+
+# Student versions of the graded assignments (solutions stripped, outputs removed); see book/instructors.md.
+student: install
+	$(PY) tools/make_student.py book/assignments _build/student

@@ -89,3 +89,34 @@ def test_notebook_starts_with_colab_setup_and_settings(nb_path):
     assert {"remove-output", "hide-input"} <= tags
     settings = "".join(cells[1]["source"])
     assert "get_profile(" in settings and "pick_device(" in settings
+
+
+_DATA_SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".pt", ".pth", ".pkl", ".pickle", ".json", ".parquet", ".h5", ".hdf5", ".txt")
+
+
+def _string_literals(source: str) -> list[str]:
+    """String constants of a code cell; IPython magic and shell lines are blanked out first."""
+    import ast
+
+    lines = ["" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()]
+    tree = ast.parse("\n".join(lines))
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_reads_no_file_outside_the_book(nb_path):
+    """A notebook reads only what the package gives it, its downloads, and book/results/*.csv by a relative path:
+    no absolute path (/work, /home, /tmp...), no home (~/) or parent (../shared) path, no data file in another folder."""
+    _, cells = _code_cells(nb_path)
+    bad = []
+    for cell in cells:
+        for text in _string_literals("".join(cell["source"])):
+            path = text.strip()
+            if "://" in path or "\n" in path or " " in path or not re.search(r"\w", path):
+                continue  # URLs, prose, labels, code and f-string pieces such as "/" are not paths
+            if path.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path) or ".." in re.split(r"[\\/]", path):
+                bad.append(f"{path!r}: absolute, home or parent path")
+            elif (path.lower().endswith(_DATA_SUFFIXES) and re.search(r"[\\/]", path)
+                  and not re.fullmatch(r"(\./)?results/[\w.-]+\.csv", path)):
+                bad.append(f"{path!r}: the only data files in a folder are book/results/*.csv, read as 'results/NAME.csv'")
+    assert not bad, f"{nb_path.name} depends on files outside the book: " + "; ".join(bad)
