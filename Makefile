@@ -53,6 +53,7 @@ check-site: book
 
 bench: install
 	$(PY) -m benchmarks.bench_overhead
+	$(PY) -m benchmarks.bench_toy2d
 
 clean:
 	rm -rf _build .pytest_cache
