@@ -52,8 +52,9 @@ check-site: book
 	$(PY) tools/check_site.py _build/html
 
 bench: install
-	$(PY) -m benchmarks.bench_overhead
+	$(PY) -m benchmarks.bench_overhead --out book/results/overhead.csv
 	$(PY) -m benchmarks.bench_toy2d
+	$(PY) -m benchmarks.bench_uci
 
 clean:
 	rm -rf _build .pytest_cache

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=15, help="timings per measurement (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small nets on 2 cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="also write the medians as one CSV row (e.g. book/results/overhead.csv)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -79,7 +80,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"  mollifier(x, step) alone         {med['mollifier_call_s'] * 1e6:8.1f} us")
     print(f"  overhead = mollifier / step      {100 * med['overhead_ratio']:8.3f} %   (target <= 1 %)")
     print(f"  end-to-end ratio (noisy)         {med['end_to_end_ratio']:8.4f}")
+    if args.out:
+        _write_row(args.out, {**med, "steps": args.steps, "repeats": args.repeats, "threads": args.threads})
     return med
+
+
+def _write_row(path: str, row: dict) -> None:
+    """One CSV row with provenance (commit, date), replacing the file: the report reads it."""
+    import datetime as dt
+    import pathlib
+
+    import pandas as pd
+
+    from molli_utils.experiments import git_commit
+
+    row = {**row, "commit": git_commit(), "date": dt.date.today().isoformat()}
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([row]).to_csv(path, index=False)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

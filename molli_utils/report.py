@@ -32,6 +32,7 @@ REQUIRED_COLUMNS = {
     "uci.csv": ["dataset", "flow", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs",
                 "commit", "date"],
     "uci_curves.csv": ["dataset", "flow", "mode", "seed", "epoch", "val_loglik"],
+    "overhead.csv": ["train_step_s", "mollifier_call_s", "overhead_ratio", "commit", "date"],
 }  # fmt: skip
 
 #: The command that (re)produces each results file.
@@ -39,6 +40,7 @@ PRODUCED_BY = {
     "toy2d.csv": "python -m molli_utils.experiments toy2d",
     "uci.csv": "python -m molli_utils.experiments uci --all",
     "uci_curves.csv": "python -m molli_utils.experiments uci --all",
+    "overhead.csv": "make bench (python -m benchmarks.bench_overhead --out book/results/overhead.csv)",
 }
 
 
