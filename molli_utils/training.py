@@ -226,8 +226,9 @@ class TrainResult:
         if self.diverged_at is None:
             return pd.DataFrame(self.history)
         h = self.history  # an ensemble: one row per (step, member)
-        return pd.DataFrame([{"step": s, "member": i, "loss": h["loss"][j][i], "noise_level": h["noise_level"][j][i],
-                              "skipped": h["skipped"][j][i]} for j, s in enumerate(h["step"]) for i in range(len(h["loss"][j]))])
+        rows = zip(h["step"], h["loss"], h["noise_level"], h["skipped"])
+        return pd.DataFrame([{"step": s, "member": i, "loss": loss[i], "noise_level": noise[i], "skipped": skipped[i]}
+                             for s, loss, noise, skipped in rows for i in range(len(loss))])  # fmt: skip
 
 
 @dataclass
@@ -308,7 +309,7 @@ def _check_data(data: Any, config: TrainConfig) -> None:
 
 
 def _per_member(data: Any, config: TrainConfig, mollifier: Any) -> tuple[list, list, list, Optional[int]]:
-    """``(data sets, seeds, mollifiers, M)``, one entry per member, checked; a single model is one member, M ``None``."""
+    """``(data sets, seeds, mollifiers, M)``, one entry per member, checked (a single model: one member, M None)."""
     ensemble = isinstance(data, (list, tuple)) and len(data) > 0 and all(isinstance(d, torch.Tensor) for d in data)
     if not ensemble:
         if isinstance(config.seed, (tuple, list)) or isinstance(mollifier, (tuple, list)):
@@ -585,7 +586,8 @@ class _Loop:
         if all(update):
             self.optimizer.step()
         elif any(update):
-            _step_except(self.optimizer, self.params, torch.tensor([not u for u in update], device=self.params[0].device))
+            skip = torch.tensor([not u for u in update], device=self.params[0].device)
+            _step_except(self.optimizer, self.params, skip)
         self._count(state, values, finite)
         state.step += 1
 
@@ -598,7 +600,8 @@ class _Loop:
             value = loss.item()  # waits for the step: the gradient check is then ready too
             return [value], [math.isfinite(value) and math.isfinite(grad_check.item())]
         if loss.shape != (self.members,):
-            raise ValueError(f"loss_fn must return one loss per member, shape [{self.members}], got {tuple(loss.shape)}")
+            raise ValueError(f"loss_fn must return one loss per member, shape [{self.members}], "
+                             f"got {tuple(loss.shape)}")  # fmt: skip
         loss.sum().backward()
         grad_check = _member_grad_check(self.params, self.members, self.config.grad_clip).to(loss.device)
         finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_check)

@@ -204,7 +204,7 @@ def test_train_ensemble_is_training_train_and_raises_when_every_member_froze():
     from molli_utils.training import DivergenceError, TrainConfig, train
 
     data, molli = _setup()
-    ens_a, ens_b = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)]), FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
+    ens_a, ens_b = (FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)]) for _ in range(2))
     result = train_ensemble(ens_a, data, steps=12, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[molli(), None])
     direct = train(ens_b, data, TrainConfig(steps=12, batch_size=64, lr=5e-4, seed=(3, 4), progress=False),
                    mollifier=[molli(), None])  # default loss: FlowEnsemble.forward_kld, one NLL per member  # fmt: skip

@@ -438,7 +438,7 @@ def test_ensemble_gradient_clipping_is_per_member():
         (gauss_data(), {"config": cfg(seed=(0, 1))}, "one data set per member"),
         ([gauss_data(), gauss_data()], {"config": cfg(seed=(0, 1, 2))}, "one seed and one mollifier per data set"),
         ([gauss_data(), gauss_data()], {"mollifier": [None]}, "one seed and one mollifier per data set"),
-        ([gauss_data(), gauss_data()], {"loss_fn": lambda m, x: m.forward_kld(x).sum()}, r"one loss per member, shape \[2\]"),
+        ([gauss_data()] * 2, {"loss_fn": lambda m, x: m.forward_kld(x).sum()}, r"one loss per member, shape \[2\]"),
         ([gauss_data(), gauss_data(n=16)], {"config": cfg(epochs=2)}, "equally many batches per epoch"),
         ([gauss_data(), torch.randn(4, 2)], {}, "batch_size=8 is larger than the data"),
     ],
