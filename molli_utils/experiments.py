@@ -2,20 +2,26 @@
 
 Usage::
 
-    python -m molli_utils.experiments toy2d                 # paper settings: 12 runs x 20k steps
+    python -m molli_utils.experiments toy2d                 # paper settings: 18 runs x 20k steps
     python -m molli_utils.experiments toy2d --steps 2000    # shorter
+    python -m molli_utils.experiments toy2d --modes vanilla mollification
     python -m molli_utils.experiments uci --all             # Table 4: 3 data sets x 3 flows x 2 modes x 4 seeds
     python -m molli_utils.experiments uci --dataset redwine --flow maf --mode mollification --seed 1
     python -m molli_utils.experiments --help
 
 ``toy2d`` trains REAL-NVP on the paper's two 2D toys (Sec. 4.1, Appendix D.3.1:
 5 coupling layers, 2 x 64 hidden units, Adam 5e-4, batch 256, 20k steps),
-vanilla and with Gaussian mollification (sigmoid schedule over the whole run),
-for each seed. All runs train together as one vectorised
-:class:`~molli_utils.models.FlowEnsemble` (the same updates as separate runs,
-~6.5 min on one CPU thread). A vanilla run and a mollified run with the same
-seed share their initial parameters and batch order, so their difference is
-the mollification alone. Results go to ``book/results/toy2d.csv``.
+in three modes for each seed: ``vanilla``, ``mollification`` (Gaussian, sigmoid
+schedule over the whole run) and ``constant`` (Gaussian noise of the fixed level
+:data:`~molli_utils.uci_runs.CONSTANT_NOISE` for the whole run: the "constant noise
+does not help" baseline of Sec. 2.2). All runs train together as one vectorised
+:class:`~molli_utils.models.FlowEnsemble` (the same updates as separate runs; 12
+members took ~7 min on one CPU thread). Runs with the same seed share their initial
+parameters and batch order (and the two noised modes their noise generator's seed),
+so their differences are the mollification alone. Every run is scored twice: at the
+last step, and at the step with the lowest mean NLL on a held-out validation set
+(early stopping; :func:`toy2d_validation`, evaluated every ``steps // 20`` steps).
+Results go to ``book/results/toy2d.csv``.
 
 ``uci`` trains the paper's UCI flows (Sec. 4.3, Appendix D.4; see
 :mod:`molli_utils.uci_runs`) and appends one row per run to ``book/results/uci.csv``
@@ -26,22 +32,27 @@ CSV are skipped, so an interrupted table resumes.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as _dt
 import math
 import pathlib
 import subprocess
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
+import numpy as np
 import torch
 
-from .data import load_toy2d
+from .data import get_toy2d, load_toy2d
 from .metrics import mmd2
 from .models import FlowEnsemble, realnvp_2d, train_ensemble
 from .mollifiers import Mollifier
+from .schedules import constant_schedule
+from .uci_runs import CONSTANT_NOISE
 
 TOY2D_DATASETS = ("mixture_of_gaussians", "von_mises")
-MODES = ("vanilla", "mollification")
+MODES = ("vanilla", "mollification")  # the paper's two modes (benchmarks/bench_toy2d.py times these)
+TOY2D_MODES = (*MODES, "constant")  # the toy2d command's modes: the paper's and the constant-noise baseline
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "book" / "results"
 
 
@@ -64,55 +75,150 @@ def _score(member, test: torch.Tensor, n_samples: int, seed: int) -> dict:
     return {"mmd2": value, "nonfinite_samples": int((~finite).sum())}
 
 
+def toy2d_validation(name: str, n_val: int = 10_000, seed: int = 0) -> torch.Tensor:
+    """A validation set ``[n_val, 2]`` of toy ``name``, independent of :func:`~molli_utils.data.load_toy2d`'s.
+
+    ``load_toy2d(name, seed=seed)`` draws train and test from the first two children of
+    ``numpy.random.SeedSequence(seed)``; this draws from the third, so the train and test
+    sets are unchanged and the three sets are independent.
+    """
+    child = np.random.SeedSequence(seed).spawn(3)[2]
+    gen = torch.Generator().manual_seed(int(child.generate_state(1, dtype=np.uint64)[0]))
+    return get_toy2d(name).sample(n_val, gen)
+
+
+def toy2d_mollifier(mode: str, steps: int, seed: int) -> Optional[Mollifier]:
+    """The mollifier of one toy run: ``None`` (vanilla), the sigmoid schedule, or the constant level."""
+    if mode == "vanilla":
+        return None
+    gen = torch.Generator().manual_seed(1000 + seed)
+    if mode == "mollification":
+        return Mollifier("gaussian", horizon=steps, generator=gen)
+    if mode == "constant":
+        return Mollifier("gaussian", horizon=steps, schedule=constant_schedule,
+                         schedule_kwargs={"level": CONSTANT_NOISE}, generator=gen)  # fmt: skip
+    raise ValueError(f"unknown mode {mode!r}; choose from {list(TOY2D_MODES)}")
+
+
+class BestByValidation:
+    """A ``train_ensemble`` callback: every ``every`` steps (and at step ``total``) the mean
+    validation NLL of each member; keeps each member's parameters at its lowest finite value.
+
+    ``val`` is ``[M, n, 2]`` (one validation set per member). After training, ``steps`` and
+    ``nll`` (one list of M floats per evaluation) hold the curve, ``best_step[m]`` the step
+    (``None`` if no value was finite) and ``best_nll[m]`` the value; :meth:`best_ensemble`
+    returns a copy of the ensemble holding every member's best parameters.
+    """
+
+    def __init__(self, ensemble: FlowEnsemble, val: torch.Tensor, every: int, total: int) -> None:
+        self.val, self.every, self.total = val, every, total
+        self.steps: list[int] = []
+        self.nll: list[list[float]] = []
+        self.best_nll = [math.inf] * len(ensemble)
+        self.best_step: list[Optional[int]] = [None] * len(ensemble)
+        self.params = {k: v.detach().clone() for k, v in ensemble.stacked.items()}
+
+    @torch.no_grad()
+    def __call__(self, step: int, ensemble: FlowEnsemble) -> None:
+        if step % self.every and step != self.total:
+            return
+        nll = (-ensemble.log_prob(self.val).double().mean(1)).tolist()
+        self.steps.append(step)
+        self.nll.append(nll)
+        better = [math.isfinite(v) and v < b for v, b in zip(nll, self.best_nll)]
+        if any(better):
+            rows = torch.tensor(better)
+            for k, v in ensemble.stacked.items():
+                self.params[k][rows] = v.detach()[rows]
+            for m in (m for m, b in enumerate(better) if b):
+                self.best_nll[m], self.best_step[m] = nll[m], step
+
+    @torch.no_grad()
+    def best_ensemble(self, ensemble: FlowEnsemble) -> FlowEnsemble:
+        best = copy.deepcopy(ensemble)
+        for k, p in best.stacked.items():
+            p.copy_(self.params[k])
+        return best
+
+
 def run_toy2d(
     *,
     steps: int = 20_000,
     seeds: Sequence[int] = (0, 1, 2),
     datasets: Sequence[str] = TOY2D_DATASETS,
+    modes: Sequence[str] = TOY2D_MODES,
     n_train: int = 10_000,
     n_test: int = 10_000,
+    n_val: int = 10_000,
     n_samples: int = 10_000,
+    n_evals: int = 20,
     batch_size: int = 256,
     lr: float = 5e-4,
     progress: bool = True,
 ):
     """Train every (data set, mode, seed) at once and score it; returns a pandas DataFrame, one row per run.
 
-    Columns: ``dataset, mode, seed, mmd2, test_loglik, nonfinite_steps, diverged_at,
-    nonfinite_samples, iterations``. ``test_loglik`` is the mean test log-likelihood
-    (nats); ``diverged_at`` the step at which a run was stopped after 20 non-finite
-    losses in a row (empty if it never was).
+    Columns: ``dataset, mode, seed, mmd2, nonfinite_samples, test_loglik, nonfinite_steps,
+    diverged_at, iterations`` for the model at the last step, then ``mmd2_best_val,
+    nonfinite_samples_best_val, best_step, val_nll_best, val_nll_final, test_loglik_best_val``
+    for the model at the step with the lowest finite validation NLL (evaluated every
+    ``max(1, steps // n_evals)`` steps and at the end). ``test_loglik`` is the mean test
+    log-likelihood (nats); ``diverged_at`` the step at which a run was stopped after 20
+    non-finite losses in a row (empty if it never was); ``best_step`` is empty (and the
+    best-validation columns nan) if no validation NLL was finite. ``frame.attrs`` holds
+    ``val_steps``, ``val_nll`` (``[evaluations][runs]``), ``noise_level`` and
+    ``log_steps`` (the mollifiers' levels at the loss-log points, ``[points][runs]``) and
+    ``train_seconds``.
     """
     import pandas as pd
 
-    runs = [(d, mode, s) for d in datasets for mode in MODES for s in seeds]
+    unknown = [m for m in modes if m not in TOY2D_MODES]
+    if unknown:
+        raise ValueError(f"unknown mode(s) {unknown}; choose from {list(TOY2D_MODES)}")
+    runs = [(d, mode, s) for d in datasets for mode in modes for s in seeds]
     splits = {d: load_toy2d(d, n_train=n_train, n_test=n_test, seed=0) for d in datasets}
+    val = {d: toy2d_validation(d, n_val=n_val, seed=0) for d in datasets}
     ensemble = FlowEnsemble([realnvp_2d(seed=s) for *_, s in runs])
-    mollifiers = [
-        None if mode == "vanilla" else Mollifier("gaussian", horizon=steps, generator=torch.Generator().manual_seed(1000 + s))
-        for _, mode, s in runs
-    ]
+    mollifiers = [toy2d_mollifier(mode, steps, s) for _, mode, s in runs]
+    tracker = BestByValidation(ensemble, torch.stack([val[d] for d, *_ in runs]), max(1, steps // n_evals), steps)
     result = train_ensemble(
         ensemble, [splits[d][0] for d, *_ in runs], steps=steps, batch_size=batch_size, lr=lr,
-        seeds=[s for *_, s in runs], mollifiers=mollifiers, progress=progress,
+        seeds=[s for *_, s in runs], mollifiers=mollifiers, callback=tracker, progress=progress,
     )
+    best = tracker.best_ensemble(ensemble)
+    test = torch.stack([splits[d][1] for d, *_ in runs])
     with torch.inference_mode():
-        test_ll = ensemble.log_prob(torch.stack([splits[d][1] for d, *_ in runs])).mean(1)
+        test_ll, test_ll_best = ensemble.log_prob(test).mean(1), best.log_prob(test).mean(1)
     rows = []
     for i, ((d, mode, s), member) in enumerate(zip(runs, ensemble.members())):
-        rows.append({"dataset": d, "mode": mode, "seed": s, **_score(member, splits[d][1], n_samples, seed=s),
+        final = _score(member, splits[d][1], n_samples, seed=s)
+        step = tracker.best_step[i]
+        if step is None:
+            at_best = {"mmd2": math.nan, "nonfinite_samples": 0}
+        elif step == steps:  # the best model is the final one: same parameters, same sampling seed
+            at_best = final
+        else:
+            at_best = _score(best.member(i), splits[d][1], n_samples, seed=s)
+        rows.append({"dataset": d, "mode": mode, "seed": s, **final,
                      "test_loglik": float(test_ll[i]), "nonfinite_steps": result.num_nonfinite[i],
-                     "diverged_at": result.diverged_at[i], "iterations": steps})
+                     "diverged_at": result.diverged_at[i], "iterations": steps,
+                     "mmd2_best_val": at_best["mmd2"], "nonfinite_samples_best_val": at_best["nonfinite_samples"],
+                     "best_step": step, "val_nll_best": tracker.best_nll[i] if step is not None else math.nan,
+                     "val_nll_final": tracker.nll[-1][i],
+                     "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan})
     frame = pd.DataFrame(rows)
-    frame.attrs["train_seconds"] = result.elapsed
+    frame["best_step"] = frame["best_step"].astype("Int64")
+    frame.attrs.update(train_seconds=result.elapsed, val_steps=list(tracker.steps), val_nll=tracker.nll,
+                       log_steps=list(result.step), noise_level=result.noise_level.tolist())
     return frame
 
 
 def _toy2d_command(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    frame = run_toy2d(steps=args.steps, seeds=args.seeds, n_train=args.n_train, n_test=args.n_test,
-                      n_samples=args.n_samples, progress=not args.no_progress)
+    frame = run_toy2d(steps=args.steps, seeds=args.seeds, modes=args.modes, n_train=args.n_train,
+                      n_test=args.n_test, n_val=args.n_val, n_samples=args.n_samples, n_evals=args.n_evals,
+                      progress=not args.no_progress)
     frame["commit"] = git_commit()
     frame["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     frame["wall_seconds_all_runs"] = round(time.perf_counter() - start, 1)
@@ -140,11 +246,15 @@ def _uci_command(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m molli_utils.experiments", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    toy = sub.add_parser("toy2d", help="the 2D toys, vanilla vs mollified (paper Sec. 4.1)")
+    toy = sub.add_parser("toy2d", help="the 2D toys, vanilla vs mollified vs constant noise (paper Sec. 4.1)")
     toy.add_argument("--steps", type=int, default=20_000, help="training iterations (paper: 20000)")
     toy.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    toy.add_argument("--modes", nargs="+", choices=TOY2D_MODES, default=list(TOY2D_MODES),
+                     help="training modes (default: vanilla mollification constant)")
     toy.add_argument("--n-train", type=int, default=10_000, help="training points (paper: 10000)")
     toy.add_argument("--n-test", type=int, default=10_000, help="test points (paper: 10000)")
+    toy.add_argument("--n-val", type=int, default=10_000, help="validation points for early stopping")
+    toy.add_argument("--n-evals", type=int, default=20, help="validation evaluations over the run")
     toy.add_argument("--n-samples", type=int, default=10_000, help="model samples for MMD^2 (paper: 10000)")
     toy.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny models)")
     toy.add_argument("--out", type=pathlib.Path, default=RESULTS / "toy2d.csv")

@@ -28,7 +28,8 @@ __all__ = ["REQUIRED_COLUMNS", "PRODUCED_BY", "load_results", "paired_difference
 
 #: The columns the report reads from each results file.
 REQUIRED_COLUMNS = {
-    "toy2d.csv": ["dataset", "mode", "seed", "mmd2", "test_loglik", "iterations", "commit", "date"],
+    "toy2d.csv": ["dataset", "mode", "seed", "mmd2", "test_loglik", "iterations", "mmd2_best_val", "best_step",
+                  "val_nll_best", "test_loglik_best_val", "commit", "date"],
     "uci.csv": ["dataset", "flow", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs",
                 "commit", "date"],
     "uci_curves.csv": ["dataset", "flow", "mode", "seed", "epoch", "val_loglik"],
