@@ -1,0 +1,213 @@
+"""Image VAEs (pythae) with the Table 5 nets, and the mollified trainer: schedule, eval, resume."""
+
+import math
+
+import pytest
+import torch
+from pythae.data.datasets import BaseDataset
+from pythae.trainers import BaseTrainerConfig
+from pythae.trainers.training_callbacks import TrainingCallback
+
+from molli_utils import vae as V
+from molli_utils.mollifiers import Mollifier, blur, gaussian
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = dict(latent_dim=8, width=1 / 32)
+
+
+def _data(n=8, seed=0, size=32):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _dataset(x):
+    return BaseDataset(x, torch.zeros(len(x)))
+
+
+def _config(tmp_path, epochs=1, batch=4):
+    return BaseTrainerConfig(output_dir=str(tmp_path / "out"), num_epochs=epochs, per_device_train_batch_size=batch,
+                             per_device_eval_batch_size=batch, no_cuda=True, learning_rate=1e-3, seed=3)  # fmt: skip
+
+
+class RecordingMollifier(Mollifier):
+    """A Gaussian mollifier that records the step of every call."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.calls = []
+
+    def __call__(self, x, step):
+        self.calls.append(step)
+        return super().__call__(x, step)
+
+
+@pytest.mark.parametrize("kind", V.VAE_KINDS)
+def test_every_kind_builds_runs_and_trains_one_step(tmp_path, kind):
+    torch.manual_seed(0)
+    model = V.make_vae(kind, **TINY)
+    x = _data()
+    out = model({"data": x})
+    assert math.isfinite(out.loss.item()) and out.recon_x.shape == x.shape
+    assert 0.0 <= out.recon_x.min().item() and out.recon_x.max().item() <= 1.0
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = V.MollifiedTrainer(model, _dataset(x), None, _config(tmp_path, batch=8),
+                                 mollifier=Mollifier("gaussian", horizon=10))  # fmt: skip
+    trainer.prepare_training()
+    loss = trainer.train_step(epoch=1)
+    assert math.isfinite(loss) and trainer.step == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_paper_settings_reach_pythae_configs():
+    cfg = {k: V.make_vae(k, **TINY).model_config for k in V.VAE_KINDS}
+    assert cfg["beta_vae"].beta == 0.1 and cfg["iwae"].number_samples == 5
+    assert (cfg["vae_iaf"].n_made_blocks, cfg["vae_iaf"].n_hidden_in_made, cfg["vae_iaf"].hidden_size) == (2, 3, 128)
+    assert (cfg["hvae"].n_lf, cfg["hvae"].eps_lf, cfg["hvae"].learn_eps_lf) == (1, 1e-3, True)
+    assert all(c.latent_dim == 8 and c.input_dim == (3, 32, 32) and c.reconstruction_loss == "mse" for c in cfg.values())
+    assert V.make_vae("beta_vae", **TINY, beta=1.0).model_config.beta == 1.0
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_width_one_matches_pythae_benchmark_nets(size):
+    """At width 1 the nets have the layer shapes of pythae's CIFAR/CelebA benchmark nets (Table 5)."""
+    from pythae.models import VAEConfig
+    from pythae.models.nn.benchmarks import celeba, cifar
+
+    cfg = VAEConfig(input_dim=(3, size, size), latent_dim=256)
+    mod = cifar if size == 32 else celeba
+    suffix = "CIFAR" if size == 32 else "CELEBA"
+    pairs = [(V.ConvEncoder(cfg.input_dim, 256), getattr(mod, f"Encoder_Conv_VAE_{suffix}")(cfg)),
+             (V.ConvDecoder(cfg.input_dim, 256), getattr(mod, f"Decoder_Conv_AE_{suffix}")(cfg))]  # fmt: skip
+    for mine, theirs in pairs:
+        assert sorted(p.shape for p in mine.parameters()) == sorted(p.shape for p in theirs.parameters())
+    z = torch.randn(2, 256)
+    assert pairs[1][0](z).reconstruction.shape == (2, 3, size, size)
+
+
+def test_width_scales_channels():
+    enc = V.ConvEncoder((3, 32, 32), 16, width=1 / 16)
+    assert [blk[0].out_channels for blk in enc.layers] == [8, 16, 32, 64]
+
+
+@pytest.mark.parametrize("bad", [dict(kind="nvae"), dict(kind="vae", input_dim=(3, 28, 28)),
+                                 dict(kind="vae", width=0), dict(kind="vae", latent_dim=0)])  # fmt: skip
+def test_bad_arguments(bad):
+    with pytest.raises(ValueError):
+        V.make_vae(**bad)
+
+
+def test_unknown_kind_lists_choices():
+    with pytest.raises(ValueError, match="beta_vae.*iwae.*vae_iaf.*hvae"):
+        V.make_vae("nvae")
+
+
+def test_mollify_images_spaces():
+    x = _data(2)
+    moll = Mollifier("gaussian", horizon=10, generator=torch.Generator().manual_seed(0))
+    s = moll.noise_level(4)
+    eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    sym = V.mollify_images(x, moll, 4, "symmetric")
+    assert torch.allclose(sym, (math.sqrt(1 - s) * (2 * x - 1) + math.sqrt(s) * eps + 1) / 2, atol=1e-6)
+    moll.generator.manual_seed(0)
+    assert torch.allclose(V.mollify_images(x, moll, 4, "input"), gaussian(x, s, torch.Generator().manual_seed(0)))
+    assert torch.equal(V.mollify_images(x, moll, 10, "symmetric"), x)  # after the horizon: clean
+    b = Mollifier("blur", horizon=10)
+    assert torch.allclose(V.mollify_images(x, b, 2, "symmetric"), blur(x, b.blur_time(2, 32)))
+    with pytest.raises(ValueError, match="symmetric"):
+        V.mollify_images(x, moll, 0, "zero-one")
+
+
+def test_horizon_is_first_half_of_training():
+    assert V.mollification_horizon(200, 50000, 128) == 100 * 391  # CIFAR-10: 100 of 200 epochs
+    assert V.mollification_horizon(2, 8, 4, fraction=1.0) == 4
+    with pytest.raises(ValueError):
+        V.mollification_horizon(2, 8, 4, fraction=0.0)
+
+
+def test_trainer_rejects_bad_mollifier_and_space(tmp_path):
+    x = _data()
+    with pytest.raises(ValueError, match="Mollifier"):
+        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path), mollifier="gaussian")
+    with pytest.raises(ValueError, match="symmetric"):
+        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path),
+                           mollifier=Mollifier(), space="pixels")  # fmt: skip
+
+
+def test_steps_follow_schedule_and_eval_is_clean(tmp_path):
+    """Steps 0, 1, 2, ... across epochs; eval, predict and the sanity check see clean data."""
+    torch.manual_seed(0)
+    train_x, eval_x = _data(8, seed=0), _data(4, seed=1)
+    model = V.make_vae("vae", **TINY)
+    seen = []  # (training?, data) of every forward call
+    forward = model.forward
+
+    def recording_forward(inputs, **kwargs):
+        seen.append((model.training, inputs["data"].clone()))
+        return forward(inputs, **kwargs)
+
+    model.forward = recording_forward
+    moll = RecordingMollifier("gaussian", horizon=100, generator=torch.Generator().manual_seed(0))
+    trainer = V.MollifiedTrainer(model, _dataset(train_x), _dataset(eval_x), _config(tmp_path, epochs=3), mollifier=moll)
+    assert moll.calls == [] and trainer.step == 0  # the constructor's sanity check is not mollified
+    trainer.train()
+    assert moll.calls == [0, 1, 2, 3, 4, 5] and trainer.step == 6  # 3 epochs x 2 batches
+
+    def is_clean(batch, clean):
+        return all(any(torch.equal(row, c) for c in clean) for row in batch)
+
+    train_calls = [d for training, d in seen[1:] if training]
+    eval_calls = [d for training, d in seen[1:] if not training]
+    assert len(train_calls) == 6 and len(eval_calls) == 3  # eval: 3 epochs x 1 batch
+    assert all(is_clean(d, eval_x) for d in eval_calls)
+    assert not any(is_clean(d, train_x) for d in train_calls)  # noise level > 0 throughout the horizon
+    trainer.predict(trainer.model)
+    assert moll.calls == [0, 1, 2, 3, 4, 5] and is_clean(seen[-1][1], eval_x)
+    trainer.model.train()  # a model in train mode outside train_step: still not mollified
+    batch = {"data": train_x}
+    assert trainer._set_inputs_to_device(batch)["data"] is train_x and trainer.step == 6
+
+
+class StopAt(TrainingCallback):
+    """Simulates an interruption at the start of epoch ``epoch``."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_begin(self, training_config, **kwargs):
+        if kwargs["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _run(tmp_path, name, resume_dir, callbacks=None, init_seed=0, epochs=4):
+    torch.manual_seed(init_seed)
+    model = V.make_vae("vae", **TINY)
+    moll = Mollifier("gaussian", horizon=5, generator=torch.Generator().manual_seed(7))
+    trainer = V.MollifiedTrainer(model, _dataset(_data(8)), _dataset(_data(4, seed=1)), _config(tmp_path / name, epochs),
+                                 callbacks=callbacks, mollifier=moll, resume_dir=resume_dir)  # fmt: skip
+    trainer.train()
+    return trainer
+
+
+def test_resume_equals_uninterrupted_and_pythae_loop(tmp_path):
+    plain = _run(tmp_path, "plain", None)  # pythae's own BaseTrainer.train loop
+    whole = _run(tmp_path, "whole", tmp_path / "whole-resume")
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "cut", tmp_path / "cut-resume", callbacks=[StopAt(3)])
+    saved = torch.load(tmp_path / "cut-resume" / V.RESUME_NAME, weights_only=False)
+    assert saved["epoch"] == 2 and saved["step"] == 4
+    resumed = _run(tmp_path, "cut", tmp_path / "cut-resume", init_seed=123)  # different init: all state is loaded
+    assert resumed.step == whole.step == plain.step == 8
+    for a, b, c in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(),
+                       plain.model.state_dict().values()):  # fmt: skip
+        assert torch.equal(a, b) and torch.equal(a, c)
+    for a, b in zip(whole._best_model.parameters(), resumed._best_model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_resume_refuses_another_model(tmp_path):
+    _run(tmp_path, "a", tmp_path / "r", epochs=1)
+    torch.manual_seed(0)
+    trainer = V.MollifiedTrainer(V.make_vae("iwae", **TINY), _dataset(_data(8)), None, _config(tmp_path / "b", 2),
+                                 mollifier=Mollifier("gaussian", horizon=5), resume_dir=tmp_path / "r")  # fmt: skip
+    with pytest.raises(ValueError, match="delete"):
+        trainer.train()
