@@ -1,0 +1,223 @@
+r"""Fréchet Inception Distance computed in memory (paper Sec. 4.2, Table 3; Heusel et al., 2017).
+
+.. math:: \mathrm{FID} = \lVert \mu_1 - \mu_2 \rVert^2
+          + \operatorname{tr}\big(\Sigma_1 + \Sigma_2 - 2 (\Sigma_1 \Sigma_2)^{1/2}\big),
+
+with :math:`(\mu, \Sigma)` the mean and covariance of the pool-3 features of
+Inception-v3 over a set of images. The distance itself is pytorch-fid's
+``calculate_frechet_distance``; this module only feeds it: images (float tensors
+``[N, 3, H, W]`` with values in ``[0, 1]``) go through the feature extractor batch
+by batch, and the statistics are accumulated as running sums in float64, so
+neither the images nor the features of a whole set need to be written to disk or
+held in memory at once.
+
+A *feature extractor* is any callable mapping a batch ``[B, 3, H, W]`` in
+``[0, 1]`` to features ``[B, D]`` (or ``[B, D, 1, 1]``). :func:`inception_extractor`
+builds pytorch-fid's Inception-v3 (the real FID); tests and CPU benchmarks inject
+small ones -- numbers computed with those are **not** FID.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import warnings
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Union
+
+import numpy as np
+import torch
+
+from .data.images import SAMPLE_PATCHES, ImageData, load_images, sample_patches
+
+__all__ = [
+    "FeatureExtractor",
+    "INCEPTION_NAME",
+    "INCEPTION_WEIGHTS",
+    "activation_statistics",
+    "frechet_distance",
+    "fid",
+    "fid_cache_root",
+    "reference_statistics",
+    "inception_extractor",
+    "InceptionFeatures",
+]
+
+FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
+Images = Union[torch.Tensor, ImageData, Iterable[torch.Tensor]]
+#: Name under which statistics of the real Inception extractor are cached.
+INCEPTION_NAME = "pytorch-fid-inception-v3-pool3-2048"
+#: File name of pytorch-fid's Inception weights in the torch hub checkpoints folder.
+INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def _batches(images: Images, batch_size: int) -> Iterable[torch.Tensor]:
+    """Batches of at most ``batch_size`` images from a tensor, an :class:`ImageData` or an iterable of batches."""
+    if isinstance(images, ImageData):
+        images = images.images
+    if isinstance(images, torch.Tensor):
+        if images.ndim != 4:
+            raise ValueError(f"images must have shape [N, C, H, W], got {tuple(images.shape)}")
+        for start in range(0, images.shape[0], batch_size):
+            yield images[start : start + batch_size]
+        return
+    for batch in images:
+        for start in range(0, batch.shape[0], batch_size):
+            yield batch[start : start + batch_size]
+
+
+def _check_batch(batch: torch.Tensor) -> None:
+    if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or not batch.is_floating_point():
+        raise ValueError(f"each batch must be a float tensor [B, C, H, W] in [0, 1], got {getattr(batch, 'shape', type(batch))}")
+    lo, hi = float(batch.min()), float(batch.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise ValueError(f"images must lie in [0, 1] (pytorch-fid's convention), got values in [{lo:.3g}, {hi:.3g}]; "
+                         "map [-1, 1] data with (x + 1) / 2 or clamp")  # fmt: skip
+
+
+@torch.no_grad()
+def activation_statistics(
+    images: Images,
+    feature_extractor: FeatureExtractor,
+    batch_size: int = 50,
+    device: Union[str, torch.device] = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Mean and covariance (``ddof=1``, as ``np.cov``) of the features of ``images``, streamed.
+
+    With features :math:`f_i` and the shift :math:`k` = the mean of the first batch,
+    :math:`\mu = k + \tfrac1n \sum_i (f_i - k)` and
+    :math:`\Sigma = \tfrac{1}{n-1}\big(\sum_i (f_i - k)(f_i - k)^\top - n (\mu - k)(\mu - k)^\top\big)`,
+    accumulated in float64 (the shift avoids cancellation). Memory: one batch of
+    images and features plus a ``D x D`` matrix.
+    """
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    n, shift, total, outer = 0, None, None, None
+    for batch in _batches(images, batch_size):
+        _check_batch(batch)
+        feats = feature_extractor(batch.to(device))
+        feats = feats.reshape(feats.shape[0], -1).to(device="cpu", dtype=torch.float64)
+        if shift is None:
+            shift = feats.mean(0)
+            total = torch.zeros_like(shift)
+            outer = torch.zeros(shift.shape[0], shift.shape[0], dtype=torch.float64)
+        centred = feats - shift
+        total += centred.sum(0)
+        outer += centred.T @ centred
+        n += feats.shape[0]
+    if n < 2:
+        raise ValueError(f"FID statistics need at least 2 images, got {n}")
+    mean_c = total / n
+    sigma = (outer - n * torch.outer(mean_c, mean_c)) / (n - 1)
+    return (shift + mean_c).numpy(), sigma.numpy()
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance of two Gaussians: pytorch-fid's ``calculate_frechet_distance`` (see module docstring)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    if np.shape(mu1) != np.shape(mu2) or np.shape(sigma1) != np.shape(sigma2):
+        raise ValueError(f"statistics of different feature sizes: mu {np.shape(mu1)} vs {np.shape(mu2)}, "
+                         f"sigma {np.shape(sigma1)} vs {np.shape(sigma2)}; use the same feature extractor for both")  # fmt: skip
+    with warnings.catch_warnings():  # pytorch-fid 0.3.0 passes scipy's deprecated sqrtm(disp=False)
+        warnings.filterwarnings("ignore", message="The `disp` argument is deprecated", category=DeprecationWarning)
+        return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+
+
+def fid(
+    generated: Images,
+    reference_stats: tuple[np.ndarray, np.ndarray],
+    feature_extractor: FeatureExtractor,
+    batch_size: int = 50,
+    device: Union[str, torch.device] = "cpu",
+) -> float:
+    """FID of ``generated`` images (``[0, 1]``) against precomputed ``(mu, sigma)`` of the reference set.
+
+    Only FID when ``feature_extractor`` is :func:`inception_extractor` (and the
+    reference statistics were computed with it).
+    """
+    mu, sigma = activation_statistics(generated, feature_extractor, batch_size, device)
+    return frechet_distance(mu, sigma, *reference_stats)
+
+
+def fid_cache_root(cache_dir: Union[str, Path, None] = None) -> Path:
+    """``cache_dir``, else ``$MOLLI_DATA/fid``, else ``$XDG_CACHE_HOME/molli_utils/fid`` (default ``~/.cache/...``)."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("MOLLI_DATA"):
+        return Path(os.environ["MOLLI_DATA"]).expanduser() / "fid"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "molli_utils" / "fid"
+
+
+def reference_statistics(
+    data: Union[ImageData, str],
+    feature_extractor: FeatureExtractor,
+    extractor_name: Optional[str] = None,
+    *,
+    cache_dir: Union[str, Path, None] = None,
+    batch_size: int = 50,
+    device: Union[str, torch.device] = "cpu",
+    **load_kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(mu, sigma)`` of a reference data set, computed once and cached as ``.npz``.
+
+    ``data`` is an :class:`~molli_utils.data.images.ImageData` or a data set name
+    (``"cifar10"``, ``"celeba"``: :func:`~molli_utils.data.images.load_images` with
+    ``load_kwargs``; ``"sklearn-sample-patches"``: :func:`~molli_utils.data.images.sample_patches`).
+    The cache file is ``CACHE/<name>-<split>-<size>-n<N>__<extractor name>.npz`` in
+    :func:`fid_cache_root`; ``extractor_name`` defaults to ``feature_extractor.name``.
+    """
+    name = extractor_name or getattr(feature_extractor, "name", None)
+    if not name:
+        raise ValueError("give extractor_name (or a feature extractor with a .name): it keys the cache file, "
+                         "so statistics of different extractors never mix")  # fmt: skip
+    if isinstance(data, str):
+        data = sample_patches(**load_kwargs) if data == SAMPLE_PATCHES else load_images(data, **load_kwargs)
+    path = fid_cache_root(cache_dir) / f"{data.key}-n{len(data)}__{name}.npz"
+    if path.exists():
+        with np.load(path) as cached:
+            return cached["mu"], cached["sigma"]
+    mu, sigma = activation_statistics(data, feature_extractor, batch_size, device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part.npz")
+    np.savez(tmp, mu=mu, sigma=sigma, n=len(data), data_name=data.name, source_note=data.source_note, extractor=name)
+    os.replace(tmp, path)
+    return mu, sigma
+
+
+class InceptionFeatures(torch.nn.Module):
+    """pytorch-fid's ``InceptionV3`` (pool-3 block) returning features ``[B, 2048]``.
+
+    pytorch-fid resizes inputs to 299 x 299 (bilinear) and maps ``[0, 1]`` to ``[-1, 1]`` itself.
+    """
+
+    name = INCEPTION_NAME
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)[0].flatten(1)
+
+
+def inception_extractor(device: Union[str, torch.device] = "cpu") -> InceptionFeatures:
+    """The FID feature extractor: pytorch-fid's Inception-v3 with its FID weights, in eval mode on ``device``.
+
+    The weights (``pt_inception-2015-12-05-6726825d.pth``, 91 MB) are downloaded by
+    pytorch-fid into the torch hub checkpoints folder on first use; offline and
+    without that file this raises a ``RuntimeError`` saying so.
+    """
+    from pytorch_fid.inception import InceptionV3
+
+    try:
+        model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+    except (urllib.error.URLError, OSError) as err:
+        folder = Path(torch.hub.get_dir()) / "checkpoints"
+        raise RuntimeError(
+            f"FID needs pytorch-fid's Inception weights, which could not be loaded ({type(err).__name__}: {err}). "
+            f"Fix: run on a machine with network access (e.g. Colab) once, or place {INCEPTION_WEIGHTS} "
+            f"in the torch hub checkpoints folder {folder}."
+        ) from err
+    return InceptionFeatures(model).eval().to(device)
