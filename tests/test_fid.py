@@ -47,6 +47,7 @@ def test_streaming_statistics_equal_numpy():
     assert np.allclose(F.activation_statistics(data, ext)[1], sigma_it, atol=1e-10)
 
 
+@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
 def test_fid_is_pytorch_fid_distance_and_batch_size_free():
     gen, ref, ext = _images(seed=1), _images(seed=2), LinearFeatures()
     f_gen, f_ref = ext(gen).numpy(), ext(ref).numpy()
