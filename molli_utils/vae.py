@@ -241,6 +241,13 @@ class MollifiedTrainer(BaseTrainer):
         self.resume_dir = None if resume_dir is None else Path(resume_dir)
         self._in_train_step = False
         super().__init__(model, train_dataset, eval_dataset, training_config, callbacks)
+        gen = mollifier.generator
+        if gen is not None and gen.device.type != torch.device(self.device).type:
+            raise ValueError(
+                f"the mollifier's generator is on {gen.device} but pythae trains on {self.device}; pass "
+                f"Mollifier(..., generator=torch.Generator(device={str(self.device)!r}).manual_seed(seed)) "
+                "or set training_config.no_cuda=True"
+            )
 
     def _set_inputs_to_device(self, inputs):
         inputs = super()._set_inputs_to_device(inputs)
