@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .data.images import SAMPLE_PATCHES, ImageData, load_images, sample_patches
+from .runtime import data_root
 
 __all__ = [
     "FeatureExtractor",
@@ -142,12 +143,7 @@ def fid(
 
 def fid_cache_root(cache_dir: Union[str, Path, None] = None) -> Path:
     """``cache_dir``, else ``$MOLLI_DATA/fid``, else ``$XDG_CACHE_HOME/molli_utils/fid`` (default ``~/.cache/...``)."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("MOLLI_DATA"):
-        return Path(os.environ["MOLLI_DATA"]).expanduser() / "fid"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "molli_utils" / "fid"
+    return data_root("fid", cache_dir)
 
 
 def reference_statistics(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import torch
 
-__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "results_source"]
+__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "results_source", "data_root"]
 
 PROFILES = ("quick", "full")
 
@@ -85,3 +86,14 @@ def results_source(name: str, folder: str | os.PathLike = "results", version: st
         return local
     slug = REPOSITORY.removeprefix("https://github.com/")
     return f"https://raw.githubusercontent.com/{slug}/v{version or __version__}/book/results/{name}"
+
+
+def data_root(kind: str, root: str | os.PathLike | None = None) -> Path:
+    """Folder for data of ``kind`` (``"uci"``, ``"images"``, ``"fid"``): ``root`` if given,
+    else ``$MOLLI_DATA/kind``, else ``$XDG_CACHE_HOME/molli_utils/kind`` (default ``~/.cache/...``)."""
+    if root is not None:
+        return Path(root).expanduser()
+    if os.environ.get("MOLLI_DATA"):
+        return Path(os.environ["MOLLI_DATA"]).expanduser() / kind
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "molli_utils" / kind

@@ -23,7 +23,6 @@ The torchvision files live in ``ROOT`` = the ``root`` argument, else
 
 from __future__ import annotations
 
-import os
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from typing import Optional, Union
 
 import numpy as np
 import torch
+
+from ..runtime import data_root
 
 __all__ = ["IMAGE_NAMES", "SAMPLE_PATCHES", "ImageData", "images_root", "load_images", "sample_patches"]
 
@@ -68,12 +69,7 @@ class ImageData:
 
 def images_root(root: Union[str, Path, None] = None) -> Path:
     """``root``, else ``$MOLLI_DATA/images``, else ``$XDG_CACHE_HOME/molli_utils/images`` (default ``~/.cache/...``)."""
-    if root is not None:
-        return Path(root).expanduser()
-    if os.environ.get("MOLLI_DATA"):
-        return Path(os.environ["MOLLI_DATA"]).expanduser() / "images"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "molli_utils" / "images"
+    return data_root("images", root)
 
 
 def _transform(name: str, image_size: int):

@@ -39,6 +39,8 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
+from ..runtime import data_root
+
 __all__ = ["UCI_NAMES", "UCIData", "UCISource", "SOURCES", "load_uci", "uci_root", "rebuild_uci", "split_standardise"]
 
 _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
@@ -135,12 +137,7 @@ class UCIData:
 
 def uci_root(root: Union[str, Path, None] = None) -> Path:
     """``root``, else ``$MOLLI_DATA/uci``, else ``$XDG_CACHE_HOME/molli_utils/uci`` (default ``~/.cache/...``)."""
-    if root is not None:
-        return Path(root).expanduser()
-    if os.environ.get("MOLLI_DATA"):
-        return Path(os.environ["MOLLI_DATA"]).expanduser() / "uci"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "molli_utils" / "uci"
+    return data_root("uci", root)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
