@@ -52,7 +52,9 @@ from .uci_runs import CONSTANT_NOISE
 
 TOY2D_DATASETS = ("mixture_of_gaussians", "von_mises")
 MODES = ("vanilla", "mollification")  # the paper's two modes (benchmarks/bench_toy2d.py times these)
-TOY2D_MODES = (*MODES, "constant")  # the toy2d command's modes: the paper's and the constant-noise baseline
+# the toy2d command's modes: the paper's two, the constant-noise baseline, and "half": the sigmoid
+# schedule over the first half of the run, then clean data (the paper's recipe for images)
+TOY2D_MODES = (*MODES, "constant", "half")
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "book" / "results"
 
 
@@ -88,12 +90,14 @@ def toy2d_validation(name: str, n_val: int = 10_000, seed: int = 0) -> torch.Ten
 
 
 def toy2d_mollifier(mode: str, steps: int, seed: int) -> Optional[Mollifier]:
-    """The mollifier of one toy run: ``None`` (vanilla), the sigmoid schedule, or the constant level."""
+    """The mollifier of one toy run: ``None`` (vanilla), the sigmoid schedule over the run or its first half, or the constant level."""
     if mode == "vanilla":
         return None
     gen = torch.Generator().manual_seed(1000 + seed)
     if mode == "mollification":
         return Mollifier("gaussian", horizon=steps, generator=gen)
+    if mode == "half":
+        return Mollifier("gaussian", horizon=max(1, steps // 2), generator=gen)
     if mode == "constant":
         return Mollifier("gaussian", horizon=steps, schedule=constant_schedule,
                          schedule_kwargs={"level": CONSTANT_NOISE}, generator=gen)  # fmt: skip
@@ -223,10 +227,18 @@ def _toy2d_command(args: argparse.Namespace) -> None:
     frame["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     frame["wall_seconds_all_runs"] = round(time.perf_counter() - start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    train_seconds = frame.attrs["train_seconds"]
+    if args.append and args.out.exists():  # keep the stored runs of other (dataset, mode, seed)s
+        import pandas as pd
+
+        old = pd.read_csv(args.out)
+        key = ["dataset", "mode", "seed"]
+        keep = old.merge(frame[key], on=key, how="left", indicator=True)["_merge"].eq("left_only").to_numpy()
+        frame = pd.concat([old[keep], frame], ignore_index=True)
     frame.to_csv(args.out, index=False)
     print(frame.to_string(index=False))
     print(f"wrote {args.out} ({len(frame)} runs, {frame['wall_seconds_all_runs'].iloc[0]:.0f} s, "
-          f"training {frame.attrs['train_seconds']:.0f} s)")
+          f"training {train_seconds:.0f} s)")
 
 
 def _uci_command(args: argparse.Namespace) -> None:
@@ -259,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     toy.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny models)")
     toy.add_argument("--out", type=pathlib.Path, default=RESULTS / "toy2d.csv")
     toy.add_argument("--no-progress", action="store_true")
+    toy.add_argument("--append", action="store_true",
+                     help="add (or replace) these runs in --out instead of rewriting it (members train independently)")
     toy.set_defaults(func=_toy2d_command)
     uci = sub.add_parser("uci", help="UCI density estimation with MAF / REAL-NVP / GLOW (paper Table 4)")
     uci.add_argument("--all", action="store_true", help="the paper's grid on the offline data sets, seeds 1-4")

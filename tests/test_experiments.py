@@ -127,3 +127,23 @@ def test_command_writes_csv_with_required_columns(tmp_path):
     main(["toy2d", "--steps", "5", "--seeds", "0", "--modes", "constant", "--n-train", "600", "--n-test", "300",
           "--n-val", "300", "--n-samples", "300", "--out", str(out), "--no-progress"])  # fmt: skip
     assert set(pd.read_csv(out)["mode"]) == {"constant"}
+
+
+def test_append_keeps_other_runs_and_half_mode_mollifies_the_first_half(tmp_path):
+    import pandas as pd
+
+    from molli_utils.experiments import main, toy2d_mollifier
+
+    half = toy2d_mollifier("half", 100, 0)
+    assert half.noise_level(0) == 1.0 and half.noise_level(49) > 0 and half.noise_level(50) == 0.0
+    out = tmp_path / "toy.csv"
+    small = ["--steps", "20", "--seeds", "0", "--n-train", "200", "--n-test", "200", "--n-val", "200",
+             "--n-samples", "200", "--no-progress", "--out", str(out)]
+    main(["toy2d", "--modes", "vanilla", "half", *small])
+    first = pd.read_csv(out)
+    main(["toy2d", "--modes", "half", "--append", *small])
+    both = pd.read_csv(out)
+    assert len(both) == len(first) == 4
+    key = ["dataset", "mode", "seed"]
+    merged = first.merge(both, on=key)
+    assert (merged.mmd2_x == merged.mmd2_y).all()  # an appended member trains as it would with the others
