@@ -137,7 +137,7 @@ def test_append_keeps_other_runs_and_half_mode_mollifies_the_first_half(tmp_path
     half = toy2d_mollifier("half", 100, 0)
     assert half.noise_level(0) == 1.0 and half.noise_level(49) > 0 and half.noise_level(50) == 0.0
     out = tmp_path / "toy.csv"
-    small = ["--steps", "20", "--seeds", "0", "--n-train", "200", "--n-test", "200", "--n-val", "200",
+    small = ["--steps", "20", "--seeds", "0", "--n-train", "300", "--n-test", "200", "--n-val", "200",
              "--n-samples", "200", "--no-progress", "--out", str(out)]
     main(["toy2d", "--modes", "vanilla", "half", *small])
     first = pd.read_csv(out)
