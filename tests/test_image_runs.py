@@ -1,0 +1,68 @@
+"""One image-VAE run: stand-in features, mollifier per mode, training record, results file (full profile only)."""
+
+import csv
+import math
+
+import pytest
+import torch
+
+from molli_utils import image_runs as R
+from molli_utils.data.images import ImageData
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _data(n=16, size=32):
+    x = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+    return ImageData("random-test-images", "all", x, "uniform noise for tests")
+
+
+def test_random_features_are_fixed_by_the_seed_and_named_as_a_stand_in():
+    x = _data(4).images
+    a, b, c = R.random_features_extractor(0), R.random_features_extractor(0), R.random_features_extractor(1)
+    assert a(x).shape == (4, 64)
+    assert torch.equal(a(x), b(x)) and not torch.equal(a(x), c(x))
+    assert "fd-random-features" in a.name and "fid" not in a.name.replace("fd-", "")
+    with pytest.raises(ValueError):
+        R.RandomFeatures(dim=3)
+
+
+def test_make_mollifier_maps_the_three_modes():
+    assert R.make_mollifier("vanilla", 10).kind == "none"
+    g = R.make_mollifier("gaussian", 10, seed=2)
+    assert g.kind == "gaussian" and g.horizon == 10 and g.generator is not None
+    assert R.make_mollifier("blur", 10).kind == "blur"
+    with pytest.raises(ValueError, match="unknown mode"):
+        R.make_mollifier("noise", 10)
+
+
+def test_train_image_vae_records_losses_time_and_snapshots():
+    data = _data(16)
+    calls = []
+    run = R.train_image_vae("vae", "gaussian", data, epochs=2, batch_size=8, latent_dim=4, width=1 / 32, seed=3,
+                            snapshot_epochs=[2], snapshot=lambda m: calls.append(m.training) or 1.5)  # fmt: skip
+    assert run.steps == 4 and run.horizon == 2
+    assert len(run.losses) == 2 and all(math.isfinite(v) for v in run.losses)
+    assert run.train_seconds > 0 and run.epochs_run == 2 and run.seconds_per_step == run.train_seconds / 4
+    assert list(run.snapshots) == [2] and run.snapshots[2]["score"] == 1.5
+    assert run.snapshots[2]["images"].shape == (16, 3, 32, 32)
+    samples = R.sample_images(run.model, 5, seed=0)
+    assert samples.shape == (5, 3, 32, 32) and 0 <= samples.min() and samples.max() <= 1
+    assert torch.equal(samples, R.sample_images(run.model, 5, seed=0))
+
+
+def test_results_file_takes_full_profile_rows_only(tmp_path):
+    data = _data(8)
+    run = R.ImageRunResult("vae", "blur", None, epochs=2, steps=4, horizon=2, train_seconds=2.0, epochs_run=2)
+    row = R.result_row(run, data, seed=1, score_name=R.SCORE_FID, score=12.345678, width=1.0, profile="full", commit="abc")
+    assert list(row) == list(R.RESULTS_COLUMNS) and row["seconds_per_step"] == 0.5
+    path = tmp_path / "images.csv"
+    R.append_result(path, row)
+    R.append_result(path, row)
+    rows = list(csv.DictReader(open(path)))
+    assert len(rows) == 2 and rows[0]["model"] == "vae" and rows[0]["score_name"] == "FID"
+    with pytest.raises(ValueError, match="full-profile"):
+        R.append_result(path, {**row, "profile": "quick"})
+    assert math.isnan(R.ImageRunResult("vae", "blur", None, epochs=2, steps=4, horizon=2).seconds_per_step)
+    with pytest.raises(ValueError, match="score_name"):
+        R.result_row(run, data, seed=1, score_name="fid", score=1.0, width=1.0, profile="full")
