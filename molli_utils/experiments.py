@@ -228,7 +228,7 @@ def _toy2d_command(args: argparse.Namespace) -> None:
     frame["date"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
     frame["wall_seconds_all_runs"] = round(time.perf_counter() - start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    train_seconds = frame.attrs["train_seconds"]
+    train_seconds, wall = frame.attrs["train_seconds"], frame["wall_seconds_all_runs"].iloc[0]
     if args.append and args.out.exists():  # keep the stored runs of other (dataset, mode, seed)s
         import pandas as pd
 
@@ -238,7 +238,7 @@ def _toy2d_command(args: argparse.Namespace) -> None:
         frame = pd.concat([old[keep], frame], ignore_index=True)
     frame.to_csv(args.out, index=False)
     print(frame.to_string(index=False))
-    print(f"wrote {args.out} ({len(frame)} runs, {frame['wall_seconds_all_runs'].iloc[0]:.0f} s, "
+    print(f"wrote {args.out} ({len(frame)} runs, {wall:.0f} s, "
           f"training {train_seconds:.0f} s)")
 
 
