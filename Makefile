@@ -34,7 +34,11 @@ $(MATHJAX):
 	npm install --silent --no-audit --no-fund --prefix _build/mathjax-npm mathjax@3
 	rm -rf _extra/_static/mathjax && cp -r _build/mathjax-npm/node_modules/mathjax/es5 _extra/_static/mathjax
 
+# The execution cache keys on the notebooks' code only, not on MOLLI_PROFILE: start it afresh
+# when the profile changes, so a full build never reuses quick-profile outputs (or vice versa).
 book: install $(MATHJAX)
+	@if [ "$$(cat _build/.profile 2>/dev/null)" != "$(PROFILE)" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi
+	@mkdir -p _build && echo "$(PROFILE)" > _build/.profile
 	MOLLI_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 	@echo "Book written to _build/html/index.html"
 
