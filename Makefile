@@ -59,6 +59,7 @@ bench: install
 	$(PY) -m benchmarks.bench_overhead --out book/results/overhead.csv
 	$(PY) -m benchmarks.bench_toy2d
 	$(PY) -m benchmarks.bench_uci
+	$(PY) -m benchmarks.bench_fid
 
 clean:
 	rm -rf _build .pytest_cache

@@ -11,7 +11,7 @@ With Inception (~0.5 s per image on a CPU) the network dominates both routes.
 8 bits so that both routes see identical pixels; reference statistics (the 520 grid
 patches) are precomputed for both (pytorch-fid reads them from an .npz).
 
-Run:  python -m benchmarks.bench_fid [--n 500] [--repeats 5]   (not part of make bench)
+Run:  make bench   (or: python -m benchmarks.bench_fid [--n 500] [--repeats 5])
 """
 
 from __future__ import annotations
