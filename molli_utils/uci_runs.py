@@ -117,10 +117,9 @@ def run_uci(
     data = load_uci(run.dataset, root)
     train_x, val_x, test_x = (torch.from_numpy(a) for a in (data.train, data.val, data.test))
     config = TrainConfig(batch_size=run.batch_size, lr=run.lr, epochs=run.epochs, seed=run.seed, drop_last=False,
-                         log_every=None, progress=progress, desc=f"{run.dataset}/{run.flow}/{run.mode}/{run.seed}",
+                         log_every=math.ceil(len(train_x) / run.batch_size),  # one loss point per epoch
+                         progress=progress, desc=f"{run.dataset}/{run.flow}/{run.mode}/{run.seed}",
                          checkpoint_dir=checkpoint_dir, device=device)  # fmt: skip
-    per_epoch = config.steps_per_epoch(len(train_x))
-    config = _with(config, log_every=per_epoch)
     model = tabular_flow(run.flow, data.dim, hidden=run.hidden, layers=run.layers, seed=run.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     eval_time = [0.0]
@@ -159,11 +158,6 @@ def run_uci(
     curve = [{"dataset": run.dataset, "flow": run.flow, "mode": run.mode, "seed": run.seed, "epoch": e["epoch"],
               "train_loss": losses.get(e["step"], math.nan), "val_loglik": -e["val_nll"]} for e in result.evals]  # fmt: skip
     return row, curve
-
-
-def _with(config: TrainConfig, **changes) -> TrainConfig:
-    fields = {k: getattr(config, k) for k in config.__dataclass_fields__}
-    return TrainConfig(**{**fields, **changes})
 
 
 def _best_model(model: torch.nn.Module, state: Optional[dict]) -> Optional[torch.nn.Module]:
