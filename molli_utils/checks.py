@@ -22,7 +22,7 @@ Usage in a notebook::
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch

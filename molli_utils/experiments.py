@@ -36,7 +36,6 @@ import copy
 import datetime as _dt
 import math
 import pathlib
-import subprocess
 import time
 from typing import Optional, Sequence
 
@@ -47,6 +46,7 @@ from .data import get_toy2d, load_toy2d
 from .metrics import mmd2
 from .models import FlowEnsemble, realnvp_2d, train_ensemble
 from .mollifiers import Mollifier
+from .runtime import git_commit
 from .schedules import constant_schedule
 from .uci_runs import CONSTANT_NOISE
 
@@ -57,15 +57,6 @@ TOY2D_MODES = (*MODES, "constant")  # the toy2d command's modes: the paper's and
 # (the paper's recipe for images)
 TOY2D_ALL_MODES = (*TOY2D_MODES, "half")
 RESULTS = pathlib.Path(__file__).resolve().parents[1] / "book" / "results"
-
-
-def git_commit(root: pathlib.Path = RESULTS.parents[1]) -> str:
-    """The current commit of the checkout (short hash), or ``unknown`` outside git."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _score(member, test: torch.Tensor, n_samples: int, seed: int) -> dict:

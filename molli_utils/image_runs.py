@@ -19,11 +19,9 @@ Command line (full profile, a GPU)::
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import logging
 import math
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,6 +33,7 @@ from torch import nn
 
 from .data.images import ImageData
 from .mollifiers import Mollifier
+from .runtime import append_csv_rows, git_commit
 from .vae import MollifiedTrainer, make_vae, mollification_horizon
 
 __all__ = [
@@ -273,15 +272,6 @@ def train_image_vae(
     return result
 
 
-def git_commit(root: Union[str, Path] = _REPO) -> str:
-    """The current commit of the checkout (short hash), or ``unknown`` outside git."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def result_row(run: ImageRunResult, data: ImageData, *, seed: int, score_name: str, score: float, width: float,
                profile: str, commit: Optional[str] = None) -> dict[str, Any]:  # fmt: skip
     """One row of ``images.csv`` (columns :data:`RESULTS_COLUMNS`) for a finished run."""
@@ -304,15 +294,7 @@ def append_result(path: Union[str, Path], row: dict[str, Any]) -> Path:
     missing = [c for c in RESULTS_COLUMNS if c not in row]
     if missing:
         raise ValueError(f"row lacks the columns {missing}")
-    path = Path(path)
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(RESULTS_COLUMNS), extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-    return path
+    return append_csv_rows(path, [row], list(RESULTS_COLUMNS))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -6,13 +6,16 @@ then environment variables) and returns a value for the caller to pass on.
 
 from __future__ import annotations
 
+import csv
 import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import torch
 
-__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "results_source", "data_root"]
+__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "results_source", "data_root", "git_commit", "append_csv_rows"]
 
 PROFILES = ("quick", "full")
 
@@ -97,3 +100,26 @@ def data_root(kind: str, root: str | os.PathLike | None = None) -> Path:
         return Path(os.environ["MOLLI_DATA"]).expanduser() / kind
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "molli_utils" / kind
+
+
+def git_commit(root: str | os.PathLike | None = None) -> str:
+    """The current commit of the checkout (short hash) holding ``root`` (default: this package), or ``unknown``."""
+    root = Path(__file__).resolve().parents[1] if root is None else root
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def append_csv_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> Path:
+    """Append ``rows`` (dicts; keys outside ``columns`` are ignored) to the CSV ``path``, writing the header if new."""
+    path = Path(path)
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+    return path

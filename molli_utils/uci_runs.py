@@ -33,13 +33,14 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 
 from .data.uci import load_uci
 from .flows import FLOWS, tabular_flow
 from .mollifiers import Mollifier
+from .runtime import append_csv_rows
 from .schedules import constant_schedule
 from .training import DivergenceError, TrainConfig, train
 
@@ -186,16 +187,6 @@ def _done_keys(csv_path: Path) -> set[tuple]:
         return {(r["dataset"], r["flow"], r["mode"], int(r["seed"]), int(r["epochs"])) for r in csv.DictReader(f)}
 
 
-def _append(path: Path, rows: Iterable[dict], columns: list[str]) -> None:
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
-
 def _worker(run: UCIRun, root, commit: str) -> tuple[dict, list[dict]]:
     torch.set_num_threads(1)
     return run_uci(run, root=root, commit=commit)
@@ -223,9 +214,9 @@ def run_many(
         futures = {pool.submit(_worker, r, root, commit): r for r in todo}
         for i, fut in enumerate(cf.as_completed(futures), 1):
             row, curve = fut.result()
-            _append(out, [row], COLUMNS)
+            append_csv_rows(out, [row], COLUMNS)
             if curves is not None and curve:
-                _append(Path(curves), curve, CURVE_COLUMNS)
+                append_csv_rows(curves, curve, CURVE_COLUMNS)
             rows.append(row)
             log(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {row['dataset']}/{row['flow']}/{row['mode']}"
                 f"/seed {row['seed']}: test LL {row['test_loglik']:.3f} (best-val epoch {row['best_epoch']}: "
