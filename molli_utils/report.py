@@ -12,6 +12,9 @@ same initialisation and batch order, so the difference is the mollification alon
 * ``not reproduced``: ours favours the other side;
 * ``reproduced``: same side as the paper and at least half the paper's effect;
 * ``reproduced with a smaller effect``: same side, less than half the paper's effect.
+
+Claims that something does *not* help (the paper's Sec. 2.2: "a small constant amount of
+noise does not provide any particular benefits") get :func:`no_benefit_verdict`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pandas as pd
 
 from .runtime import results_source
 
-__all__ = ["REQUIRED_COLUMNS", "PRODUCED_BY", "load_results", "paired_differences", "verdict"]
+__all__ = ["REQUIRED_COLUMNS", "PRODUCED_BY", "load_results", "paired_differences", "verdict", "no_benefit_verdict"]
 
 #: The columns the report reads from each results file.
 REQUIRED_COLUMNS = {
@@ -90,3 +93,22 @@ def verdict(diffs: Sequence[float], paper_diff: float, *, higher_is_better: bool
     if ours * paper <= 0:
         return "not reproduced"
     return "reproduced" if abs(ours) >= 0.5 * abs(paper) else "reproduced with a smaller effect"
+
+
+def no_benefit_verdict(diffs: Sequence[float], *, higher_is_better: bool = True) -> str:
+    """A verdict for a claim that ``treated`` brings *no benefit* over ``control``.
+
+    ``diffs`` are per-seed paired differences ``treated - control``. The claim is
+    ``reproduced`` when the mean difference is within seed noise (``|mean| < sd``) or
+    favours the control, and ``not reproduced`` when the treatment is better by more than
+    the seed noise; ``not yet run here`` / ``one seed only`` as in :func:`verdict`.
+    """
+    d = np.asarray([x for x in diffs if math.isfinite(x)], dtype=float)
+    if d.size == 0:
+        return "not yet run here"
+    if d.size == 1:
+        return "one seed only"
+    sign = 1.0 if higher_is_better else -1.0
+    if abs(d.mean()) < d.std(ddof=1) or sign * d.mean() < 0:
+        return "reproduced"
+    return "not reproduced"

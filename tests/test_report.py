@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from molli_utils.report import REQUIRED_COLUMNS, load_results, paired_differences, verdict
+from molli_utils.report import REQUIRED_COLUMNS, load_results, no_benefit_verdict, paired_differences, verdict
 
 
 def test_missing_column_fails_loudly_with_the_fix(tmp_path):
@@ -46,3 +46,16 @@ def test_paired_differences_pair_by_seed():
 ])  # fmt: skip
 def test_verdict_rules(diffs, paper, higher, expected):
     assert verdict(diffs, paper, higher_is_better=higher) == expected
+
+
+@pytest.mark.parametrize("diffs,higher,expected", [
+    ([], True, "not yet run here"),
+    ([0.4], True, "one seed only"),
+    ([0.5, -0.6, 0.2], True, "reproduced"),          # within seed noise: no benefit
+    ([-1.0, -1.5, -0.8], True, "reproduced"),        # the treatment hurts: no benefit either
+    ([1.0, 1.5, 0.8], True, "not reproduced"),       # clearly better: the claim fails
+    ([-0.02, -0.03, -0.025], False, "not reproduced"),  # MMD^2 lower with the treatment
+    ([0.02, 0.03, 0.025], False, "reproduced"),
+])  # fmt: skip
+def test_no_benefit_verdict_rules(diffs, higher, expected):
+    assert no_benefit_verdict(diffs, higher_is_better=higher) == expected
