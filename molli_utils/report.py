@@ -42,7 +42,7 @@ REQUIRED_COLUMNS = {
 #: The command that (re)produces each results file.
 PRODUCED_BY = {
     "toy2d.csv": "python -m molli_utils.experiments toy2d",
-    "uci.csv": "python -m molli_utils.experiments uci --all",
+    "uci.csv": "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
     "uci_curves.csv": "python -m molli_utils.experiments uci --all",
     "overhead.csv": "make bench (python -m benchmarks.bench_overhead --out book/results/overhead.csv)",
 }
