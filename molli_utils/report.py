@@ -43,7 +43,7 @@ REQUIRED_COLUMNS = {
 PRODUCED_BY = {
     "toy2d.csv": "python -m molli_utils.experiments toy2d",
     "uci.csv": "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
-    "uci_curves.csv": "python -m molli_utils.experiments uci --all",
+    "uci_curves.csv": "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
     "overhead.csv": "make bench (python -m benchmarks.bench_overhead --out book/results/overhead.csv)",
 }
 
