@@ -60,6 +60,7 @@ bench: install
 	$(PY) -m benchmarks.bench_toy2d
 	$(PY) -m benchmarks.bench_uci
 	$(PY) -m benchmarks.bench_fid
+	$(PY) -m benchmarks.bench_vae_flops
 
 clean:
 	rm -rf _build .pytest_cache

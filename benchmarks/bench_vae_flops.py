@@ -1,0 +1,82 @@
+"""How long a full paper-size image VAE run needs on a GPU, from counted FLOPs (a planning bound).
+
+For each VAE of ``molli_utils.vae.make_vae`` at full width (the paper's Table 5 conv nets,
+latent 256), ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs of one training
+step (forward and backward) on a small batch, scaled linearly to the paper's batch of 128.
+Multiplied by the steps of a full run (paper: 200 epochs of the 50,000 CIFAR-10 training
+images) and divided by a GPU's throughput, this gives the *least* time a run can take
+(``--utilisation 1``) and a more realistic figure at a fraction of the peak. It is not a
+measurement on a GPU: a measured step time replaces it where a GPU is at hand.
+
+Also printed: the measured CPU time of one such step on this machine.
+
+Run:  make bench      (or: python -m benchmarks.bench_vae_flops --help)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+
+import torch
+from pythae.data.datasets import DatasetOutput
+from torch.utils.flop_counter import FlopCounterMode
+
+from molli_utils.vae import VAE_KINDS, make_vae
+
+
+def step_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:
+    """FLOPs of one forward + backward pass of a pythae model on ``batch``."""
+    with FlopCounterMode(display=False) as counter:
+        model(DatasetOutput(data=batch)).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def step_seconds(model: torch.nn.Module, batch: torch.Tensor, repeats: int) -> float:
+    """Median wall time of ``repeats`` forward + backward passes (after one warm-up pass)."""
+    times = []
+    for rep in range(repeats + 1):
+        t0 = time.perf_counter()
+        model(DatasetOutput(data=batch)).loss.backward()
+        model.zero_grad(set_to_none=True)
+        if rep:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--count-batch", type=int, default=8, help="batch the FLOPs are counted on (scaled to --batch)")
+    parser.add_argument("--batch", type=int, default=128, help="paper: 128")
+    parser.add_argument("--epochs", type=int, default=200, help="paper: 200 (CIFAR-10)")
+    parser.add_argument("--train-size", type=int, default=50_000, help="CIFAR-10 training images")
+    parser.add_argument("--tflops", type=float, default=8.1, help="GPU peak, TFLOPS (T4 fp32: 8.1; T4 fp16: 65)")
+    parser.add_argument("--utilisation", type=float, default=0.4, help="fraction of the peak for the realistic figure")
+    parser.add_argument("--repeats", type=int, default=3, help="CPU steps timed per model (median)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    steps = args.epochs * math.ceil(args.train_size / args.batch)
+    x = torch.rand(args.count_batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    print(f"Full-width VAEs on 3x32x32, batch {args.batch}, {args.epochs} epochs = {steps:,} steps; "
+          f"GPU at {args.tflops} TFLOPS peak")  # fmt: skip
+    print(f"  {'model':9s} {'GFLOP/step':>11s} {'CPU s/step':>11s} {'h at peak':>10s} "
+          f"{'h at ' + format(args.utilisation, '.0%'):>10s}")  # fmt: skip
+    hours = {}
+    for kind in VAE_KINDS:
+        torch.manual_seed(0)
+        model = make_vae(kind, (3, 32, 32)).train()
+        flops = step_flops(model, x) * args.batch / args.count_batch
+        cpu = step_seconds(model, x, args.repeats)
+        peak_h = flops * steps / (args.tflops * 1e12) / 3600
+        hours[kind] = peak_h / args.utilisation
+        print(f"  {kind:9s} {flops / 1e9:11.0f} {cpu:11.2f} {peak_h:10.1f} {hours[kind]:10.1f}"
+              f"   (CPU step on a batch of {args.count_batch}, {args.threads} thread(s))")  # fmt: skip
+    return hours
+
+
+if __name__ == "__main__":
+    main()
