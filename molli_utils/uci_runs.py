@@ -31,7 +31,7 @@ import math
 import multiprocessing as mp
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -118,9 +118,9 @@ def run_uci(
     data = load_uci(run.dataset, root)
     train_x, val_x, test_x = (torch.from_numpy(a) for a in (data.train, data.val, data.test))
     config = TrainConfig(batch_size=run.batch_size, lr=run.lr, epochs=run.epochs, seed=run.seed, drop_last=False,
-                         log_every=math.ceil(len(train_x) / run.batch_size),  # one loss point per epoch
-                         progress=progress, desc=f"{run.dataset}/{run.flow}/{run.mode}/{run.seed}",
+                         log_every=None, progress=progress, desc=f"{run.dataset}/{run.flow}/{run.mode}/{run.seed}",
                          checkpoint_dir=checkpoint_dir, device=device)  # fmt: skip
+    config = replace(config, log_every=config.steps_per_epoch(len(train_x)))  # one loss point per epoch
     model = tabular_flow(run.flow, data.dim, hidden=run.hidden, layers=run.layers, seed=run.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.lr, weight_decay=run.weight_decay)
     eval_time = [0.0]
