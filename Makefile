@@ -61,6 +61,7 @@ bench: install
 	$(PY) -m benchmarks.bench_uci
 	$(PY) -m benchmarks.bench_fid
 	$(PY) -m benchmarks.bench_vae_flops
+	$(PY) -m benchmarks.bench_vae_steps
 
 clean:
 	rm -rf _build .pytest_cache

@@ -34,7 +34,7 @@ from torch import nn
 from .data.images import ImageData
 from .mollifiers import Mollifier
 from .runtime import append_csv_rows, git_commit
-from .vae import MollifiedTrainer, make_vae, mollification_horizon
+from .vae import PRECISIONS, MollifiedTrainer, make_vae, mollification_horizon, resolve_precision
 
 __all__ = [
     "MODES",
@@ -62,7 +62,7 @@ SCORE_FID = "FID"
 SCORE_STANDIN = "FD-random-features"
 #: Columns of ``book/results/images.csv``.
 RESULTS_COLUMNS = ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "steps", "width",
-                   "profile", "seconds_per_step", "commit", "date")  # fmt: skip
+                   "profile", "precision", "skipped_steps", "seconds_per_step", "device", "commit", "date")  # fmt: skip
 _REPO = Path(__file__).resolve().parents[1]
 
 
@@ -143,7 +143,11 @@ def sample_images(model, n: int = 64, seed: int = 0, batch_size: int = 500, z: O
 
 @dataclass
 class ImageRunResult:
-    """What :func:`train_image_vae` returns. ``snapshots[epoch] = {"images": ..., "score": ...}``."""
+    """What :func:`train_image_vae` returns. ``snapshots[epoch] = {"images": ..., "score": ...}``.
+
+    ``epoch_seconds``: the training time of each epoch run in this session (the first one
+    includes warm-up: memory allocation, cuDNN's algorithm search).
+    """
 
     kind: str
     mode: str
@@ -151,8 +155,12 @@ class ImageRunResult:
     epochs: int
     steps: int
     horizon: int
+    precision: str = "fp32"
+    device: str = "cpu"
+    skipped_steps: int = 0
     losses: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)
     epochs_run: int = 0
     snapshots: dict[int, dict[str, Any]] = field(default_factory=dict)
 
@@ -164,6 +172,11 @@ class ImageRunResult:
         """
         steps = self.epochs_run * math.ceil(self.steps / max(1, self.epochs))
         return self.train_seconds / steps if steps else math.nan
+
+
+def _device_name(device: torch.device) -> str:
+    """``"cpu"`` or the GPU's name (e.g. ``"cuda: Tesla T4"``), for the results file."""
+    return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
 def _recorder(result: ImageRunResult, snapshot_epochs: set[int], snapshot: Optional[Callable], z: torch.Tensor, bar):
@@ -180,7 +193,9 @@ def _recorder(result: ImageRunResult, snapshot_epochs: set[int], snapshot: Optio
             self.start = time.perf_counter()
 
         def on_epoch_end(self, training_config, **kwargs):
-            result.train_seconds += time.perf_counter() - self.start
+            seconds = time.perf_counter() - self.start
+            result.train_seconds += seconds
+            result.epoch_seconds.append(seconds)
             result.epochs_run += 1
             if self.epoch in snapshot_epochs:
                 images = sample_images(kwargs["model"], z=z)
@@ -213,6 +228,7 @@ def train_image_vae(
     snapshot_epochs: Sequence[int] = (),
     snapshot: Optional[Callable[[Any], float]] = None,
     progress: bool = False,
+    precision: str = "auto",
 ) -> ImageRunResult:
     """Train one (model, mode) of Table 1 on ``data`` with pythae and :class:`~molli_utils.vae.MollifiedTrainer`.
 
@@ -224,7 +240,9 @@ def train_image_vae(
     latents and ``snapshot(model)`` (e.g. a score); that time is not counted in
     ``train_seconds``. ``resume_dir`` makes the run resumable after an interruption
     (the snapshots and losses of the epochs before the interruption are then not
-    recorded again). ``progress`` shows one tqdm bar over epochs.
+    recorded again). ``progress`` shows one tqdm bar over epochs. ``precision``
+    (:func:`~molli_utils.vae.resolve_precision`): ``"auto"`` trains in mixed precision on
+    a GPU (bfloat16 where native, else float16 with loss scaling) and in float32 on a CPU.
     """
     from pythae.data.datasets import BaseDataset
     from pythae.trainers import BaseTrainerConfig
@@ -236,7 +254,8 @@ def train_image_vae(
     model = make_vae(kind, data.shape, latent_dim, width)
     steps_per_epoch = math.ceil(len(data) / batch_size)
     horizon = mollification_horizon(epochs, len(data), batch_size, fraction)
-    result = ImageRunResult(kind, mode, model, epochs, epochs * steps_per_epoch, horizon)
+    result = ImageRunResult(kind, mode, model, epochs, epochs * steps_per_epoch, horizon,
+                            precision=resolve_precision(precision, device), device=_device_name(device))  # fmt: skip
     tmp = None
     if output_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="molli-images-")
@@ -253,7 +272,8 @@ def train_image_vae(
     try:
         trainer = MollifiedTrainer(model, BaseDataset(data.images, torch.zeros(len(data))), None, config,
                                    callbacks=[_recorder(result, set(snapshot_epochs), snapshot, z, bar)],
-                                   mollifier=make_mollifier(mode, horizon, seed, device), resume_dir=resume_dir)  # fmt: skip
+                                   mollifier=make_mollifier(mode, horizon, seed, device), resume_dir=resume_dir,
+                                   precision=result.precision)  # fmt: skip
         setup = trainer._setup_callbacks  # pythae adds its per-epoch progress bars and console printer there
 
         def setup_without_console_output():
@@ -264,6 +284,7 @@ def train_image_vae(
         trainer._setup_callbacks = setup_without_console_output
         trainer.train()
         result.model = trainer.model
+        result.skipped_steps = trainer.skipped_steps
     finally:
         if bar is not None:
             bar.close()
@@ -279,7 +300,8 @@ def result_row(run: ImageRunResult, data: ImageData, *, seed: int, score_name: s
         raise ValueError(f"score_name must be {SCORE_FID!r} or {SCORE_STANDIN!r}, got {score_name!r}")
     return {"dataset": data.name, "model": run.kind, "mollifier": run.mode, "seed": seed, "score_name": score_name,
             "score": round(float(score), 4), "epochs": run.epochs, "steps": run.steps, "width": width,
-            "profile": profile, "seconds_per_step": round(run.seconds_per_step, 6),
+            "profile": profile, "precision": run.precision, "skipped_steps": run.skipped_steps,
+            "seconds_per_step": round(run.seconds_per_step, 6), "device": run.device,
             "commit": git_commit() if commit is None else commit, "date": dt.date.today().isoformat()}  # fmt: skip
 
 
@@ -311,6 +333,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: the paper's (200 CIFAR-10, 100 CelebA)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--samples", type=int, default=50_000, help="generated images for FID (paper: 50,000)")
+    p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
+                   help="auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU")
     p.add_argument("--checkpoints", default="checkpoints/images", help="resume folder (one subfolder per run)")
     p.add_argument("--out", default=str(_REPO / "book" / "results" / "images.csv"))
     args = p.parse_args(argv)
@@ -322,11 +346,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     for kind in args.models:
         for mode in args.modes:
             run = train_image_vae(kind, mode, data, epochs=epochs, seed=args.seed, device=device, progress=True,
+                                  precision=args.precision,
                                   resume_dir=Path(args.checkpoints) / f"{data.name}-{kind}-{mode}-seed{args.seed}")  # fmt: skip
             score = fid(sample_images(run.model, args.samples, seed=args.seed), ref, extractor, device=device)
             append_result(args.out, result_row(run, data, seed=args.seed, score_name=SCORE_FID, score=score, width=1.0,
                                                profile="full"))  # fmt: skip
-            print(f"{data.name}/{kind}/{mode}: FID {score:.2f}, {run.seconds_per_step * 1e3:.1f} ms/step")
+            print(f"{data.name}/{kind}/{mode}: FID {score:.2f}, {run.seconds_per_step * 1e3:.1f} ms/step ({run.precision})")
 
 
 if __name__ == "__main__":  # pragma: no cover

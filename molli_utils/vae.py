@@ -9,7 +9,8 @@
   learned) through pythae's own config classes.
 * :class:`MollifiedTrainer`: pythae's ``BaseTrainer`` with the paper's one line
   ``x = mollifier(x, step)`` applied to every *training* batch (never to evaluation
-  or prediction batches), and optional resume from the end of any epoch.
+  or prediction batches), optional resume from the end of any epoch, and mixed
+  precision on a GPU (:func:`resolve_precision`).
 
 Data range. Images are in ``[0, 1]`` and the decoders end in a sigmoid. The
 Gaussian mollifier ``sqrt(1 - s) x + sqrt(s) eps`` (paper Eq. 2) assumes data of
@@ -54,6 +55,8 @@ __all__ = [
     "mollification_horizon",
     "MollifiedTrainer",
     "RESUME_NAME",
+    "PRECISIONS",
+    "resolve_precision",
 ]
 
 #: VAE variants of the paper's Table 3, as :func:`make_vae` names them.
@@ -64,6 +67,9 @@ PAPER_CHANNELS = (128, 256, 512, 1024)
 SPACES = ("symmetric", "input")
 #: File in ``resume_dir`` holding the state of the last finished epoch.
 RESUME_NAME = "resume.pt"
+#: Arithmetic of the training step (see :func:`resolve_precision`).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16}
 _SIZES = (32, 64)
 
 
@@ -202,6 +208,28 @@ def mollification_horizon(num_epochs: int, n_train: int, batch_size: int, fracti
     return max(1, int(fraction * num_epochs * math.ceil(n_train / batch_size)))
 
 
+def resolve_precision(precision: str, device: Union[str, torch.device]) -> str:
+    """The arithmetic of a training step on ``device``: ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+
+    ``"auto"`` picks mixed precision where it is safe and pays: on a CUDA GPU that computes
+    bfloat16 natively (Ampere and later: A100, L4, H100) ``"bf16"``, which needs no loss
+    scaling; on older GPUs (Colab's T4, V100) ``"fp16"``, always with a gradient scaler;
+    on a CPU or MPS ``"fp32"`` (autocast there is slower or lossy for these nets). Under
+    autocast, matrix products and convolutions run in the low precision while the loss
+    reductions (``mse_loss``, ``logsumexp``, sums) stay in float32; mollification and
+    sampling are outside autocast. An explicit ``"fp32"``, ``"bf16"`` or ``"fp16"`` is
+    returned as it is (on a CPU the low precisions work too, for tests and benchmarks).
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)} "
+                         "('auto' = mixed precision on a GPU, float32 elsewhere)")  # fmt: skip
+    if precision != "auto":
+        return precision
+    if torch.device(device).type != "cuda":
+        return "fp32"
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+
+
 class MollifiedTrainer(BaseTrainer):
     """pythae ``BaseTrainer`` that mollifies every training batch: ``x = mollifier(x, step)``.
 
@@ -232,6 +260,7 @@ class MollifiedTrainer(BaseTrainer):
         mollifier: Mollifier,
         space: str = "symmetric",
         resume_dir: Union[str, Path, None] = None,
+        precision: str = "fp32",
     ):
         if not isinstance(mollifier, Mollifier):
             raise ValueError(f"mollifier must be a molli_utils.mollifiers.Mollifier (kind='none' for vanilla training), got {type(mollifier).__name__}")
@@ -240,7 +269,17 @@ class MollifiedTrainer(BaseTrainer):
         self.mollifier, self.space, self.step = mollifier, space, 0
         self.resume_dir = None if resume_dir is None else Path(resume_dir)
         self._in_train_step = False
+        if training_config is not None and training_config.amp:
+            raise ValueError("training_config.amp=True is pythae's float16 autocast without loss scaling; "
+                             "leave it False and pass precision='auto' (or 'fp16'/'bf16') to MollifiedTrainer")  # fmt: skip
+        resolve_precision(precision, "cpu")  # a clear error before pythae builds anything
         super().__init__(model, train_dataset, eval_dataset, training_config, callbacks)
+        self.precision = resolve_precision(precision, self.device)
+        device_type = torch.device(self.device).type
+        self.scaler = torch.amp.GradScaler(device_type) if self.precision == "fp16" else None
+        self.skipped_steps = 0
+        if self.precision != "fp32":
+            self.amp_context = torch.autocast(device_type, dtype=_AUTOCAST_DTYPE[self.precision])
         gen = mollifier.generator
         if gen is not None and gen.device.type != torch.device(self.device).type:
             raise ValueError(
@@ -258,6 +297,17 @@ class MollifiedTrainer(BaseTrainer):
         out = type(inputs)(**inputs)
         out["data"] = mollify_images(inputs["data"], self.mollifier, step, self.space)
         return out
+
+    def _optimizers_step(self, model_output=None):
+        """pythae's step (zero_grad, backward, step); with ``"fp16"``, through the gradient scaler."""
+        if self.scaler is None:
+            return super()._optimizers_step(model_output)
+        self.optimizer.zero_grad()
+        self.scaler.scale(model_output.loss).backward()
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.skipped_steps += int(self.scaler.get_scale() < scale)  # the scale shrinks only after a skipped step
 
     def train_step(self, epoch: int):
         self._in_train_step = True
@@ -282,6 +332,8 @@ class MollifiedTrainer(BaseTrainer):
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "best": best, "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(), "mollifier_rng": None if gen is None else gen.get_state(),
+            "precision": self.precision, "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "skipped_steps": self.skipped_steps,
         }  # fmt: skip
 
     def _save_state(self, state: dict[str, Any]) -> None:
@@ -306,6 +358,9 @@ class MollifiedTrainer(BaseTrainer):
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.skipped_steps = state.get("skipped_steps", 0)
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])

@@ -44,6 +44,8 @@ def test_train_image_vae_records_losses_time_and_snapshots():
     assert run.steps == 4 and run.horizon == 2
     assert len(run.losses) == 2 and all(math.isfinite(v) for v in run.losses)
     assert run.train_seconds > 0 and run.epochs_run == 2 and run.seconds_per_step == run.train_seconds / 4
+    assert len(run.epoch_seconds) == 2 and math.isclose(sum(run.epoch_seconds), run.train_seconds)
+    assert run.precision == "fp32" and run.device == "cpu" and run.skipped_steps == 0  # "auto" on a CPU
     assert list(run.snapshots) == [2] and run.snapshots[2]["score"] == 1.5
     assert run.snapshots[2]["images"].shape == (16, 3, 32, 32)
     samples = R.sample_images(run.model, 5, seed=0)
@@ -56,6 +58,7 @@ def test_results_file_takes_full_profile_rows_only(tmp_path):
     run = R.ImageRunResult("vae", "blur", None, epochs=2, steps=4, horizon=2, train_seconds=2.0, epochs_run=2)
     row = R.result_row(run, data, seed=1, score_name=R.SCORE_FID, score=12.345678, width=1.0, profile="full", commit="abc")
     assert list(row) == list(R.RESULTS_COLUMNS) and row["seconds_per_step"] == 0.5
+    assert (row["precision"], row["skipped_steps"], row["device"]) == ("fp32", 0, "cpu")
     path = tmp_path / "images.csv"
     R.append_result(path, row)
     R.append_result(path, row)
@@ -66,3 +69,11 @@ def test_results_file_takes_full_profile_rows_only(tmp_path):
     assert math.isnan(R.ImageRunResult("vae", "blur", None, epochs=2, steps=4, horizon=2).seconds_per_step)
     with pytest.raises(ValueError, match="score_name"):
         R.result_row(run, data, seed=1, score_name="fid", score=1.0, width=1.0, profile="full")
+
+
+def test_train_image_vae_in_fp16_records_precision_and_skipped_steps():
+    run = R.train_image_vae("vae", "blur", _data(16), epochs=3, batch_size=8, latent_dim=4, width=1 / 32, seed=3,
+                            precision="fp16")  # fmt: skip
+    assert run.precision == "fp16" and 1 <= run.skipped_steps <= run.steps
+    with pytest.raises(ValueError, match="unknown precision"):
+        R.train_image_vae("vae", "blur", _data(16), epochs=1, batch_size=8, width=1 / 32, precision="half")

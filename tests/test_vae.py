@@ -178,12 +178,12 @@ class StopAt(TrainingCallback):
             raise KeyboardInterrupt
 
 
-def _run(tmp_path, name, resume_dir, callbacks=None, init_seed=0, epochs=4):
+def _run(tmp_path, name, resume_dir, callbacks=None, init_seed=0, epochs=4, precision="fp32"):
     torch.manual_seed(init_seed)
     model = V.make_vae("vae", **TINY)
     moll = Mollifier("gaussian", horizon=5, generator=torch.Generator().manual_seed(7))
     trainer = V.MollifiedTrainer(model, _dataset(_data(8)), _dataset(_data(4, seed=1)), _config(tmp_path / name, epochs),
-                                 callbacks=callbacks, mollifier=moll, resume_dir=resume_dir)  # fmt: skip
+                                 callbacks=callbacks, mollifier=moll, resume_dir=resume_dir, precision=precision)  # fmt: skip
     trainer.train()
     return trainer
 
@@ -211,3 +211,68 @@ def test_resume_refuses_another_model(tmp_path):
                                  mollifier=Mollifier("gaussian", horizon=5), resume_dir=tmp_path / "r")  # fmt: skip
     with pytest.raises(ValueError, match="delete"):
         trainer.train()
+
+
+# ---- mixed precision -----------------------------------------------------------------------
+
+
+def test_resolve_precision(monkeypatch):
+    assert V.resolve_precision("auto", "cpu") == "fp32"
+    assert [V.resolve_precision(p, "cpu") for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+    for native, expected in ((True, "bf16"), (False, "fp16")):  # A100/L4/H100 vs T4/V100
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
+        assert V.resolve_precision("auto", "cuda") == expected
+    with pytest.raises(ValueError, match="unknown precision 'half'.*'auto'"):
+        V.resolve_precision("half", "cpu")
+
+
+def test_trainer_refuses_pythae_amp_and_bad_precision(tmp_path):
+    config = _config(tmp_path)
+    config.amp = True  # pythae: float16 autocast without loss scaling
+    with pytest.raises(ValueError, match="precision='auto'"):
+        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(_data()), None, config, mollifier=Mollifier("none"))
+    with pytest.raises(ValueError, match="unknown precision"):
+        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(_data()), None, _config(tmp_path),
+                           mollifier=Mollifier("none"), precision="float16")  # fmt: skip
+
+
+def _losses(tmp_path, kind, precision, epochs):
+    torch.manual_seed(0)
+    trainer = V.MollifiedTrainer(V.make_vae(kind, **TINY), _dataset(_data(8)), None, _config(tmp_path / precision, 1, 8),
+                                 mollifier=Mollifier("none"), precision=precision)  # fmt: skip
+    trainer.prepare_training()
+    return trainer, [trainer.train_step(epoch) for epoch in range(1, epochs + 1)]
+
+
+@pytest.mark.parametrize("kind", V.VAE_KINDS)
+def test_bf16_autocast_trains_like_fp32(tmp_path, kind):
+    # bfloat16 keeps float32's range: no loss scaling, and the losses track the float32 run closely.
+    _, ref = _losses(tmp_path, kind, "fp32", 4)
+    trainer, low = _losses(tmp_path, kind, "bf16", 4)
+    assert trainer.precision == "bf16" and trainer.scaler is None
+    assert isinstance(trainer.amp_context, torch.autocast) and trainer.amp_context.fast_dtype == torch.bfloat16
+    assert low[-1] < low[0] and ref[-1] < ref[0]
+    assert low != ref  # autocast did change the arithmetic...
+    assert max(abs(a - b) / abs(b) for a, b in zip(low, ref)) < 0.01  # ...by under 1% of the loss
+
+
+def test_fp16_scales_the_loss_and_counts_skipped_steps(tmp_path):
+    trainer, losses = _losses(tmp_path, "vae", "fp16", 16)
+    assert trainer.precision == "fp16" and trainer.amp_context.fast_dtype == torch.float16
+    scale = trainer.scaler.get_scale()
+    # The default initial scale 2**16 makes the first gradients overflow: each such step is skipped
+    # and halves the scale (no growth within 2000 steps), so the count is log2(2**16 / scale).
+    assert 1 <= trainer.skipped_steps == round(math.log2(65536 / scale)) < 16
+    assert losses[-1] < losses[trainer.skipped_steps]  # the steps that were taken do train
+
+
+def test_fp16_resume_restores_the_loss_scale(tmp_path):
+    whole = _run(tmp_path, "whole", tmp_path / "whole-resume", epochs=8, precision="fp16")
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, "cut", tmp_path / "cut-resume", callbacks=[StopAt(6)], epochs=8, precision="fp16")
+    saved = torch.load(tmp_path / "cut-resume" / V.RESUME_NAME, weights_only=False)
+    assert saved["precision"] == "fp16" and saved["scaler"]["scale"] < 65536 and saved["skipped_steps"] >= 1
+    resumed = _run(tmp_path, "cut", tmp_path / "cut-resume", init_seed=123, epochs=8, precision="fp16")
+    assert resumed.skipped_steps == whole.skipped_steps < 16 and resumed.scaler.get_scale() == whole.scaler.get_scale()
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
