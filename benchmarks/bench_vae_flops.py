@@ -47,19 +47,29 @@ def step_seconds(model: torch.nn.Module, batch: torch.Tensor, repeats: int) -> f
     return statistics.median(times)
 
 
+def add_full_run_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--batch") -> None:
+    """The options that size a full paper run: epochs, training images, batch (defaults: CIFAR-10)."""
+    parser.add_argument("--epochs", type=int, default=200, help="epochs of the full run (paper: 200 CIFAR-10, 100 CelebA)")
+    parser.add_argument("--train-size", type=int, default=50_000, help="training images (CIFAR-10 50,000; CelebA 162,770)")
+    parser.add_argument(batch_flag, type=int, default=128, help="batch of the full run (paper: 128)")
+
+
+def full_run_steps(epochs: int, train_size: int, batch: int) -> int:
+    """Optimiser steps of a full run; pythae keeps the last partial batch of an epoch."""
+    return epochs * math.ceil(train_size / batch)
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count-batch", type=int, default=8, help="batch the FLOPs are counted on (scaled to --batch)")
-    parser.add_argument("--batch", type=int, default=128, help="paper: 128")
-    parser.add_argument("--epochs", type=int, default=200, help="paper: 200 (CIFAR-10)")
-    parser.add_argument("--train-size", type=int, default=50_000, help="CIFAR-10 training images")
+    add_full_run_arguments(parser)
     parser.add_argument("--tflops", type=float, default=8.1, help="GPU peak, TFLOPS (T4 fp32: 8.1; T4 fp16: 65)")
     parser.add_argument("--utilisation", type=float, default=0.4, help="fraction of the peak for the realistic figure")
     parser.add_argument("--repeats", type=int, default=3, help="CPU steps timed per model (median)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    steps = args.epochs * math.ceil(args.train_size / args.batch)
+    steps = full_run_steps(args.epochs, args.train_size, args.batch)
     x = torch.rand(args.count_batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     print(f"Full-width VAEs on 3x32x32, batch {args.batch}, {args.epochs} epochs = {steps:,} steps; "
           f"GPU at {args.tflops} TFLOPS peak")  # fmt: skip

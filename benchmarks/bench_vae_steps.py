@@ -19,11 +19,11 @@ Run:  make bench      (or: python -m benchmarks.bench_vae_steps --device cuda --
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 
 import torch
 
+from benchmarks.bench_vae_flops import add_full_run_arguments, full_run_steps
 from molli_utils.data.images import ImageData
 from molli_utils.image_runs import quiet_pythae, train_image_vae
 from molli_utils.runtime import pick_device
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on a GPU, 2 on a CPU)")
     parser.add_argument("--size", type=int, default=32, choices=[32, 64], help="image size (CIFAR-10 32, CelebA 64)")
     parser.add_argument("--width", type=float, default=1.0, help="channel multiplier (1 = paper)")
-    parser.add_argument("--epochs", type=int, default=200, help="epochs of the full run (paper: 200 CIFAR-10, 100 CelebA)")
-    parser.add_argument("--train-size", type=int, default=50_000, help="training images (CIFAR-10 50,000; CelebA 162,770)")
-    parser.add_argument("--run-batch", type=int, default=128, help="batch of the full run (paper: 128)")
+    add_full_run_arguments(parser, "--run-batch")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -75,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
         p = resolve_precision(p, device) if gpu or p != "auto" else "bf16"
         if p not in precisions:
             precisions.append(p)
-    run_steps = args.epochs * math.ceil(args.train_size / args.run_batch)
+    run_steps = full_run_steps(args.epochs, args.train_size, args.run_batch)
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {args.threads} thread(s)"
     scale = args.run_batch / batch
     print(f"{name}: full-width VAEs (width {args.width:g}) on random 3x{args.size}x{args.size} images, batch {batch}, "
