@@ -56,6 +56,7 @@ __all__ = [
     "MollifiedTrainer",
     "RESUME_NAME",
     "PRECISIONS",
+    "MIN_LOSS_SCALE",
     "resolve_precision",
 ]
 
@@ -70,6 +71,9 @@ RESUME_NAME = "resume.pt"
 #: Arithmetic of the training step (see :func:`resolve_precision`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16}
+#: Below this fp16 loss scale (17 halvings of the initial 2**16 without a finite step in between)
+#: a run counts as diverged: :class:`MollifiedTrainer` raises instead of skipping steps forever.
+MIN_LOSS_SCALE = 1.0
 _SIZES = (32, 64)
 
 
@@ -246,7 +250,16 @@ class MollifiedTrainer(BaseTrainer):
     if that file exists when :meth:`train` starts, continues from it. On the CPU the
     resumed run ends with the same parameters as an uninterrupted one. pythae's own
     ``save_checkpoint`` cannot do this: it stores the best model, not the current one,
-    and ``BaseTrainer.train`` always starts at epoch 1.
+    and ``BaseTrainer.train`` always starts at epoch 1. The fp16 loss scale is saved too.
+
+    ``precision`` (:func:`resolve_precision`; default ``"fp32"``): with ``"bf16"`` or
+    ``"fp16"`` the forward pass runs under ``torch.autocast``; ``"fp16"`` also scales the
+    loss with a ``torch.amp.GradScaler``, which skips the steps whose gradients overflow
+    (counted in :attr:`skipped_steps`; the first few steps of a run are skipped while the
+    scale settles). If the scale falls below :data:`MIN_LOSS_SCALE`, the gradients are
+    not finite at any scale and the run stops with ``ArithmeticError``. Leave pythae's
+    own ``training_config.amp`` off: it autocasts to float16 without loss scaling, so
+    small gradients can vanish (the constructor refuses it).
     """
 
     def __init__(
@@ -308,6 +321,12 @@ class MollifiedTrainer(BaseTrainer):
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.skipped_steps += int(self.scaler.get_scale() < scale)  # the scale shrinks only after a skipped step
+        if self.scaler.get_scale() < MIN_LOSS_SCALE:
+            raise ArithmeticError(
+                f"fp16 loss scaling skipped {self.skipped_steps} steps and the scale fell to {self.scaler.get_scale():g}: "
+                "the gradients are inf or nan at any scale, so the run has diverged; train with precision='fp32' "
+                "(or 'bf16' on a GPU that has it) or a lower learning rate"
+            )
 
     def train_step(self, epoch: int):
         self._in_train_step = True

@@ -276,3 +276,12 @@ def test_fp16_resume_restores_the_loss_scale(tmp_path):
     assert resumed.skipped_steps == whole.skipped_steps < 16 and resumed.scaler.get_scale() == whole.scaler.get_scale()
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_fp16_run_whose_gradients_never_become_finite_is_reported(tmp_path):
+    trainer, _ = _losses(tmp_path, "vae", "fp16", 0)
+    next(trainer.model.parameters()).register_hook(lambda g: g * float("inf"))  # overflow at any scale
+    with pytest.raises(ArithmeticError, match="diverged.*precision='fp32'"):
+        for epoch in range(1, 40):
+            trainer.train_step(epoch)
+    assert trainer.skipped_steps == 17 and trainer.scaler.get_scale() == 0.5  # 2**16 halved 17 times
