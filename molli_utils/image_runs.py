@@ -19,6 +19,7 @@ Command line (full profile, a GPU)::
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import logging
 import math
@@ -51,6 +52,7 @@ __all__ = [
     "git_commit",
     "result_row",
     "append_result",
+    "recorded_runs",
     "main",
 ]
 
@@ -319,8 +321,22 @@ def append_result(path: Union[str, Path], row: dict[str, Any]) -> Path:
     return append_csv_rows(path, [row], list(RESULTS_COLUMNS))
 
 
+def recorded_runs(path: Union[str, Path]) -> set[tuple[str, str, str, int, int, float]]:
+    """``(dataset, model, mollifier, seed, epochs, width)`` of the rows already in the results file (empty if none)."""
+    path = Path(path)
+    if not path.exists():
+        return set()
+    with open(path, newline="") as f:
+        return {(r["dataset"], r["model"], r["mollifier"], int(r["seed"]), int(r["epochs"]), float(r["width"]))
+                for r in csv.DictReader(f)}  # fmt: skip
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    """Full-profile runs from the command line: train, score with FID (Inception), append to the results file."""
+    """Full-profile runs from the command line: train, score with FID (Inception), append to the results file.
+
+    Runs already in the results file (same data set, model, mollifier, seed, epochs and
+    width) are skipped; an interrupted run resumes from its folder under ``--checkpoints``.
+    """
     from .data.images import load_images
     from .fid import fid, inception_extractor, reference_statistics
     from .runtime import pick_device
@@ -332,6 +348,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     p.add_argument("--epochs", type=int, default=None, help="default: the paper's (200 CIFAR-10, 100 CelebA)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the Table 5 nets (paper: 1)")
     p.add_argument("--samples", type=int, default=50_000, help="generated images for FID (paper: 50,000)")
     p.add_argument("--precision", default="auto", choices=list(PRECISIONS),
                    help="auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU")
@@ -343,13 +360,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     data = load_images(args.dataset)
     extractor = inception_extractor(device)
     ref = reference_statistics(data, extractor, device=device)
+    done = recorded_runs(args.out)
     for kind in args.models:
         for mode in args.modes:
+            if (data.name, kind, mode, args.seed, epochs, args.width) in done:
+                print(f"{data.name}/{kind}/{mode}: already in {args.out}, skipped")
+                continue
             run = train_image_vae(kind, mode, data, epochs=epochs, seed=args.seed, device=device, progress=True,
-                                  precision=args.precision,
+                                  precision=args.precision, width=args.width,
                                   resume_dir=Path(args.checkpoints) / f"{data.name}-{kind}-{mode}-seed{args.seed}")  # fmt: skip
             score = fid(sample_images(run.model, args.samples, seed=args.seed), ref, extractor, device=device)
-            append_result(args.out, result_row(run, data, seed=args.seed, score_name=SCORE_FID, score=score, width=1.0,
+            append_result(args.out, result_row(run, data, seed=args.seed, score_name=SCORE_FID, score=score, width=args.width,
                                                profile="full"))  # fmt: skip
             print(f"{data.name}/{kind}/{mode}: FID {score:.2f}, {run.seconds_per_step * 1e3:.1f} ms/step ({run.precision})")
 

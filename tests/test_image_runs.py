@@ -77,3 +77,30 @@ def test_train_image_vae_in_fp16_records_precision_and_skipped_steps():
     assert run.precision == "fp16" and 1 <= run.skipped_steps <= run.steps
     with pytest.raises(ValueError, match="unknown precision"):
         R.train_image_vae("vae", "blur", _data(16), epochs=1, batch_size=8, width=1 / 32, precision="half")
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # 16 reference images, 64 features: singular
+def test_command_line_trains_scores_records_and_skips_recorded_runs(tmp_path, monkeypatch, capsys):
+    # The Colab/GPU command end to end on a CPU: the data set and Inception are replaced by
+    # small stand-ins (offline), everything else -- training, resume folders, reference
+    # statistics cache, FID of samples, the results file -- is the real code.
+    import molli_utils.data.images as images
+    import molli_utils.fid as fid
+
+    monkeypatch.setenv("MOLLI_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(images, "load_images", lambda name, **kw: ImageData(name, "train", _data(16).images, "test images"))
+    monkeypatch.setattr(fid, "inception_extractor", lambda device: R.random_features_extractor(0, device=device))
+    out = tmp_path / "images.csv"
+    argv = ["--dataset", "cifar10", "--models", "vae", "--modes", "vanilla", "blur", "--epochs", "2", "--width", "0.03125",
+            "--samples", "32", "--checkpoints", str(tmp_path / "ck"), "--out", str(out)]  # fmt: skip
+    R.main(argv)
+    rows = list(csv.DictReader(open(out)))
+    assert [(r["model"], r["mollifier"]) for r in rows] == [("vae", "vanilla"), ("vae", "blur")]
+    assert all(r["dataset"] == "cifar10" and r["epochs"] == "2" and r["width"] == "0.03125" and r["precision"] == "fp32"
+               and r["profile"] == "full" and float(r["score"]) > 0 for r in rows)  # fmt: skip
+    assert rows[0]["score"] != rows[1]["score"]
+    assert (tmp_path / "ck" / "cifar10-vae-blur-seed1" / "resume.pt").exists()
+    assert len(list((tmp_path / "data" / "fid").glob("cifar10-train-32-n16__*.npz"))) == 1  # reference stats cached
+    assert R.recorded_runs(out) == {("cifar10", "vae", m, 1, 2, 0.03125) for m in ("vanilla", "blur")}
+    R.main(argv)  # again: both runs are recorded, nothing is trained or appended
+    assert len(list(csv.DictReader(open(out)))) == 2 and capsys.readouterr().out.count("skipped") == 2
