@@ -10,6 +10,7 @@ The package behind the tutorial book on annealed data mollification
 - :mod:`molli_utils.training`   the training loop shared by every chapter (checkpoint/resume)
 - :mod:`molli_utils.data`       data sets (the paper's 2D toys)
 - :mod:`molli_utils.models`     models built from normflows, and a vectorised flow ensemble
+- :mod:`molli_utils.indm`       diffusion in a flow's latent space (INDM), for comparison
 """
 
 __version__ = "0.1.0"

@@ -36,6 +36,7 @@ from .training import TrainConfig, train
 __all__ = [
     "realnvp_2d",
     "flow_log_prob",
+    "flow_to_base",
     "FlowEnsemble",
     "EnsembleTrainResult",
     "train_ensemble",
@@ -98,13 +99,20 @@ def flow_log_prob(model: nf.NormalizingFlow, x: torch.Tensor) -> torch.Tensor:
     log-determinants are accumulated out of place (``a = a + b``): normflows'
     in-place ``+=`` into a fresh ``zeros`` tensor fails under ``torch.func.vmap``.
     """
-    log_q = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+    z, log_det = flow_to_base(model, x)
+    return log_det + model.q0.log_prob(z)
+
+
+def flow_to_base(model: nf.NormalizingFlow, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""The flow's map from data to its base space: ``z = f^{-1}(x)`` and
+    :math:`\log|\det \partial f^{-1}(x) / \partial x|` (shape ``[B]``), accumulated out of place."""
+    log_det = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     z = x
     for flow in reversed(model.flows):
         for step in _inverse_steps(flow):
-            z, log_det = step.inverse(z)
-            log_q = log_q + log_det
-    return log_q + model.q0.log_prob(z)
+            z, ld = step.inverse(z)
+            log_det = log_det + ld
+    return z, log_det
 
 
 class _LogProb(nn.Module):
