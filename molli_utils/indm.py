@@ -161,13 +161,30 @@ class INDM(nn.Module):
         return self.loss(x).mean()
 
     @torch.no_grad()
+    def _bound_draws(self, x: torch.Tensor, draws: int, seed: int, batch_size: int) -> torch.Tensor:
+        """``[draws, N]``: one Monte-Carlo draw of :meth:`loss` per point and draw (seeded)."""
+        if draws < 1:
+            raise ValueError(f"draws must be a positive integer, got {draws}")
+        gen = torch.Generator().manual_seed(seed)
+        return torch.stack([torch.cat([self.loss(xb, gen) for xb in x.split(batch_size)]) for _ in range(draws)])
+
+    @torch.no_grad()
     def nll_bound(self, x: torch.Tensor, draws: int = 16, seed: int = 0, batch_size: int = 10_000) -> torch.Tensor:
         """Per-point bound on ``-log p(x)`` averaged over ``draws`` Monte-Carlo draws (nats), ``[N]``."""
-        gen = torch.Generator().manual_seed(seed)
-        out = []
-        for xb in x.split(batch_size):
-            out.append(torch.stack([self.loss(xb, gen) for _ in range(draws)]).mean(0))
-        return torch.cat(out)
+        return self._bound_draws(x, draws, seed, batch_size).mean(0)
+
+    @torch.no_grad()
+    def mean_nll_bound(self, x: torch.Tensor, draws: int = 128, seed: int = 0, batch_size: int = 10_000) -> tuple[float, float]:
+        r"""The bound averaged over the points of ``x`` and ``draws`` draws, and its Monte-Carlo standard error.
+
+        The error is that of the draws with the points held fixed (the standard deviation of
+        the per-draw means over :math:`\sqrt{\text{draws}}`), the one that matters when the
+        value is compared with another model's on the same test set. With 10,000 points one
+        draw has a standard deviation of about 0.2 nats, so 128 draws give about +-0.02.
+        """
+        per_draw = self._bound_draws(x, draws, seed, batch_size).double().mean(1)
+        se = per_draw.std().item() / math.sqrt(draws) if draws > 1 else math.nan
+        return per_draw.mean().item(), se
 
     @torch.no_grad()
     def sample(self, n: int, steps: int = 500, seed: int = 0) -> torch.Tensor:

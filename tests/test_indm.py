@@ -109,3 +109,15 @@ def test_training_lowers_the_bound(flow):
     result = train(model, x, TrainConfig(batch_size=128, lr=2e-3, steps=300, progress=False))
     after = model.nll_bound(x, draws=4).mean().item()
     assert result.num_nonfinite == 0 and after < before - 2.0, (before, after)
+
+
+def test_mean_bound_and_its_monte_carlo_error():
+    model = INDM(None, OracleNet(2, 4, 1), seed=0)
+    x = torch.randn(2000, 2, generator=torch.Generator().manual_seed(5))
+    mean, se = model.mean_nll_bound(x, draws=64, seed=1)
+    assert mean == pytest.approx(model.nll_bound(x, draws=64, seed=1).double().mean().item(), abs=1e-5)
+    assert 0 < se < 0.2
+    exact = gaussian_nll(x, 1.0).mean().item()
+    assert abs(mean - exact) < 4 * se + 0.01  # unbiased for the exact value, within its stated error
+    with pytest.raises(ValueError, match="draws"):
+        model.mean_nll_bound(x, draws=0)
