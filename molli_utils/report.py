@@ -37,6 +37,8 @@ REQUIRED_COLUMNS = {
                 "commit", "date"],
     "uci_curves.csv": ["dataset", "flow", "mode", "seed", "epoch", "val_loglik"],
     "overhead.csv": ["train_step_s", "mollifier_call_s", "overhead_ratio", "commit", "date"],
+    "indm_toy2d.csv": ["dataset", "model", "flow", "seed", "steps", "mmd2", "test_loglik_bound",
+                       "test_loglik_bound_mc_se", "train_seconds", "commit", "date"],
 }  # fmt: skip
 
 #: The command that (re)produces each results file.
@@ -45,6 +47,7 @@ PRODUCED_BY = {
     "uci.csv": "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
     "uci_curves.csv": "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
     "overhead.csv": "make bench (python -m benchmarks.bench_overhead --out book/results/overhead.csv)",
+    "indm_toy2d.csv": "python -m molli_utils.experiments indm",
 }
 
 
