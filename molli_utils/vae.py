@@ -290,6 +290,7 @@ class MollifiedTrainer(BaseTrainer):
         self.precision = resolve_precision(precision, self.device)
         device_type = torch.device(self.device).type
         self.scaler = torch.amp.GradScaler(device_type) if self.precision == "fp16" else None
+        self._scale = None if self.scaler is None else self.scaler.get_scale()  # the scale after the last step
         self.skipped_steps = 0
         if self.precision != "fp32":
             self.amp_context = torch.autocast(device_type, dtype=_AUTOCAST_DTYPE[self.precision])
@@ -317,13 +318,13 @@ class MollifiedTrainer(BaseTrainer):
             return super()._optimizers_step(model_output)
         self.optimizer.zero_grad()
         self.scaler.scale(model_output.loss).backward()
-        scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.skipped_steps += int(self.scaler.get_scale() < scale)  # the scale shrinks only after a skipped step
-        if self.scaler.get_scale() < MIN_LOSS_SCALE:
+        scale, self._scale = self._scale, self.scaler.get_scale()  # one host sync per step
+        self.skipped_steps += int(self._scale < scale)  # the scale shrinks only after a skipped step
+        if self._scale < MIN_LOSS_SCALE:
             raise ArithmeticError(
-                f"fp16 loss scaling skipped {self.skipped_steps} steps and the scale fell to {self.scaler.get_scale():g}: "
+                f"fp16 loss scaling skipped {self.skipped_steps} steps and the scale fell to {self._scale:g}: "
                 "the gradients are inf or nan at any scale, so the run has diverged; train with precision='fp32' "
                 "(or 'bf16' on a GPU that has it) or a lower learning rate"
             )
@@ -379,6 +380,7 @@ class MollifiedTrainer(BaseTrainer):
         self.step = state["step"]
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+            self._scale = self.scaler.get_scale()
         self.skipped_steps = state.get("skipped_steps", 0)
         torch.set_rng_state(state["torch_rng"])
         np.random.set_state(state["numpy_rng"])
