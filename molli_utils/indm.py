@@ -116,9 +116,6 @@ class INDM(nn.Module):
         self.flow, self.noise_net, self.lam_range = flow, noise_net, noise_net.lam_range
         self.generator = torch.Generator().manual_seed(seed)
 
-    def _randn(self, shape, like: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        return torch.randn(shape, generator=generator or self.generator).to(like)
-
     def to_latent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`z_0 = g_\phi(x)` and :math:`\log|\det \partial g_\phi/\partial x|` (zeros for the identity)."""
         if x.dim() != 2:
@@ -143,12 +140,12 @@ class INDM(nn.Module):
         """
         z0, log_det = self.to_latent(x)
         n, d = z0.shape
-        lr = self.lam_range
-        offset = torch.rand((), generator=generator or self.generator).item()
+        lr, gen = self.lam_range, generator or self.generator
+        offset = torch.rand((), generator=gen).item()
         u = (offset + torch.arange(n, dtype=z0.dtype, device=z0.device) / n) % 1.0
         lam = lr.lam_min + lr.width * u
         alpha, sigma = lr.alpha_sigma(lam)
-        eps = self._randn((n, d), z0, generator)
+        eps = torch.randn((n, d), generator=gen).to(z0)
         z_lam = alpha[:, None] * z0 + sigma[:, None] * eps
         diffusion = 0.5 * lr.width * (eps - self.noise_net(z_lam, lam)).pow(2).sum(1)
         a1, s1 = lr.alpha_sigma(z0.new_tensor(lr.lam_min))
