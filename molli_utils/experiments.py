@@ -71,6 +71,11 @@ def _score(member, test: torch.Tensor, n_samples: int, seed: int) -> dict:
     with torch.random.fork_rng(), torch.inference_mode():
         torch.manual_seed(seed)
         x, _ = member.sample(n_samples)
+    return _mmd_of_samples(x, test)
+
+
+def _mmd_of_samples(x: torch.Tensor, test: torch.Tensor) -> dict:
+    """MMD^2 (RBF, lengthscale 1, variance 1) of the finite rows of ``x`` against ``test``, and how many were not finite."""
     finite = torch.isfinite(x).all(1)
     value = mmd2(x[finite], test, lengthscale=1.0, variance=1.0) if int(finite.sum()) >= 2 else math.nan
     return {"mmd2": value, "nonfinite_samples": int((~finite).sum())}
@@ -264,12 +269,10 @@ def run_indm_toy2d(dataset: str, flow: str, seed: int, *, steps: int = 20_000, b
                          desc=f"{INDM_MODELS[flow]} {dataset} seed {seed}")  # fmt: skip
     result = train(model, x_train, config)
     model.eval()
-    samples = model.sample(n_samples, steps=sample_steps, seed=seed)
-    finite = torch.isfinite(samples).all(1)
-    mmd = mmd2(samples[finite], x_test, lengthscale=1.0, variance=1.0) if int(finite.sum()) >= 2 else math.nan
+    scores = _mmd_of_samples(model.sample(n_samples, steps=sample_steps, seed=seed), x_test)
     bound, bound_se = model.mean_nll_bound(x_test, draws=draws, seed=seed)
     row = {"dataset": dataset, "model": INDM_MODELS[flow], "flow": flow, "seed": seed, "steps": steps,
-           "mmd2": mmd, "nonfinite_samples": int((~finite).sum()), "test_loglik_bound": -bound,
+           **scores, "test_loglik_bound": -bound,
            "test_loglik_bound_mc_se": bound_se,
            "nonfinite_steps": result.num_nonfinite, "sample_steps": sample_steps, "train_seconds": round(result.elapsed, 1)}  # fmt: skip
     return row, model
