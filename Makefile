@@ -56,7 +56,7 @@ check-site: book
 	$(PY) tools/check_site.py _build/html
 
 bench: install
-	$(PY) -m benchmarks.bench_overhead --out book/results/overhead.csv
+	$(PY) -m benchmarks.bench_overhead --out molli_utils/results/overhead.csv
 	$(PY) -m benchmarks.bench_toy2d
 	$(PY) -m benchmarks.bench_uci
 	$(PY) -m benchmarks.bench_fid

@@ -1,6 +1,6 @@
 """Per-step overhead of the one line, ``x = mollifier(x, step)``, against a flow's training step.
 
-Model: the book's UCI MAF, ``molli_utils.flows.tabular_flow("maf", 11)`` (5 MADE blocks
+Model: the book's UCI MAF, ``molli_utils.models.tabular.tabular_flow("maf", 11)`` (5 MADE blocks
 from normflows with two hidden layers of 512 tanh units, batch norm, order reversal), on
 11 inputs (the wine data's width), batch 100, Adam: the paper's UCI setting (Appendix D.4).
 
@@ -19,7 +19,7 @@ import time
 import torch
 
 from molli_utils import Mollifier
-from molli_utils.flows import tabular_flow
+from molli_utils.models.tabular import tabular_flow
 
 
 def _time_steps(fn, n_steps: int) -> float:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=15, help="timings per measurement (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small nets on 2 cores)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="also write the medians as one CSV row (e.g. book/results/overhead.csv)")
+    parser.add_argument("--out", default=None, help="also write the medians as one CSV row (e.g. molli_utils/results/overhead.csv)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -92,7 +92,7 @@ def _write_row(path: str, row: dict) -> None:
 
     import pandas as pd
 
-    from molli_utils.experiments import git_commit
+    from molli_utils.runtime import git_commit
 
     row = {**row, "commit": git_commit(), "date": dt.date.today().isoformat()}
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,8 @@ import torch
 
 from molli_utils import Mollifier, TrainConfig, train
 from molli_utils.data import load_toy2d
-from molli_utils.experiments import MODES, TOY2D_DATASETS
+from molli_utils.experiments.toy2d import DATASETS as TOY2D_DATASETS
+from molli_utils.experiments.toy2d import PAPER_MODES as MODES
 from molli_utils.models import FlowEnsemble, realnvp_2d
 
 PAPER_STEPS = 20_000

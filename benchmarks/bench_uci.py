@@ -3,8 +3,8 @@
 Both: 5 blocks of a MADE with two hidden layers of 512 tanh units on the 11 red-wine
 variables, batch normalisation and an order reversal after each block, Adam (lr 1e-4),
 batch 100, one epoch of the 1,296 training rows (13 steps). The plain model writes the
-MAF equations directly (u = (x - m) exp(-a)); ours is ``molli_utils.flows.tabular_flow("maf", 11)``.
-Also timed: the validation + test log-likelihood evaluation that ``run_uci`` does each
+MAF equations directly (u = (x - m) exp(-a)); ours is ``molli_utils.models.tabular.tabular_flow("maf", 11)``.
+Also timed: the validation + test log-likelihood evaluation that ``molli_utils.experiments.uci.run`` does each
 epoch, as a fraction of the epoch.
 
 Run:  make bench      (or: python -m benchmarks.bench_uci --help)
@@ -21,8 +21,8 @@ import time
 import torch
 from torch import nn
 
-from molli_utils.flows import count_parameters, tabular_flow
-from molli_utils.uci_runs import mean_loglik
+from molli_utils.models.tabular import count_parameters, tabular_flow
+from molli_utils.experiments.uci import mean_loglik
 
 
 class _MaskedLinear(nn.Linear):

@@ -1,6 +1,6 @@
 """How long a full paper-size image VAE run needs on a GPU, from counted FLOPs (a planning bound).
 
-For each VAE of ``molli_utils.vae.make_vae`` at full width (the paper's Table 5 conv nets,
+For each VAE of ``molli_utils.models.vae.make_vae`` at full width (the paper's Table 5 conv nets,
 latent 256), ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs of one training
 step (forward and backward) on a small batch, scaled linearly to the paper's batch of 128.
 Multiplied by the steps of a full run (paper: 200 epochs of the 50,000 CIFAR-10 training
@@ -24,7 +24,7 @@ import torch
 from pythae.data.datasets import DatasetOutput
 from torch.utils.flop_counter import FlopCounterMode
 
-from molli_utils.vae import VAE_KINDS, make_vae
+from molli_utils.models.vae import VAE_KINDS, make_vae
 
 
 def step_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:

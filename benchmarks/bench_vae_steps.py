@@ -1,7 +1,7 @@
 """Measured time of one training step of the paper-size image VAEs, and what a full run costs.
 
-For each VAE of ``molli_utils.vae.make_vae`` (width 1 = the paper's Table 5 nets, latent
-256) and each precision, ``molli_utils.image_runs.train_image_vae`` trains for two short
+For each VAE of ``molli_utils.models.vae.make_vae`` (width 1 = the paper's Table 5 nets, latent
+256) and each precision, ``molli_utils.experiments.images.run`` trains for two short
 epochs on random images -- the same code path as a real run: pythae's loop,
 ``MollifiedTrainer`` with Gaussian mollification active, Adam -- and the step time is
 taken from the *second* epoch (the first includes warm-up: allocation, cuDNN's search).
@@ -25,9 +25,10 @@ import torch
 
 from benchmarks.bench_vae_flops import add_full_run_arguments, full_run_steps
 from molli_utils.data.images import ImageData
-from molli_utils.image_runs import quiet_pythae, train_image_vae
+from molli_utils.experiments import images
+from molli_utils.models.vae import VAE_KINDS
 from molli_utils.runtime import pick_device
-from molli_utils.vae import PRECISIONS, VAE_KINDS, resolve_precision
+from molli_utils.training.vae import PRECISIONS, quiet_pythae, resolve_precision
 
 
 def synthetic_images(n: int, size: int, seed: int = 0) -> ImageData:
@@ -43,8 +44,9 @@ def time_step(kind: str, precision: str, device: torch.device, *, batch: int, st
     Also the first epoch's time (warm-up), the steps skipped by fp16 loss scaling, and the precision used.
     """
     data = synthetic_images(batch * steps, size, seed)
-    run = train_image_vae(kind, "gaussian", data, epochs=2, batch_size=batch, latent_dim=latent_dim, width=width,
-                          seed=seed, device=device, fraction=1.0, precision=precision)  # fmt: skip
+    config = images.ImageRun(kind, "gaussian", seed, epochs=2, batch_size=batch, latent_dim=latent_dim, width=width,
+                             fraction=1.0, precision=precision)  # fmt: skip
+    run = images.run(config, data=data, device=device)
     return {"seconds_per_step": run.epoch_seconds[-1] / steps, "warmup_seconds": run.epoch_seconds[0],
             "skipped_steps": run.skipped_steps, "precision": run.precision}  # fmt: skip
 

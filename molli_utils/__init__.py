@@ -3,14 +3,17 @@
 The package behind the tutorial book on annealed data mollification
 (Tran et al., NeurIPS 2023). Modules are named for the concept they hold:
 
-- :mod:`molli_utils.schedules`  noise schedules gamma(t/T) and the blur schedule
-- :mod:`molli_utils.mollifiers` Gaussian and blurring mollification, :class:`Mollifier`
-- :mod:`molli_utils.metrics`    MMD^2
-- :mod:`molli_utils.runtime`    device, run profile, Colab detection
-- :mod:`molli_utils.training`   the training loop shared by every chapter (checkpoint/resume)
-- :mod:`molli_utils.data`       data sets (the paper's 2D toys)
-- :mod:`molli_utils.models`     models built from normflows, and a vectorised flow ensemble
-- :mod:`molli_utils.indm`       diffusion in a flow's latent space (INDM), for comparison
+- :mod:`molli_utils.schedules`   noise schedules gamma(t/T) and the blur schedule
+- :mod:`molli_utils.mollifiers`  Gaussian and blurring mollification, :class:`Mollifier`
+- :mod:`molli_utils.metrics`     MMD^2
+- :mod:`molli_utils.fid`         FID in memory (pytorch-fid), and an offline stand-in
+- :mod:`molli_utils.data`        data sets: the paper's 2D toys, UCI tables, images
+- :mod:`molli_utils.models`      models by family: toy, ensemble, tabular, indm, vae
+- :mod:`molli_utils.training`    the training loop (and pythae's trainer, mollified)
+- :mod:`molli_utils.checkpoints` the one checkpoint format: atomic, integrity-checked
+- :mod:`molli_utils.experiments` the paper's experiments: settings, runs, stored results
+- :mod:`molli_utils.report`      verdicts of the reproduction report
+- :mod:`molli_utils.runtime`     device, run profile, Colab detection
 """
 
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ small ones -- numbers computed with those are **not** FID.
 
 from __future__ import annotations
 
+import math
 import os
 import urllib.error
 import warnings
@@ -32,6 +33,10 @@ from .data.images import SAMPLE_PATCHES, ImageData, load_images, sample_patches
 from .runtime import data_root
 
 __all__ = [
+    "SCORE_FID",
+    "SCORE_STANDIN",
+    "RandomFeatures",
+    "random_features_extractor",
     "FeatureExtractor",
     "INCEPTION_NAME",
     "INCEPTION_WEIGHTS",
@@ -46,6 +51,10 @@ __all__ = [
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
 Images = Union[torch.Tensor, ImageData, Iterable[torch.Tensor]]
+#: Name of the score computed with Inception-v3 (pytorch-fid).
+SCORE_FID = "FID"
+#: Name of the stand-in score: Fréchet distance on features of a fixed random conv net.
+SCORE_STANDIN = "FD-random-features"
 #: Name under which statistics of the real Inception extractor are cached.
 INCEPTION_NAME = "pytorch-fid-inception-v3-pool3-2048"
 #: File name of pytorch-fid's Inception weights in the torch hub checkpoints folder.
@@ -217,3 +226,39 @@ def inception_extractor(device: Union[str, torch.device] = "cpu") -> InceptionFe
             f"in the torch hub checkpoints folder {folder}."
         ) from err
     return InceptionFeatures(model).eval().to(device)
+
+
+class RandomFeatures(torch.nn.Module):
+    """A fixed, randomly initialised conv net ``[B, 3, H, W]`` in ``[0, 1]`` -> features ``[B, dim]``.
+
+    Three strided 3 x 3 convolutions with ReLU, then global average and standard-deviation
+    pooling. Its weights depend only on ``seed``; it is a stand-in for Inception-v3 where
+    those weights are not available, so that runs can still be *compared with each other*.
+    Numbers computed with it are not FID and are on another scale.
+    """
+
+    def __init__(self, seed: int = 0, dim: int = 64):
+        super().__init__()
+        if dim % 2 or dim < 4:
+            raise ValueError(f"dim must be an even number >= 4 (mean and std pooling of dim/2 channels), got {dim}")
+        gen = torch.Generator().manual_seed(seed)
+        c = dim // 2
+        self.convs = torch.nn.ModuleList([torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.Conv2d(16, 32, 3, 2, 1), torch.nn.Conv2d(32, c, 3, 2, 1)])
+        with torch.no_grad():
+            for conv in self.convs:
+                fan_in = conv.in_channels * 9
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+                conv.bias.zero_()
+        self.requires_grad_(False)
+        self.name = f"{SCORE_STANDIN.lower()}-conv3-seed{seed}-dim{dim}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = 2.0 * x - 1.0
+        for conv in self.convs:
+            h = torch.relu(conv(h))
+        return torch.cat([h.mean((2, 3)), h.std((2, 3))], dim=1)
+
+
+def random_features_extractor(seed: int = 0, dim: int = 64, device: Union[str, torch.device] = "cpu") -> RandomFeatures:
+    """The stand-in extractor of :class:`RandomFeatures`, in eval mode on ``device``."""
+    return RandomFeatures(seed, dim).eval().to(device)

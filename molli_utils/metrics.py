@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Union
 
 import numpy as np
 import torch
 
-__all__ = ["mmd2", "rbf_kernel_sum"]
+__all__ = ["mmd2", "mmd2_of_samples", "rbf_kernel_sum"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 
@@ -82,3 +83,14 @@ def mmd2(
         # the diagonal terms k(x_i, x_i) all equal `variance`
         return (kxx - n * variance) / (n * (n - 1)) + (kyy - m * variance) / (m * (m - 1)) - 2.0 * kxy / (n * m)
     return kxx / n**2 + kyy / m**2 - 2.0 * kxy / (n * m)
+
+
+def mmd2_of_samples(x: torch.Tensor, test: torch.Tensor, *, lengthscale: float = 1.0, variance: float = 1.0) -> dict:
+    """``{"mmd2": ..., "nonfinite_samples": ...}``: :func:`mmd2` of the finite rows of model samples ``x``
+    against ``test``, and how many rows were not finite (a diverged model's samples; nan if fewer than 2 are finite).
+
+    The protocol of the book's toy runs: RBF kernel, lengthscale 1, variance 1 by default.
+    """
+    finite = torch.isfinite(x).all(1)
+    value = mmd2(x[finite], test, lengthscale=lengthscale, variance=variance) if int(finite.sum()) >= 2 else math.nan
+    return {"mmd2": value, "nonfinite_samples": int((~finite).sum())}

@@ -5,19 +5,25 @@ batch ``x`` by a mollified copy. :class:`Mollifier` bundles the kind of
 mollification, its schedule and its horizon so that a training loop reads::
 
     x = mollifier(x, step)
+
+What a training loop may rely on is written down once, in :class:`MollifierLike`:
+the call, the noise level at a step (for logs), and the state of its random
+generator (for checkpoints that resume bitwise). Both trainers of the book (the
+loop of :mod:`molli_utils.training` and the pythae trainer of
+:mod:`molli_utils.training.vae`) use exactly these four methods.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Protocol, Union, runtime_checkable
 
 import torch
 
 from .schedules import Schedule, blur_schedule, get_schedule
 
-__all__ = ["gaussian", "blur", "dct_matrix", "Mollifier", "MOLLIFIER_KINDS"]
+__all__ = ["gaussian", "blur", "dct_matrix", "Mollifier", "MollifierLike", "MOLLIFIER_KINDS"]
 
 MOLLIFIER_KINDS = ("gaussian", "blur", "none")
 
@@ -121,6 +127,28 @@ def blur(x: torch.Tensor, t: LevelLike) -> torch.Tensor:
     return c_h.T @ (torch.exp(-lam * time) * coeffs) @ c_w
 
 
+@runtime_checkable
+class MollifierLike(Protocol):
+    """The mollifier contract of the book's trainers.
+
+    * ``mollifier(x, step)``: the batch of 0-based training ``step``, mollified (or ``x`` itself);
+    * ``noise_level(step)``: the Gaussian noise level at ``step`` (0 when not mollifying), for logs;
+    * ``state_dict()`` / ``load_state_dict(state)``: the state of its random generator (``{}``
+      for a deterministic mollifier), saved in checkpoints so that a resumed run draws the
+      same noise as an uninterrupted one.
+
+    :class:`Mollifier` implements it; ``Mollifier("none")`` is vanilla training.
+    """
+
+    def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor: ...
+
+    def noise_level(self, step: int) -> float: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 @dataclass
 class Mollifier:
     """Annealed data mollification as one callable: ``x = mollifier(x, step)``.
@@ -178,6 +206,19 @@ class Mollifier:
         if not self.active(step):
             return 0.0
         return float(blur_schedule(step, self.horizon, image_size))
+
+    def state_dict(self) -> dict[str, Optional[torch.Tensor]]:
+        """``{"generator": state}``: the noise generator's state (``None`` without a generator)."""
+        return {"generator": None if self.generator is None else self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Optional[torch.Tensor]]) -> None:
+        """Restore the generator state saved by :meth:`state_dict` (a checkpoint of the same run)."""
+        saved = state.get("generator")
+        if (saved is None) != (self.generator is None):
+            raise ValueError("the saved mollifier state and this mollifier differ in having a noise generator; "
+                             "resume with the mollifier of the run that wrote the checkpoint")  # fmt: skip
+        if saved is not None:
+            self.generator.set_state(saved)
 
     def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
         if not self.active(step):

@@ -31,7 +31,7 @@ UCI_TEST_LOGLIK = {
 
 #: Table 1: FID (lower is better) of image models, vanilla training vs Gaussian vs blurring mollification,
 #: on CIFAR-10 (32x32) and CelebA (64x64, key ``"celeba64"``). Keys ``(dataset, model)``; models as
-#: :func:`molli_utils.vae.make_vae` names them, plus the flows ``realnvp`` and ``glow``.
+#: :func:`molli_utils.models.vae.make_vae` names them, plus the flows ``realnvp`` and ``glow``.
 IMAGES_FID = {
     ("cifar10", "realnvp"): {"vanilla": 131.15, "gaussian": 121.75, "blur": 120.88},
     ("cifar10", "glow"): {"vanilla": 74.62, "gaussian": 64.87, "blur": 66.70},

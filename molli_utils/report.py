@@ -1,7 +1,8 @@
 """The reproduction report: the paper's claims beside the book's stored results, with verdicts.
 
-Everything here reads ``book/results/*.csv`` (through :func:`load_results`, which fails
-loudly when a file lacks a column the report needs) and computes; no number is typed in.
+Everything here reads the book's stored results (through
+:func:`molli_utils.experiments.results.load`, which fails loudly when a file lacks a column the
+report needs) and computes; no number is typed in.
 
 Verdicts compare paired differences ``mollification - vanilla`` over seeds (same seed =
 same initialisation and batch order, so the difference is the mollification alone):
@@ -25,47 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from .runtime import results_source
-
-__all__ = ["REQUIRED_COLUMNS", "PRODUCED_BY", "load_results", "paired_differences", "verdict", "no_benefit_verdict"]
-
-#: The columns the report reads from each results file.
-REQUIRED_COLUMNS = {
-    "toy2d.csv": ["dataset", "mode", "seed", "mmd2", "test_loglik", "iterations", "mmd2_best_val", "best_step",
-                  "val_nll_best", "test_loglik_best_val", "commit", "date"],
-    "uci.csv": ["dataset", "flow", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs",
-                "commit", "date"],
-    "uci_curves.csv": ["dataset", "flow", "mode", "seed", "epoch", "val_loglik"],
-    "overhead.csv": ["train_step_s", "mollifier_call_s", "overhead_ratio", "commit", "date"],
-    "indm_toy2d.csv": ["dataset", "model", "flow", "seed", "steps", "mmd2", "test_loglik_bound",
-                       "test_loglik_bound_mc_se", "train_seconds", "commit", "date"],
-}  # fmt: skip
-
-#: The command that (re)produces each results file.
-PRODUCED_BY = {
-    "toy2d.csv": "python -m molli_utils.experiments toy2d",
-    "uci.csv": "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
-    "uci_curves.csv": "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
-    "overhead.csv": "make bench (python -m benchmarks.bench_overhead --out book/results/overhead.csv)",
-    "indm_toy2d.csv": "python -m molli_utils.experiments indm",
-}
-
-
-def load_results(name: str, folder: str = "results", required: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """Read results file ``name`` and check it has the columns the report needs.
-
-    Raises ``ValueError`` naming the missing columns and the command that rebuilds the
-    file (an old file from before a column was added, or a hand-edited one).
-    """
-    required = list(required if required is not None else REQUIRED_COLUMNS.get(name, []))
-    source = results_source(name, folder)
-    frame = pd.read_csv(source)
-    missing = [c for c in required if c not in frame.columns]
-    if missing:
-        raise ValueError(f"results file {source} lacks the column(s) {missing} that the report needs "
-                         f"(it has {list(frame.columns)}); re-create it with: "
-                         f"{PRODUCED_BY.get(name, 'the command that produced it')}")  # fmt: skip
-    return frame
+__all__ = ["paired_differences", "verdict", "no_benefit_verdict"]
 
 
 def paired_differences(

@@ -1,35 +1,38 @@
-"""Where and how a chapter runs: device, quick/full profile, Colab detection.
+"""Where and how a chapter runs: device, run profile, Colab detection, the checkout's commit.
 
 Nothing here is global state: every function reads its inputs (arguments,
 then environment variables) and returns a value for the caller to pass on.
+What each profile *means* for each experiment is in :mod:`molli_utils.experiments.settings`.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import Optional
 
 import torch
 
-__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "results_source", "data_root", "git_commit", "append_csv_rows"]
+__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "colab_setup_cell", "data_root",
+           "git_commit", "git_dirty"]  # fmt: skip
 
-PROFILES = ("quick", "full")
+#: ``quick``: CI and laptops, minutes; ``colab``: one free Colab session on a T4; ``full``: the paper's settings.
+PROFILES = ("quick", "colab", "full")
 
 #: Where the book's package lives; the Colab set-up cell installs from here.
 REPOSITORY = "https://github.com/molli-book/molli-book"
 
 
-def get_profile(default: str = "full", *, env: str = "MOLLI_PROFILE") -> str:
-    """Run profile: ``quick`` (CI, CPU: fewer steps, same pictures) or ``full`` (paper settings).
+def get_profile(default: Optional[str] = None, *, env: str = "MOLLI_PROFILE") -> str:
+    """Run profile: ``quick`` (CI, CPU: fewer steps, same pictures), ``colab`` (one free Colab session on a T4)
+    or ``full`` (the paper's settings).
 
-    The environment variable ``MOLLI_PROFILE`` overrides ``default``
-    (``make test`` sets it to ``quick``).
+    The environment variable ``MOLLI_PROFILE`` overrides ``default`` (``make test`` sets it to
+    ``quick``); without either, the profile is ``colab`` inside Google Colab and ``full`` elsewhere.
     """
-    profile = os.environ.get(env, "").strip().lower() or default
+    profile = os.environ.get(env, "").strip().lower() or default or ("colab" if on_colab() else "full")
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r} (from ${env} or default); choose one of {list(PROFILES)}")
     return profile
@@ -74,21 +77,31 @@ def colab_install_spec(version: str | None = None) -> str:
     return f"molli-utils @ git+{REPOSITORY}@v{version or __version__}"
 
 
-def results_source(name: str, folder: str | os.PathLike = "results", version: str | None = None) -> str:
-    """Where a chapter reads the stored results file ``name`` (e.g. ``"uci.csv"``) from.
+#: The environment variable that replaces the requirement the set-up cell installs (e.g. a local mirror in CI).
+INSTALL_SPEC_ENV = "MOLLI_INSTALL_SPEC"
 
-    ``folder/name`` when it exists (the book's build runs in ``book/``, next to
-    ``book/results``); otherwise, e.g. on Colab where a notebook arrives alone, the
-    same file of this version in the book's repository, as a URL that ``pandas.read_csv``
-    opens directly.
+_SETUP_CELL = """# Colab set-up: on Colab, install molli_utils at this book's release (and only what Colab lacks:
+# torch is never re-installed). Elsewhere this cell does nothing: `make book` / `make test` installed it.
+import os, subprocess, sys
+
+if "google.colab" in sys.modules:
+    SPEC = os.environ.get("{env}") or "{spec}"
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", SPEC], check=True)
+        import molli_utils
+    except (subprocess.CalledProcessError, ImportError) as err:
+        raise RuntimeError(f"installing molli_utils from {{SPEC!r}} failed ({{err}}). Check the network and that "
+                           "the repository and tag exist (pip's message is above), or set {env} "
+                           "to another requirement, then run this cell again.") from None"""
+
+
+def colab_setup_cell(version: str | None = None) -> str:
+    """The first code cell of every chapter: installs this version on Colab and stops with a clear error if it fails.
+
+    It installs with a subprocess that raises on failure (IPython's ``%pip`` does not), then imports
+    the package; ``$MOLLI_INSTALL_SPEC`` replaces the requirement (CI points it at a local git mirror).
     """
-    from . import __version__
-
-    local = os.path.join(os.fspath(folder), name)
-    if os.path.exists(local):
-        return local
-    slug = REPOSITORY.removeprefix("https://github.com/")
-    return f"https://raw.githubusercontent.com/{slug}/v{version or __version__}/book/results/{name}"
+    return _SETUP_CELL.format(env=INSTALL_SPEC_ENV, spec=colab_install_spec(version))
 
 
 def data_root(kind: str, root: str | os.PathLike | None = None) -> Path:
@@ -102,24 +115,34 @@ def data_root(kind: str, root: str | os.PathLike | None = None) -> Path:
     return cache / "molli_utils" / kind
 
 
+def _git(args: list[str], root: Path) -> Optional[str]:
+    if "site-packages" in root.parts:  # an installed package: not the checkout it was built from
+        return None
+    try:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _checkout(root: str | os.PathLike | None) -> Path:
+    return Path(__file__).resolve().parents[1] if root is None else Path(root)
+
+
 def git_commit(root: str | os.PathLike | None = None) -> str:
     """The current commit of the checkout (short hash) holding ``root`` (default: this package), or ``unknown``."""
-    root = Path(__file__).resolve().parents[1] if root is None else root
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    out = _git(["rev-parse", "--short", "HEAD"], _checkout(root))
+    return out.strip() if out else "unknown"
 
 
-def append_csv_rows(path: str | os.PathLike, rows: Iterable[dict], columns: list[str]) -> Path:
-    """Append ``rows`` (dicts; keys outside ``columns`` are ignored) to the CSV ``path``, writing the header if new."""
-    path = Path(path)
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-    return path
+def git_dirty(root: str | os.PathLike | None = None, ignore: tuple[str, ...] = ("molli_utils/results",)) -> Optional[bool]:
+    """Whether tracked files of the checkout differ from its commit (``None`` outside a git checkout).
+
+    Paths under ``ignore`` do not count: the stored results that a running command appends to.
+    """
+    root = _checkout(root)
+    top = _git(["rev-parse", "--show-toplevel"], root)
+    if top is None:
+        return None
+    specs = [f":(exclude){p}" for p in ignore]
+    out = _git(["status", "--porcelain", "--untracked-files=no", "--", ".", *specs], Path(top.strip()))
+    return None if out is None else bool(out.strip())

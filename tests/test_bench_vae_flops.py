@@ -3,7 +3,7 @@
 import torch
 
 from benchmarks.bench_vae_flops import step_flops
-from molli_utils.vae import make_vae
+from molli_utils.models.vae import make_vae
 
 
 def test_step_flops_scale_with_the_batch_and_cover_the_convolutions():

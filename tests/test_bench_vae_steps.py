@@ -18,17 +18,17 @@ def test_synthetic_images_are_named_as_such():
 
 def test_time_step_reports_the_second_epoch(monkeypatch):
     seen = {}
-    real = B.train_image_vae
+    real = B.images.run
 
-    def spy(*args, **kwargs):
-        run = real(*args, **kwargs)
-        seen["run"], seen["kwargs"] = run, kwargs
+    def spy(config, **kwargs):
+        run = real(config, **kwargs)
+        seen["run"], seen["config"] = run, config
         return run
 
-    monkeypatch.setattr(B, "train_image_vae", spy)
+    monkeypatch.setattr(B.images, "run", spy)
     r = B.time_step("vae", "bf16", torch.device("cpu"), batch=4, steps=2, width=1 / 32, latent_dim=4)
     run = seen["run"]
-    assert seen["kwargs"]["fraction"] == 1.0  # the timed epoch is mollified too
+    assert seen["config"].fraction == 1.0 and seen["config"].mode == "gaussian"  # the timed epoch is mollified too
     assert run.epochs_run == 2 and r["seconds_per_step"] == run.epoch_seconds[1] / 2 > 0
     assert r["warmup_seconds"] == run.epoch_seconds[0] and r["precision"] == "bf16" and r["skipped_steps"] == 0
 

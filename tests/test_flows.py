@@ -1,11 +1,11 @@
-"""molli_utils.flows: the paper's tabular flows are proper densities (checked against brute-force Jacobians)."""
+"""molli_utils.models.tabular: the paper's tabular flows are proper densities (checked against brute-force Jacobians)."""
 
 import math
 
 import pytest
 import torch
 
-from molli_utils.flows import FLOWS, BatchNormFlow, ReverseOrder, count_parameters, tabular_flow
+from molli_utils.models.tabular import FLOWS, BatchNormFlow, ReverseOrder, count_parameters, tabular_flow
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ import normflows as nf
 import pytest
 import torch
 
-from molli_utils.indm import INDM, INDM_FLOWS, LogSNRRange, NoiseNet, make_indm
+from molli_utils.models.indm import INDM, INDM_FLOWS, LogSNRRange, NoiseNet, make_indm
 from molli_utils.training import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from molli_utils.data import load_toy2d
-from molli_utils.models import FlowEnsemble, flow_log_prob, realnvp_2d, train_ensemble
+from molli_utils.models import FlowEnsemble, flow_log_prob, realnvp_2d
 from molli_utils.mollifiers import Mollifier
+from molli_utils.training import DivergenceError, TrainConfig, train
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,68 +150,48 @@ def _assert_same_params(a, b, atol=1e-6):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=atol)
 
 
-def test_train_ensemble_equals_separate_training():
+def _train_ensemble(ens, data, steps, seeds, mollifiers=None, **kw):
+    """The toy experiment's use of the training loop: one data set, seed and mollifier per member."""
+    config = TrainConfig(steps=steps, batch_size=64, lr=5e-4, seed=tuple(seeds), progress=False, **kw)
+    return train(ens, data, config, mollifier=mollifiers or [None] * len(ens))
+
+
+def test_ensemble_training_equals_separate_training():
     data, molli = _setup()
     ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
-    result = train_ensemble(ens, data, steps=20, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[molli(), None])
+    result = _train_ensemble(ens, data, 20, [3, 4], [molli(), None])
     alone = [_train_alone(realnvp_2d(seed=0), data[0], 20, 3, molli()), _train_alone(realnvp_2d(seed=1), data[1], 20, 4)]
     for member, ref in zip(ens.members(), alone):
         _assert_same_params(member, ref)
         assert not all(torch.equal(p, q) for p, q in zip(member.parameters(), realnvp_2d(seed=0).parameters()))
-    assert result.num_nonfinite == [0, 0] and result.diverged_at == [None, None]
-    assert result.loss.shape == (20, 2) and result.step == list(range(1, 21))
-    assert result.noise_level[0, 0] > 0.99 and result.noise_level[-1, 0] < 0.01 and not result.noise_level[:, 1].any()
-    # Data as one stacked tensor [M, N, 2], a callback after every step, thinned log.
+    assert result.member_nonfinite == [0, 0] and result.diverged_at == [None, None]
+    assert result.member_losses.shape == (20, 2) and result.history["step"] == list(range(1, 21))
+    noise = torch.tensor(result.history["noise_level"])
+    assert noise[0, 0] > 0.99 and noise[-1, 0] < 0.01 and not noise[:, 1].any()
+    # A callback after every step, a thinned log; the same parameters.
     ens2, seen = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)]), []
-    result2 = train_ensemble(ens2, torch.stack(data), steps=20, batch_size=64, lr=5e-4, seeds=[3, 4],
-                             mollifiers=[molli(), None], log_every=8, callback=lambda k, e: seen.append(k))  # fmt: skip
-    assert seen == list(range(1, 21)) and result2.step == [8, 16, 20]
+    config = TrainConfig(steps=20, batch_size=64, lr=5e-4, seed=(3, 4), progress=False, log_every=8)
+    result2 = train(ens2, data, config, mollifier=[molli(), None], callback=lambda k, e: seen.append(k))
+    assert seen == list(range(1, 21)) and result2.history["step"] == [8, 16, 20]
     for a, b in zip(ens.parameters(), ens2.parameters()):
         assert torch.equal(a, b)
 
 
-def test_train_ensemble_skips_and_freezes_non_finite_members():
+def test_ensemble_training_skips_and_freezes_non_finite_members():
     data, molli = _setup()
     nan_at = lambda steps: lambda x, step: x * math.nan if step in steps else x  # noqa: E731
     ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
-    result = train_ensemble(ens, data, steps=6, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[None, nan_at({5})])
-    assert result.num_nonfinite == [0, 1] and result.diverged_at == [None, None]
-    assert math.isnan(result.loss[-1, 1]) and math.isfinite(result.loss[-1, 0])
+    result = _train_ensemble(ens, data, 6, [3, 4], [None, nan_at({5})])
+    assert result.member_nonfinite == [0, 1] and result.diverged_at == [None, None]
+    assert math.isnan(result.member_losses[-1, 1]) and math.isfinite(result.member_losses[-1, 0])
     _assert_same_params(ens.member(0), _train_alone(realnvp_2d(seed=0), data[0], 6, 3))
     _assert_same_params(ens.member(1), _train_alone(realnvp_2d(seed=1), data[1], 5, 4))  # step 5 skipped
     # Non-finite from step 2 on, 2 in a row allowed: member 1 is frozen at step 3 with its step-2 parameters.
     ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
-    result = train_ensemble(ens, data, steps=8, batch_size=64, lr=5e-4, seeds=[3, 4],
-                            mollifiers=[None, nan_at(set(range(2, 8)))], max_nonfinite_in_row=2)  # fmt: skip
-    assert result.diverged_at == [None, 3] and result.num_nonfinite == [0, 2]
+    result = _train_ensemble(ens, data, 8, [3, 4], [None, nan_at(set(range(2, 8)))], max_nonfinite_in_row=2)
+    assert result.diverged_at == [None, 3] and result.member_nonfinite == [0, 2]
     _assert_same_params(ens.member(1), _train_alone(realnvp_2d(seed=1), data[1], 2, 4))
     assert all(torch.isfinite(p).all() for p in ens.parameters())
-
-
-def test_train_ensemble_bad_arguments():
-    data, _ = _setup()
-    ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
-    with pytest.raises(ValueError, match="one seed"):
-        train_ensemble(ens, data, steps=2, batch_size=8, lr=1e-3, seeds=[0])
-    with pytest.raises(ValueError, match="one data set per member"):
-        train_ensemble(ens, data[:1], steps=2, batch_size=8, lr=1e-3, seeds=[0, 1])
-    with pytest.raises(ValueError, match="batch_size"):
-        train_ensemble(ens, data, steps=2, batch_size=1000, lr=1e-3, seeds=[0, 1])
-    with pytest.raises(ValueError, match="steps"):
-        train_ensemble(ens, data, steps=0, batch_size=8, lr=1e-3, seeds=[0, 1])
-
-
-def test_train_ensemble_is_training_train_and_raises_when_every_member_froze():
-    from molli_utils.training import DivergenceError, TrainConfig, train
-
-    data, molli = _setup()
-    ens_a, ens_b = (FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)]) for _ in range(2))
-    result = train_ensemble(ens_a, data, steps=12, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[molli(), None])
-    direct = train(ens_b, data, TrainConfig(steps=12, batch_size=64, lr=5e-4, seed=(3, 4), progress=False),
-                   mollifier=[molli(), None])  # default loss: FlowEnsemble.forward_kld, one NLL per member  # fmt: skip
-    assert all(torch.equal(a, b) for a, b in zip(ens_a.parameters(), ens_b.parameters()))
-    assert torch.equal(result.loss, direct.member_losses.float()) and result.step == direct.history["step"]
     nan = lambda x, step: x * math.nan  # noqa: E731
     with pytest.raises(DivergenceError, match="every member"):
-        train_ensemble(ens_a, data, steps=5, batch_size=64, lr=5e-4, seeds=[3, 4], mollifiers=[nan, nan],
-                       max_nonfinite_in_row=2)  # fmt: skip
+        _train_ensemble(ens, data, 5, [3, 4], [nan, nan], max_nonfinite_in_row=2)

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import molli_utils
-from molli_utils.runtime import REPOSITORY, colab_install_spec
+from molli_utils.runtime import REPOSITORY, colab_install_spec, colab_setup_cell
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").rglob("*.ipynb"))
@@ -82,13 +82,23 @@ def test_notebook_committed_without_outputs(nb_path):
 def test_notebook_starts_with_colab_setup_and_settings(nb_path):
     _, cells = _code_cells(nb_path)
     setup = "".join(cells[0]["source"])
-    assert 'if "google.colab" in sys.modules:' in setup
+    assert setup == colab_setup_cell(), "the first code cell must be runtime.colab_setup_cell() (regenerate it)"
     assert colab_install_spec(molli_utils.__version__) in setup, "Colab cell must pin the book's version"
     assert "torch" not in setup.split("sys.modules:")[1], "the Colab cell must never re-install torch"
+    assert "%pip" not in setup, "%pip does not raise when the install fails"
     tags = set(cells[0].get("metadata", {}).get("tags", []))
     assert {"remove-output", "hide-input"} <= tags
     settings = "".join(cells[1]["source"])
-    assert "get_profile(" in settings and "pick_device(" in settings
+    assert "settings.profile(" in settings, "the second code cell reads the profile from molli_utils.experiments.settings"
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_never_branches_on_the_profile_itself(nb_path):
+    """Three profiles, one place: what a profile means lives in molli_utils.experiments.settings."""
+    _, cells = _code_cells(nb_path)
+    code = "\n".join("".join(c["source"]) for c in cells)
+    branches = re.findall(r".*\bPROFILE\s*(?:==|!=|\bin\b|\bnot in\b).*", code)
+    assert not branches, f"{nb_path.name} branches on PROFILE (move the sizes to settings): {branches}"
 
 
 _DATA_SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".pt", ".pth", ".pkl", ".pickle", ".json", ".parquet", ".h5", ".hdf5", ".txt")
@@ -105,8 +115,8 @@ def _string_literals(source: str) -> list[str]:
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_reads_no_file_outside_the_book(nb_path):
-    """A notebook reads only what the package gives it, its downloads, and book/results/*.csv by a relative path:
-    no absolute path (/work, /home, /tmp...), no home (~/) or parent (../shared) path, no data file in another folder."""
+    """A notebook reads only what the package gives it (the stored results through results.load) and its downloads:
+    no absolute path (/work, /home, /tmp...), no home (~/) or parent (../shared) path, no data file in a folder."""
     _, cells = _code_cells(nb_path)
     bad = []
     for cell in cells:
@@ -116,7 +126,6 @@ def test_notebook_reads_no_file_outside_the_book(nb_path):
                 continue  # URLs, prose, labels, code and f-string pieces such as "/" are not paths
             if path.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path) or ".." in re.split(r"[\\/]", path):
                 bad.append(f"{path!r}: absolute, home or parent path")
-            elif (path.lower().endswith(_DATA_SUFFIXES) and re.search(r"[\\/]", path)
-                  and not re.fullmatch(r"(\./)?results/[\w.-]+\.csv", path)):
-                bad.append(f"{path!r}: the only data files in a folder are book/results/*.csv, read as 'results/NAME.csv'")
+            elif path.lower().endswith(_DATA_SUFFIXES) and re.search(r"[\\/]", path):
+                bad.append(f"{path!r}: a data file in a folder (stored results come from results.load(NAME))")
     assert not bad, f"{nb_path.name} depends on files outside the book: " + "; ".join(bad)

@@ -5,14 +5,28 @@ from molli_utils.runtime import colab_install_spec, get_profile, on_colab, pick_
 
 
 def test_profile_default_and_env_override(monkeypatch):
+    import sys
+    import types
+
     monkeypatch.delenv("MOLLI_PROFILE", raising=False)
     assert get_profile() == "full"
     assert get_profile(default="quick") == "quick"
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert get_profile() == "colab"  # on Colab the session-sized profile is the default
     monkeypatch.setenv("MOLLI_PROFILE", "Quick ")
     assert get_profile() == "quick"
     monkeypatch.setenv("MOLLI_PROFILE", "fast")
-    with pytest.raises(ValueError, match=r"unknown profile 'fast'.*quick.*full"):
+    with pytest.raises(ValueError, match=r"unknown profile 'fast'.*quick.*colab.*full"):
         get_profile()
+
+
+def test_git_provenance_of_this_checkout_and_of_an_installed_copy(tmp_path):
+    from molli_utils.runtime import git_commit, git_dirty
+
+    assert git_commit() != "unknown" and git_dirty() in (True, False)
+    installed = tmp_path / "lib" / "site-packages"
+    installed.mkdir(parents=True)
+    assert git_commit(installed) == "unknown" and git_dirty(installed) is None
 
 
 def test_pick_device_explicit_env_and_auto(monkeypatch):
@@ -35,12 +49,3 @@ def test_pick_device_cuda_without_gpu_says_how_to_fix():
 def test_colab_helpers():
     assert on_colab() is False
     assert colab_install_spec("1.2.3").endswith("@v1.2.3")
-
-
-def test_results_source_prefers_the_local_file_then_the_repository(tmp_path):
-    from molli_utils.runtime import REPOSITORY, results_source
-
-    (tmp_path / "uci.csv").write_text("a\n1\n")
-    assert results_source("uci.csv", tmp_path) == str(tmp_path / "uci.csv")
-    url = results_source("uci.csv", tmp_path / "absent", version="9.9.9")
-    assert url == REPOSITORY.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/v9.9.9/book/results/uci.csv"

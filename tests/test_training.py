@@ -7,7 +7,7 @@ import normflows as nf
 import pytest
 import torch
 
-from molli_utils import Mollifier
+from molli_utils import Mollifier, checkpoints
 from molli_utils.training import CHECKPOINT_NAME, DivergenceError, TrainConfig, train
 
 
@@ -324,11 +324,11 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, own_generato
         torch.manual_seed(3)
         with pytest.raises(Stop):
             run(tmp_path, _stop_at(30))
-        saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
-        assert saved["loop"]["step"] == 20 and saved["format"] == 1
-        assert set(saved) == {"format", "fingerprint", "model", "optimizer", "rng", "loop"}
+        saved = checkpoints.load(tmp_path / CHECKPOINT_NAME)
+        assert saved["loop"]["step"] == 20 and saved["trainer"] == "molli_utils.training.train"
+        assert set(saved) == {"trainer", "fingerprint", "model", "optimizer", "rng", "loop"}
         assert set(saved["rng"]) == {"data", "mollifier", "torch", "cuda"} and saved["rng"]["cuda"] is None
-        assert (saved["rng"]["mollifier"] is not None) == own_generator
+        assert (saved["rng"]["mollifier"]["generator"] is not None) == own_generator
         torch.manual_seed(123)  # the resumed run restores the global RNG state from the checkpoint
         resumed, res = run(tmp_path)
     assert res.resumed_from == 20 and res.final_step == 60
@@ -341,6 +341,48 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, own_generato
     again_model, again = run(tmp_path)  # a finished run: loads and returns at once
     assert again.resumed_from == 60 and again.history == ref.history
     assert_same_state(params(again_model), params(straight))
+
+
+def test_damaged_or_foreign_checkpoint_is_refused_with_the_fix(tmp_path):
+    """Truncation, garbage, a plain torch.save file and one flipped byte inside a weight: never loaded."""
+    data = gauss_data()
+    train(Gauss(), data, cfg(steps=10, checkpoint_dir=tmp_path))
+    path = tmp_path / CHECKPOINT_NAME
+    good = path.read_bytes()
+    loc = checkpoints.load(path)["model"]["loc"]
+    at = good.find(loc.numpy().tobytes())  # the raw float32 bytes of the weight `loc` in the payload
+    assert at > 0
+    flipped = good[:at] + bytes([good[at] ^ 0x10]) + good[at + 1 :]
+    torch.save({"model": {}}, tmp_path / "plain.pt")
+    cases = {"truncated": (good[:-100], "truncated"), "garbage": (b"\x00garbage" * 50, "not a molli_utils checkpoint"),
+             "plain torch.save": ((tmp_path / "plain.pt").read_bytes(), "not a molli_utils checkpoint"),
+             "empty": (b"", "is empty"), "flipped byte in a weight": (flipped, "damaged")}  # fmt: skip
+    for what, (content, message) in cases.items():
+        path.write_bytes(content)
+        with pytest.raises(checkpoints.CheckpointError, match=message) as err:
+            train(Gauss(), data, cfg(steps=10, checkpoint_dir=tmp_path))
+        assert str(path) in str(err.value) and "delete it" in str(err.value), what
+    path.write_bytes(good)
+    assert train(Gauss(), data, cfg(steps=10, checkpoint_dir=tmp_path)).resumed_from == 10
+
+
+def test_checkpoint_save_is_atomic_and_refuses_unsafe_objects(tmp_path, monkeypatch):
+    path = checkpoints.save({"a": torch.ones(3)}, tmp_path / "c.pt")
+    assert torch.equal(checkpoints.load(path)["a"], torch.ones(3))
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoints.save({"a": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.equal(checkpoints.load(path)["a"], torch.ones(3))  # the old checkpoint is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temporary file left
+    checkpoints.save({"a": Gauss()}, path)  # an intact file holding an arbitrary object is not unpickled
+    with pytest.raises(checkpoints.CheckpointError, match="cannot be loaded safely"):
+        checkpoints.load(path)
 
 
 def test_resume_refuses_a_checkpoint_made_with_another_config(tmp_path):
@@ -474,7 +516,7 @@ def test_interrupted_and_resumed_ensemble_run_is_bitwise_identical(tmp_path):
     straight, ref = run()
     with pytest.raises(Stop):
         run(tmp_path, _stop_at(30))
-    saved = torch.load(tmp_path / CHECKPOINT_NAME, weights_only=True)
+    saved = checkpoints.load(tmp_path / CHECKPOINT_NAME)
     assert saved["loop"]["step"] == 20 and saved["loop"]["in_row"] == [0, 2, 0]
     assert len(saved["rng"]["data"]) == 3 and saved["rng"]["mollifier"][1] is None
     resumed, res = run(tmp_path)

@@ -135,8 +135,24 @@ def test_corrupt_cached_array_is_refused(tmp_path):
     bad = _real("redwine").copy()
     bad[0, 0] = 0.0
     np.save(tmp_path / "redwine" / "data.npy", bad)
-    with pytest.raises(ValueError, match="corrupt: delete it"):
+    with pytest.raises(ValueError, match="not the paper's values.*corrupt or truncated: delete it"):
         load_uci("redwine", tmp_path)
+
+
+@needs_shared
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "pickled"])
+def test_unreadable_cached_array_gets_the_same_clear_error(tmp_path, damage):
+    folder = tmp_path / "redwine"
+    folder.mkdir()
+    good = (SHARED / "redwine" / "data.npy").read_bytes()
+    content = {"truncated": good[: len(good) // 3], "garbage": b"not an array at all" * 10, "empty": b""}
+    if damage == "pickled":
+        np.save(folder / "data.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        (folder / "data.npy").write_bytes(content[damage])
+    with pytest.raises(ValueError, match=r"data\.npy cannot be read.*corrupt or truncated: delete it and load again") as err:
+        load_uci("redwine", tmp_path)
+    assert str(folder / "data.npy") in str(err.value) and "winequality-red.csv" in str(err.value)
 
 
 def test_offline_without_files_says_where_to_put_them(tmp_path, monkeypatch):

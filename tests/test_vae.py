@@ -8,7 +8,9 @@ from pythae.data.datasets import BaseDataset
 from pythae.trainers import BaseTrainerConfig
 from pythae.trainers.training_callbacks import TrainingCallback
 
-from molli_utils import vae as V
+from molli_utils import checkpoints
+from molli_utils.models import vae as M
+from molli_utils.training import vae as T
 from molli_utils.mollifiers import Mollifier, blur, gaussian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,16 +43,16 @@ class RecordingMollifier(Mollifier):
         return super().__call__(x, step)
 
 
-@pytest.mark.parametrize("kind", V.VAE_KINDS)
+@pytest.mark.parametrize("kind", M.VAE_KINDS)
 def test_every_kind_builds_runs_and_trains_one_step(tmp_path, kind):
     torch.manual_seed(0)
-    model = V.make_vae(kind, **TINY)
+    model = M.make_vae(kind, **TINY)
     x = _data()
     out = model({"data": x})
     assert math.isfinite(out.loss.item()) and out.recon_x.shape == x.shape
     assert 0.0 <= out.recon_x.min().item() and out.recon_x.max().item() <= 1.0
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = V.MollifiedTrainer(model, _dataset(x), None, _config(tmp_path, batch=8),
+    trainer = T.MollifiedTrainer(model, _dataset(x), None, _config(tmp_path, batch=8),
                                  mollifier=Mollifier("gaussian", horizon=10))  # fmt: skip
     trainer.prepare_training()
     loss = trainer.train_step(epoch=1)
@@ -59,12 +61,12 @@ def test_every_kind_builds_runs_and_trains_one_step(tmp_path, kind):
 
 
 def test_paper_settings_reach_pythae_configs():
-    cfg = {k: V.make_vae(k, **TINY).model_config for k in V.VAE_KINDS}
+    cfg = {k: M.make_vae(k, **TINY).model_config for k in M.VAE_KINDS}
     assert cfg["beta_vae"].beta == 0.1 and cfg["iwae"].number_samples == 5
     assert (cfg["vae_iaf"].n_made_blocks, cfg["vae_iaf"].n_hidden_in_made, cfg["vae_iaf"].hidden_size) == (2, 3, 128)
     assert (cfg["hvae"].n_lf, cfg["hvae"].eps_lf, cfg["hvae"].learn_eps_lf) == (1, 1e-3, True)
     assert all(c.latent_dim == 8 and c.input_dim == (3, 32, 32) and c.reconstruction_loss == "mse" for c in cfg.values())
-    assert V.make_vae("beta_vae", **TINY, beta=1.0).model_config.beta == 1.0
+    assert M.make_vae("beta_vae", **TINY, beta=1.0).model_config.beta == 1.0
 
 
 @pytest.mark.parametrize("size", [32, 64])
@@ -76,8 +78,8 @@ def test_width_one_matches_pythae_benchmark_nets(size):
     cfg = VAEConfig(input_dim=(3, size, size), latent_dim=256)
     mod = cifar if size == 32 else celeba
     suffix = "CIFAR" if size == 32 else "CELEBA"
-    pairs = [(V.ConvEncoder(cfg.input_dim, 256), getattr(mod, f"Encoder_Conv_VAE_{suffix}")(cfg)),
-             (V.ConvDecoder(cfg.input_dim, 256), getattr(mod, f"Decoder_Conv_AE_{suffix}")(cfg))]  # fmt: skip
+    pairs = [(M.ConvEncoder(cfg.input_dim, 256), getattr(mod, f"Encoder_Conv_VAE_{suffix}")(cfg)),
+             (M.ConvDecoder(cfg.input_dim, 256), getattr(mod, f"Decoder_Conv_AE_{suffix}")(cfg))]  # fmt: skip
     for mine, theirs in pairs:
         assert sorted(p.shape for p in mine.parameters()) == sorted(p.shape for p in theirs.parameters())
     z = torch.randn(2, 256)
@@ -85,7 +87,7 @@ def test_width_one_matches_pythae_benchmark_nets(size):
 
 
 def test_width_scales_channels():
-    enc = V.ConvEncoder((3, 32, 32), 16, width=1 / 16)
+    enc = M.ConvEncoder((3, 32, 32), 16, width=1 / 16)
     assert [blk[0].out_channels for blk in enc.layers] == [8, 16, 32, 64]
 
 
@@ -93,12 +95,12 @@ def test_width_scales_channels():
                                  dict(kind="vae", width=0), dict(kind="vae", latent_dim=0)])  # fmt: skip
 def test_bad_arguments(bad):
     with pytest.raises(ValueError):
-        V.make_vae(**bad)
+        M.make_vae(**bad)
 
 
 def test_unknown_kind_lists_choices():
     with pytest.raises(ValueError, match="beta_vae.*iwae.*vae_iaf.*hvae"):
-        V.make_vae("nvae")
+        M.make_vae("nvae")
 
 
 def test_mollify_images_spaces():
@@ -106,30 +108,30 @@ def test_mollify_images_spaces():
     moll = Mollifier("gaussian", horizon=10, generator=torch.Generator().manual_seed(0))
     s = moll.noise_level(4)
     eps = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    sym = V.mollify_images(x, moll, 4, "symmetric")
+    sym = T.mollify_images(x, moll, 4, "symmetric")
     assert torch.allclose(sym, (math.sqrt(1 - s) * (2 * x - 1) + math.sqrt(s) * eps + 1) / 2, atol=1e-6)
     moll.generator.manual_seed(0)
-    assert torch.allclose(V.mollify_images(x, moll, 4, "input"), gaussian(x, s, torch.Generator().manual_seed(0)))
-    assert torch.equal(V.mollify_images(x, moll, 10, "symmetric"), x)  # after the horizon: clean
+    assert torch.allclose(T.mollify_images(x, moll, 4, "input"), gaussian(x, s, torch.Generator().manual_seed(0)))
+    assert torch.equal(T.mollify_images(x, moll, 10, "symmetric"), x)  # after the horizon: clean
     b = Mollifier("blur", horizon=10)
-    assert torch.allclose(V.mollify_images(x, b, 2, "symmetric"), blur(x, b.blur_time(2, 32)))
+    assert torch.allclose(T.mollify_images(x, b, 2, "symmetric"), blur(x, b.blur_time(2, 32)))
     with pytest.raises(ValueError, match="symmetric"):
-        V.mollify_images(x, moll, 0, "zero-one")
+        T.mollify_images(x, moll, 0, "zero-one")
 
 
 def test_horizon_is_first_half_of_training():
-    assert V.mollification_horizon(200, 50000, 128) == 100 * 391  # CIFAR-10: 100 of 200 epochs
-    assert V.mollification_horizon(2, 8, 4, fraction=1.0) == 4
+    assert T.mollification_horizon(200, 50000, 128) == 100 * 391  # CIFAR-10: 100 of 200 epochs
+    assert T.mollification_horizon(2, 8, 4, fraction=1.0) == 4
     with pytest.raises(ValueError):
-        V.mollification_horizon(2, 8, 4, fraction=0.0)
+        T.mollification_horizon(2, 8, 4, fraction=0.0)
 
 
 def test_trainer_rejects_bad_mollifier_and_space(tmp_path):
     x = _data()
     with pytest.raises(ValueError, match="Mollifier"):
-        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path), mollifier="gaussian")
+        T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path), mollifier="gaussian")
     with pytest.raises(ValueError, match="symmetric"):
-        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path),
+        T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path),
                            mollifier=Mollifier(), space="pixels")  # fmt: skip
 
 
@@ -137,7 +139,7 @@ def test_steps_follow_schedule_and_eval_is_clean(tmp_path):
     """Steps 0, 1, 2, ... across epochs; eval, predict and the sanity check see clean data."""
     torch.manual_seed(0)
     train_x, eval_x = _data(8, seed=0), _data(4, seed=1)
-    model = V.make_vae("vae", **TINY)
+    model = M.make_vae("vae", **TINY)
     seen = []  # (training?, data) of every forward call
     forward = model.forward
 
@@ -147,7 +149,7 @@ def test_steps_follow_schedule_and_eval_is_clean(tmp_path):
 
     model.forward = recording_forward
     moll = RecordingMollifier("gaussian", horizon=100, generator=torch.Generator().manual_seed(0))
-    trainer = V.MollifiedTrainer(model, _dataset(train_x), _dataset(eval_x), _config(tmp_path, epochs=3), mollifier=moll)
+    trainer = T.MollifiedTrainer(model, _dataset(train_x), _dataset(eval_x), _config(tmp_path, epochs=3), mollifier=moll)
     assert moll.calls == [] and trainer.step == 0  # the constructor's sanity check is not mollified
     trainer.train()
     assert moll.calls == [0, 1, 2, 3, 4, 5] and trainer.step == 6  # 3 epochs x 2 batches
@@ -178,11 +180,23 @@ class StopAt(TrainingCallback):
             raise KeyboardInterrupt
 
 
+class StopAfterBatches(TrainingCallback):
+    """Simulates an interruption in the middle of an epoch: after the optimiser step of batch ``n`` (1-based, global)."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def on_train_step_end(self, training_config, **kwargs):
+        self.seen += 1
+        if self.seen == self.n:
+            raise KeyboardInterrupt
+
+
 def _run(tmp_path, name, resume_dir, callbacks=None, init_seed=0, epochs=4, precision="fp32"):
     torch.manual_seed(init_seed)
-    model = V.make_vae("vae", **TINY)
+    model = M.make_vae("vae", **TINY)
     moll = Mollifier("gaussian", horizon=5, generator=torch.Generator().manual_seed(7))
-    trainer = V.MollifiedTrainer(model, _dataset(_data(8)), _dataset(_data(4, seed=1)), _config(tmp_path / name, epochs),
+    trainer = T.MollifiedTrainer(model, _dataset(_data(8)), _dataset(_data(4, seed=1)), _config(tmp_path / name, epochs),
                                  callbacks=callbacks, mollifier=moll, resume_dir=resume_dir, precision=precision)  # fmt: skip
     trainer.train()
     return trainer
@@ -191,10 +205,10 @@ def _run(tmp_path, name, resume_dir, callbacks=None, init_seed=0, epochs=4, prec
 def test_resume_equals_uninterrupted_and_pythae_loop(tmp_path):
     plain = _run(tmp_path, "plain", None)  # pythae's own BaseTrainer.train loop
     whole = _run(tmp_path, "whole", tmp_path / "whole-resume")
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, "cut", tmp_path / "cut-resume", callbacks=[StopAt(3)])
-    saved = torch.load(tmp_path / "cut-resume" / V.RESUME_NAME, weights_only=False)
-    assert saved["epoch"] == 2 and saved["step"] == 4
+    with pytest.raises(KeyboardInterrupt):  # mid-epoch: after the first of the two batches of epoch 3
+        _run(tmp_path, "cut", tmp_path / "cut-resume", callbacks=[StopAfterBatches(5)])
+    saved = checkpoints.load(tmp_path / "cut-resume" / T.RESUME_NAME)
+    assert saved["epoch"] == 2 and saved["step"] == 4  # the last finished epoch; batch 5's update is not kept
     resumed = _run(tmp_path, "cut", tmp_path / "cut-resume", init_seed=123)  # different init: all state is loaded
     assert resumed.step == whole.step == plain.step == 8
     for a, b, c in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(),
@@ -207,44 +221,66 @@ def test_resume_equals_uninterrupted_and_pythae_loop(tmp_path):
 def test_resume_refuses_another_model(tmp_path):
     _run(tmp_path, "a", tmp_path / "r", epochs=1)
     torch.manual_seed(0)
-    trainer = V.MollifiedTrainer(V.make_vae("iwae", **TINY), _dataset(_data(8)), None, _config(tmp_path / "b", 2),
+    trainer = T.MollifiedTrainer(M.make_vae("iwae", **TINY), _dataset(_data(8)), None, _config(tmp_path / "b", 2),
                                  mollifier=Mollifier("gaussian", horizon=5), resume_dir=tmp_path / "r")  # fmt: skip
-    with pytest.raises(ValueError, match="delete"):
+    with pytest.raises(checkpoints.CheckpointError, match=r"different configuration \(.*model: 'VAE' \(checkpoint\) != 'IWAE'"):
         trainer.train()
+
+
+def test_damaged_resume_file_is_refused_not_loaded(tmp_path):
+    """One flipped byte inside a weight, a truncated file, or another program's file: refused with the fix."""
+    _run(tmp_path, "a", tmp_path / "r", epochs=1)
+    path = tmp_path / "r" / T.RESUME_NAME
+    good = path.read_bytes()
+    weight = M.make_vae("vae", **TINY).state_dict()["encoder.embedding.weight"]
+    saved = checkpoints.load(path)["model"]["encoder.embedding.weight"]
+    at = good.find(saved.numpy().tobytes()[:64])  # the raw bytes of a weight tensor in the payload
+    assert at > 0 and weight.shape == saved.shape
+    damaged = {"flipped": good[:at + 10] + bytes([good[at + 10] ^ 1]) + good[at + 11:],
+               "truncated": good[: len(good) // 2], "foreign": b"PK\x03\x04 not a checkpoint"}
+    messages = {"flipped": "damaged", "truncated": "truncated", "foreign": "not a molli_utils checkpoint"}
+    for what, content in damaged.items():
+        path.write_bytes(content)
+        torch.manual_seed(0)
+        trainer = T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data(8)), None, _config(tmp_path / what, 2),
+                                     mollifier=Mollifier("gaussian", horizon=5), resume_dir=tmp_path / "r")  # fmt: skip
+        with pytest.raises(checkpoints.CheckpointError, match=messages[what]) as err:
+            trainer.train()
+        assert str(path) in str(err.value) and "delete it" in str(err.value)
 
 
 # ---- mixed precision -----------------------------------------------------------------------
 
 
 def test_resolve_precision(monkeypatch):
-    assert V.resolve_precision("auto", "cpu") == "fp32"
-    assert [V.resolve_precision(p, "cpu") for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+    assert T.resolve_precision("auto", "cpu") == "fp32"
+    assert [T.resolve_precision(p, "cpu") for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
     for native, expected in ((True, "bf16"), (False, "fp16")):  # A100/L4/H100 vs T4/V100
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n)
-        assert V.resolve_precision("auto", "cuda") == expected
+        assert T.resolve_precision("auto", "cuda") == expected
     with pytest.raises(ValueError, match="unknown precision 'half'.*'auto'"):
-        V.resolve_precision("half", "cpu")
+        T.resolve_precision("half", "cpu")
 
 
 def test_trainer_refuses_pythae_amp_and_bad_precision(tmp_path):
     config = _config(tmp_path)
     config.amp = True  # pythae: float16 autocast without loss scaling
     with pytest.raises(ValueError, match="precision='auto'"):
-        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(_data()), None, config, mollifier=Mollifier("none"))
+        T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data()), None, config, mollifier=Mollifier("none"))
     with pytest.raises(ValueError, match="unknown precision"):
-        V.MollifiedTrainer(V.make_vae("vae", **TINY), _dataset(_data()), None, _config(tmp_path),
+        T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data()), None, _config(tmp_path),
                            mollifier=Mollifier("none"), precision="float16")  # fmt: skip
 
 
 def _losses(tmp_path, kind, precision, epochs):
     torch.manual_seed(0)
-    trainer = V.MollifiedTrainer(V.make_vae(kind, **TINY), _dataset(_data(8)), None, _config(tmp_path / precision, 1, 8),
+    trainer = T.MollifiedTrainer(M.make_vae(kind, **TINY), _dataset(_data(8)), None, _config(tmp_path / precision, 1, 8),
                                  mollifier=Mollifier("none"), precision=precision)  # fmt: skip
     trainer.prepare_training()
     return trainer, [trainer.train_step(epoch) for epoch in range(1, epochs + 1)]
 
 
-@pytest.mark.parametrize("kind", V.VAE_KINDS)
+@pytest.mark.parametrize("kind", M.VAE_KINDS)
 def test_bf16_autocast_trains_like_fp32(tmp_path, kind):
     # bfloat16 keeps float32's range: no loss scaling, and the losses track the float32 run closely.
     _, ref = _losses(tmp_path, kind, "fp32", 4)
@@ -270,8 +306,8 @@ def test_fp16_resume_restores_the_loss_scale(tmp_path):
     whole = _run(tmp_path, "whole", tmp_path / "whole-resume", epochs=8, precision="fp16")
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "cut", tmp_path / "cut-resume", callbacks=[StopAt(6)], epochs=8, precision="fp16")
-    saved = torch.load(tmp_path / "cut-resume" / V.RESUME_NAME, weights_only=False)
-    assert saved["precision"] == "fp16" and saved["scaler"]["scale"] < 65536 and saved["skipped_steps"] >= 1
+    saved = checkpoints.load(tmp_path / "cut-resume" / T.RESUME_NAME)
+    assert saved["fingerprint"]["precision"] == "fp16" and saved["scaler"]["scale"] < 65536 and saved["skipped_steps"] >= 1
     resumed = _run(tmp_path, "cut", tmp_path / "cut-resume", init_seed=123, epochs=8, precision="fp16")
     assert resumed.skipped_steps == whole.skipped_steps < 16 and resumed.scaler.get_scale() == whole.scaler.get_scale()
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):

@@ -189,11 +189,15 @@ def _load_array(name: str, folder: Path, download: bool) -> np.ndarray:
     """``folder/data.npy`` (verified), rebuilt from the original file (local or downloaded) when missing."""
     src, npy = SOURCES[name], folder / "data.npy"
     if npy.exists():
-        array = np.load(npy)
         try:
+            try:
+                array = np.load(npy, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as err:  # truncated, not a .npy file, or pickled objects
+                raise ValueError(f"{npy} cannot be read as a NumPy array ({type(err).__name__}: {err})") from None
             _check_array(name, array, str(npy))
         except ValueError as err:
-            raise ValueError(f"{err}. The cached file is corrupt: delete it and load again to rebuild it.") from None
+            raise ValueError(f"{err}. The cached file is corrupt or truncated: delete it and load again to rebuild it "
+                             f"from the original UCI file ({src.url}).") from None  # fmt: skip
         return array
     raw = folder / src.filename
     downloaded = False

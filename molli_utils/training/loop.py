@@ -22,11 +22,17 @@ Conventions
 * Metrics run in eval mode under ``torch.no_grad`` and inside
   ``torch.random.fork_rng``, so they never change training (not even the
   global random state); the model is back in train mode afterwards.
-* Checkpoints (``checkpoint_dir``): one file, ``checkpoint.pt``, written
-  atomically every ``checkpoint_every`` steps and at the end. A new call with
-  the same folder resumes from it (restoring the global torch RNG state too),
-  and ends bitwise identical to an uninterrupted run on the CPU. Nothing is
-  saved when training is interrupted (the state may be mid-update).
+* Checkpoints (``checkpoint_dir``): one file, ``checkpoint.pt``, in the book's
+  one checkpoint format (:mod:`molli_utils.checkpoints`: atomic, SHA-256 checked,
+  weights only), written every ``checkpoint_every`` steps and at the end. A new
+  call with the same folder resumes from it (restoring the global torch RNG state
+  and the mollifiers' generators too), and ends bitwise identical to an
+  uninterrupted run on the CPU. Nothing is saved when training is interrupted
+  (the state may be mid-update); a damaged checkpoint or one of another
+  configuration is refused with an error that says what to do.
+* Mollifiers follow :class:`~molli_utils.mollifiers.MollifierLike`; ``None``
+  means vanilla training (as ``Mollifier("none")``), and a plain callable
+  ``f(x, step)`` is accepted as a mollifier without noise level or state.
 * Ensembles: ``data`` may be a list of M data sets, one per member of a model
   whose parameters are all stacked along dim 0 (e.g. a
   :class:`~molli_utils.models.FlowEnsemble`). Member ``m`` then gets its own
@@ -44,8 +50,6 @@ Conventions
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -53,6 +57,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import torch
+
+from .. import checkpoints
 
 __all__ = ["TrainConfig", "TrainResult", "DivergenceError", "train", "nll_loss", "CHECKPOINT_NAME"]
 
@@ -364,21 +370,6 @@ def _fingerprint(config: TrainConfig, datasets: list, model: torch.nn.Module, mo
     return fp
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _noise_level(mollifier: Any, step: int) -> float:
     """The mollifier's noise level at 0-based ``step`` (0 without mollifier, nan if it has no ``noise_level``)."""
     if mollifier is None:
@@ -651,38 +642,33 @@ class _Loop:
 
     def _save(self, state: _LoopState) -> None:
         """Write model, optimizer, every RNG state and the loop state to ``self.ckpt``, atomically."""
-        gens = [getattr(f, "generator", None) for f in self.mollifiers]
         cuda = self.device.type == "cuda"
         rng = {
             "data": self._one([b.state_dict() for b in self.streams]),
-            "mollifier": self._one([g.get_state() if isinstance(g, torch.Generator) else None for g in gens]),
+            "mollifier": self._one([f.state_dict() if hasattr(f, "state_dict") else None for f in self.mollifiers]),
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
         }
         loop = {f.name: getattr(state, f.name) for f in fields(state)}
-        obj = {"format": 1, "fingerprint": self.fingerprint, "model": self.model.state_dict(),
-               "optimizer": self.optimizer.state_dict(), "rng": rng, "loop": loop}  # fmt: skip
-        _save_atomic(obj, self.ckpt)
+        obj = {"trainer": "molli_utils.training.train", "fingerprint": self.fingerprint,
+               "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng, "loop": loop}  # fmt: skip
+        checkpoints.save(obj, self.ckpt)
 
     def resume(self) -> _LoopState:
         """Load ``self.ckpt`` into model, optimizer and RNGs (refusing another config); return its loop state."""
-        ckpt = torch.load(self.ckpt, map_location="cpu", weights_only=True)
-        saved, now = ckpt["fingerprint"], self.fingerprint
-        diffs = [f"{k}: {saved.get(k)!r} (checkpoint) != {now.get(k)!r} (now)"
-                 for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]  # fmt: skip
-        if diffs:
-            raise ValueError(
-                f"cannot resume from {self.ckpt}: it was made with a different configuration ({'; '.join(diffs)}). "
-                "Use another checkpoint_dir, or delete the checkpoint to start afresh."
-            )
+        ckpt = checkpoints.load(self.ckpt)
+        if ckpt.get("trainer") != "molli_utils.training.train":
+            raise checkpoints.CheckpointError(f"{self.ckpt} was written by {ckpt.get('trainer')!r}, not by "
+                                              "molli_utils.training.train; use another checkpoint_dir")  # fmt: skip
+        checkpoints.check_fingerprint(self.ckpt, ckpt.get("fingerprint"), self.fingerprint)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         rng = ckpt["rng"]
         for batches, data_state in zip(self.streams, self._each(rng["data"])):
             batches.load_state_dict(data_state)
-        for mollifier, gen_state in zip(self.mollifiers, self._each(rng["mollifier"])):
-            if gen_state is not None:
-                mollifier.generator.set_state(gen_state)
+        for mollifier, moll_state in zip(self.mollifiers, self._each(rng["mollifier"])):
+            if moll_state is not None:
+                mollifier.load_state_dict(moll_state)
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)

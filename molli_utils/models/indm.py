@@ -45,7 +45,7 @@ import normflows as nf
 import torch
 from torch import nn
 
-from .models import flow_to_base
+from .toy import flow_to_base, realnvp_2d
 
 __all__ = ["LogSNRRange", "NoiseNet", "INDM", "make_indm", "INDM_FLOWS"]
 
@@ -218,10 +218,8 @@ class INDM(nn.Module):
 
 def make_indm(flow: str = "realnvp", *, dim: int = 2, hidden: int = 128, layers: int = 3,
               lam_range: LogSNRRange = LogSNRRange(), seed: int = 0) -> INDM:  # fmt: skip
-    """INDM with the paper-toy REAL-NVP (:func:`~molli_utils.models.realnvp_2d`, 5 couplings, 64 hidden units)
+    """INDM with the paper-toy REAL-NVP (:func:`~molli_utils.models.toy.realnvp_2d`, 5 couplings, 64 hidden units)
     or, with ``flow="identity"``, the plain diffusion model; weights and loss noise seeded by ``seed``."""
-    from .models import realnvp_2d
-
     if flow not in INDM_FLOWS:
         raise ValueError(f"unknown INDM flow {flow!r}; choose one of {list(INDM_FLOWS)} ('identity' = a plain diffusion model)")
     if flow == "realnvp" and dim != 2:

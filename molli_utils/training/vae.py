@@ -1,16 +1,11 @@
-"""Image VAEs of the paper (Sec. 4.2, Appendix D.3.2) built with pythae, and mollified training.
+"""Training the image VAEs with mollification: pythae's trainer with the paper's one line.
 
-* :class:`ConvEncoder` / :class:`ConvDecoder`: the conv nets of the paper's Table 5
-  (the same as pythae's CIFAR / CelebA benchmark nets) for ``3 x 32 x 32`` and
-  ``3 x 64 x 64`` images, with a ``width`` multiplier on the channels (1.0 = the
-  paper's 128/256/512/1024; CPU quick runs use e.g. 1/16).
-* :func:`make_vae`: VAE, beta-VAE (beta = 0.1), IWAE (K = 5), VAE-IAF (2 MADE blocks
-  of 3 hidden layers of 128 units) and HVAE (1 leapfrog step, step size 1e-3,
-  learned) through pythae's own config classes.
-* :class:`MollifiedTrainer`: pythae's ``BaseTrainer`` with the paper's one line
-  ``x = mollifier(x, step)`` applied to every *training* batch (never to evaluation
-  or prediction batches), optional resume from the end of any epoch, and mixed
-  precision on a GPU (:func:`resolve_precision`).
+* :class:`MollifiedTrainer`: pythae's ``BaseTrainer`` with ``x = mollifier(x, step)`` applied
+  to every *training* batch (never to evaluation or prediction batches), resumable from the
+  end of any epoch through the book's one checkpoint format (:mod:`molli_utils.checkpoints`),
+  and mixed precision on a GPU (:func:`resolve_precision`).
+* :func:`mollify_images`, :func:`mollification_horizon`: where and for how long images are
+  mollified.
 
 Data range. Images are in ``[0, 1]`` and the decoders end in a sigmoid. The
 Gaussian mollifier ``sqrt(1 - s) x + sqrt(s) eps`` (paper Eq. 2) assumes data of
@@ -25,32 +20,25 @@ may leave ``[0, 1]``; the default ``"mse"`` reconstruction loss allows that.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
 from copy import deepcopy
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
-from torch import nn
 
-from pythae.models import HVAE, IWAE, VAE, VAE_IAF, BetaVAE, BetaVAEConfig, HVAEConfig, IWAEConfig, VAE_IAF_Config, VAEConfig
-from pythae.models.base.base_utils import ModelOutput
-from pythae.models.nn import BaseDecoder, BaseEncoder
 from pythae.trainers import BaseTrainer, BaseTrainerConfig
 from pythae.trainers.base_trainer.base_trainer import logger as _pythae_logger
 
-from .mollifiers import Mollifier
+from .. import checkpoints
+from ..mollifiers import Mollifier
 
 __all__ = [
-    "VAE_KINDS",
-    "PAPER_CHANNELS",
     "SPACES",
-    "ConvEncoder",
-    "ConvDecoder",
-    "make_vae",
     "mollify_images",
     "mollification_horizon",
     "MollifiedTrainer",
@@ -58,130 +46,27 @@ __all__ = [
     "PRECISIONS",
     "MIN_LOSS_SCALE",
     "resolve_precision",
+    "quiet_pythae",
 ]
 
-#: VAE variants of the paper's Table 3, as :func:`make_vae` names them.
-VAE_KINDS = ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")
-#: Channels of the four conv layers of Table 5 at ``width=1``.
-PAPER_CHANNELS = (128, 256, 512, 1024)
 #: Where Gaussian mollification is applied (see the module docstring).
 SPACES = ("symmetric", "input")
-#: File in ``resume_dir`` holding the state of the last finished epoch.
-RESUME_NAME = "resume.pt"
+#: File in ``resume_dir`` holding the state of the last finished epoch (the format of :mod:`molli_utils.checkpoints`).
+RESUME_NAME = "checkpoint.pt"
 #: Arithmetic of the training step (see :func:`resolve_precision`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16}
 #: Below this fp16 loss scale (17 halvings of the initial 2**16 without a finite step in between)
 #: a run counts as diverged: :class:`MollifiedTrainer` raises instead of skipping steps forever.
 MIN_LOSS_SCALE = 1.0
-_SIZES = (32, 64)
 
 
-def _channels(width: float) -> list[int]:
-    """Table 5's channels times ``width``, rounded, at least 1."""
-    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
-        raise ValueError(f"width must be a positive number (1.0 = the paper's 128/256/512/1024 channels), got {width!r}")
-    return [max(1, round(c * width)) for c in PAPER_CHANNELS]
-
-
-def _check_input_dim(input_dim: Sequence[int]) -> tuple[int, int, int]:
-    dim = tuple(int(d) for d in input_dim)
-    if len(dim) != 3 or dim[1] != dim[2] or dim[1] not in _SIZES or dim[0] <= 0:
-        raise ValueError(
-            f"input_dim must be (channels, H, W) with H = W in {list(_SIZES)} (Table 5: CIFAR-10 32x32, "
-            f"CelebA 64x64), got {tuple(input_dim)}"
-        )
-    return dim  # type: ignore[return-value]
-
-
-def _conv_block(c_in: int, c_out: int, k: int, s: int, p: int, op: int = 0, transpose: bool = False) -> nn.Sequential:
-    conv = nn.ConvTranspose2d(c_in, c_out, k, s, padding=p, output_padding=op) if transpose else nn.Conv2d(c_in, c_out, k, s, padding=p)
-    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU())
-
-
-class ConvEncoder(BaseEncoder):
-    """Table 5 encoder: 4 x [CONV(c, 4, 2) -> BN -> RELU] -> FLATTEN -> FC(latent x 2).
-
-    Returns ``ModelOutput(embedding=mu, log_covariance=log_var)`` (pythae's Gaussian
-    encoder interface) for ``x`` of shape ``[B, *input_dim]``.
-    """
-
-    def __init__(self, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0):
-        BaseEncoder.__init__(self)
-        c_in, size, _ = _check_input_dim(input_dim)
-        chans = _channels(width)
-        self.layers = nn.Sequential(*[_conv_block(a, b, 4, 2, 1) for a, b in zip([c_in, *chans[:-1]], chans)])
-        n_flat = chans[-1] * (size // 16) ** 2
-        self.embedding = nn.Linear(n_flat, latent_dim)
-        self.log_var = nn.Linear(n_flat, latent_dim)
-
-    def forward(self, x: torch.Tensor) -> ModelOutput:
-        h = self.layers(x).flatten(1)
-        return ModelOutput(embedding=self.embedding(h), log_covariance=self.log_var(h))
-
-
-class ConvDecoder(BaseDecoder):
-    """Table 5 decoder: FC(8 x 8 x c4) -> transposed convs -> sigmoid, output in ``[0, 1]``.
-
-    32 x 32: CONVT(c3, 4, 2) -> BN -> RELU -> CONVT(c2, 4, 2) -> BN -> RELU -> CONVT(3, 4, 1).
-    64 x 64: CONVT(c3, 5, 2), CONVT(c2, 5, 2), CONVT(c1, 5, 2) (each -> BN -> RELU) -> CONVT(3, 4, 1).
-    Paddings follow pythae's benchmark nets (the 64 x 64 net's last kernel is 5 there,
-    as here). Returns ``ModelOutput(reconstruction=x)``.
-    """
-
-    def __init__(self, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0):
-        BaseDecoder.__init__(self)
-        c_out, size, _ = _check_input_dim(input_dim)
-        c1, c2, c3, c4 = _channels(width)
-        self.c4 = c4
-        self.fc = nn.Linear(latent_dim, c4 * 8 * 8)
-        if size == 32:
-            blocks = [_conv_block(c4, c3, 4, 2, 1, transpose=True), _conv_block(c3, c2, 4, 2, 1, 1, transpose=True),
-                      nn.ConvTranspose2d(c2, c_out, 4, 1, padding=2)]  # fmt: skip
-        else:
-            blocks = [_conv_block(c4, c3, 5, 2, 2, transpose=True), _conv_block(c3, c2, 5, 2, 1, transpose=True),
-                      _conv_block(c2, c1, 5, 2, 2, 1, transpose=True), nn.ConvTranspose2d(c1, c_out, 5, 1, padding=1)]  # fmt: skip
-        self.layers = nn.Sequential(*blocks, nn.Sigmoid())
-
-    def forward(self, z: torch.Tensor) -> ModelOutput:
-        h = self.fc(z).reshape(z.shape[0], self.c4, 8, 8)
-        return ModelOutput(reconstruction=self.layers(h))
-
-
-def _config(kind: str, input_dim: tuple[int, int, int], latent_dim: int, **overrides: Any):
-    """pythae config of ``kind`` with the paper's settings (Appendix D.3.2), updated by ``overrides``."""
-    base = dict(input_dim=input_dim, latent_dim=latent_dim, reconstruction_loss="mse")
-    paper: dict[str, tuple[type, dict[str, Any]]] = {
-        "vae": (VAEConfig, {}),
-        "beta_vae": (BetaVAEConfig, {"beta": 0.1}),
-        "iwae": (IWAEConfig, {"number_samples": 5}),
-        "vae_iaf": (VAE_IAF_Config, {"n_made_blocks": 2, "n_hidden_in_made": 3, "hidden_size": 128}),
-        "hvae": (HVAEConfig, {"n_lf": 1, "eps_lf": 1e-3, "learn_eps_lf": True}),
-    }
-    cls, settings = paper[kind]
-    return cls(**{**base, **settings, **overrides})
-
-
-_MODELS = {"vae": VAE, "beta_vae": BetaVAE, "iwae": IWAE, "vae_iaf": VAE_IAF, "hvae": HVAE}
-
-
-def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0, **overrides: Any):
-    """A pythae VAE variant with the Table 5 conv nets and the paper's settings (Appendix D.3.2).
-
-    ``kind``: ``vae``; ``beta_vae`` (``BetaVAEConfig.beta = 0.1``); ``iwae``
-    (``IWAEConfig.number_samples = 5``); ``vae_iaf`` (``VAE_IAF_Config``:
-    ``n_made_blocks = 2``, ``n_hidden_in_made = 3``, ``hidden_size = 128``); ``hvae``
-    (``HVAEConfig``: ``n_lf = 1``, ``eps_lf = 1e-3``, ``learn_eps_lf = True`` -- the
-    paper's "adaptive" step size). All use ``reconstruction_loss = "mse"``.
-    ``overrides`` replace config fields (e.g. ``beta=1.0``).
-    """
-    if kind not in _MODELS:
-        raise ValueError(f"unknown VAE kind {kind!r}; choose one of {list(VAE_KINDS)}")
-    dim = _check_input_dim(input_dim)
-    if not isinstance(latent_dim, int) or latent_dim <= 0:
-        raise ValueError(f"latent_dim must be a positive integer (the paper uses 256), got {latent_dim!r}")
-    config = _config(kind, dim, latent_dim, **overrides)
-    return _MODELS[kind](config, encoder=ConvEncoder(dim, latent_dim, width), decoder=ConvDecoder(dim, latent_dim, width))
+def quiet_pythae(level: int = logging.ERROR) -> None:
+    """Silence pythae's loggers (they log every epoch at INFO level)."""
+    logging.getLogger("pythae").setLevel(level)
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("pythae"):
+            logging.getLogger(name).setLevel(level)
 
 
 def mollify_images(x: torch.Tensor, mollifier: Mollifier, step: int, space: str = "symmetric") -> torch.Tensor:
@@ -244,13 +129,16 @@ class MollifiedTrainer(BaseTrainer):
     :meth:`predict` and the constructor's sanity check see the clean data.
     See :func:`mollify_images` for ``space``.
 
-    ``resume_dir``: when given, :meth:`train` writes ``resume_dir/resume.pt`` at the
-    end of every epoch (model, best model, optimizer, scheduler, step counter, epoch,
-    best losses, the torch/numpy/random RNG states and the mollifier's generator) and,
-    if that file exists when :meth:`train` starts, continues from it. On the CPU the
-    resumed run ends with the same parameters as an uninterrupted one. pythae's own
+    ``resume_dir``: when given, :meth:`train` writes ``resume_dir/checkpoint.pt`` (the book's
+    one checkpoint format, :mod:`molli_utils.checkpoints`: atomic, SHA-256 checked, weights
+    only) at the end of every epoch -- model, best model, optimizer, scheduler, step counter,
+    epoch, best losses, the torch/numpy/random RNG states, the mollifier's generator and the
+    fp16 loss scale -- and, if that file exists when :meth:`train` starts, continues from it
+    (refusing a damaged file, or one of another model, mollifier or precision). A run
+    interrupted anywhere, mid-epoch included, resumes from its last finished epoch and ends,
+    on the CPU, with the same parameters as an uninterrupted one. pythae's own
     ``save_checkpoint`` cannot do this: it stores the best model, not the current one,
-    and ``BaseTrainer.train`` always starts at epoch 1. The fp16 loss scale is saved too.
+    and ``BaseTrainer.train`` always starts at epoch 1.
 
     ``precision`` (:func:`resolve_precision`; default ``"fp32"``): with ``"bf16"`` or
     ``"fp16"`` the forward pass runs under ``torch.autocast``; ``"fp16"`` also scales the
@@ -343,36 +231,39 @@ class MollifiedTrainer(BaseTrainer):
             return super().train(log_output_dir)
         return self._train_resumable()
 
+    def _fingerprint(self) -> dict[str, Any]:
+        """What a resume file must match: the model, its parameter shapes, the mollifier and the arithmetic."""
+        return {"model": self.model_name, "mollifier": [self.mollifier.kind, self.mollifier.horizon],
+                "parameters": [[k, list(v.shape)] for k, v in self.model.state_dict().items()],
+                "epochs": self.training_config.num_epochs, "precision": self.precision}  # fmt: skip
+
     def _state(self, epoch: int, best: dict[str, Any]) -> dict[str, Any]:
-        gen = self.mollifier.generator
+        """Everything that changes during training, as plain data (the checkpoint's payload)."""
+        kind, keys, pos, has_gauss, cached = np.random.get_state()
         return {
-            "epoch": epoch, "step": self.step, "model_name": self.model_name,
-            "mollifier": (self.mollifier.kind, self.mollifier.horizon),
+            "trainer": "molli_utils.training.vae.MollifiedTrainer", "fingerprint": self._fingerprint(),
+            "epoch": epoch, "step": self.step,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "best": best, "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(), "mollifier_rng": None if gen is None else gen.get_state(),
-            "precision": self.precision, "scaler": None if self.scaler is None else self.scaler.state_dict(),
-            "skipped_steps": self.skipped_steps,
+            "best": best, "torch_rng": torch.get_rng_state(),
+            "numpy_rng": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+            "python_rng": list(random.getstate()[1]), "mollifier_rng": self.mollifier.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(), "skipped_steps": self.skipped_steps,
         }  # fmt: skip
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        self.resume_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.resume_dir / (RESUME_NAME + ".part")
-        torch.save(state, tmp)
-        os.replace(tmp, self.resume_dir / RESUME_NAME)
+        checkpoints.save(state, self.resume_dir / RESUME_NAME)
 
     def _load_state(self) -> Optional[dict[str, Any]]:
         path = self.resume_dir / RESUME_NAME
         if not path.exists():
             return None
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        mine = (self.model_name, (self.mollifier.kind, self.mollifier.horizon))
-        if (state["model_name"], tuple(state["mollifier"])) != mine:
-            raise ValueError(
-                f"{path} was written for {state['model_name']} with mollifier {tuple(state['mollifier'])}, "
-                f"not {mine[0]} with {mine[1]}; use another resume_dir or delete the file"
-            )
+        state = checkpoints.load(path, map_location=self.device)
+        if state.get("trainer") != "molli_utils.training.vae.MollifiedTrainer":
+            raise checkpoints.CheckpointError(f"{path} was written by {state.get('trainer')!r}, not by MollifiedTrainer; "
+                                              "use another resume_dir or delete the file")  # fmt: skip
+        checkpoints.check_fingerprint(path, state.get("fingerprint"), self._fingerprint())
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -382,11 +273,12 @@ class MollifiedTrainer(BaseTrainer):
             self.scaler.load_state_dict(state["scaler"])
             self._scale = self.scaler.get_scale()
         self.skipped_steps = state.get("skipped_steps", 0)
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        if self.mollifier.generator is not None and state["mollifier_rng"] is not None:
-            self.mollifier.generator.set_state(state["mollifier_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        np_rng = state["numpy_rng"]
+        np.random.set_state((np_rng["kind"], np_rng["keys"].numpy().astype(np.uint32), np_rng["pos"],
+                             np_rng["has_gauss"], np_rng["cached_gaussian"]))  # fmt: skip
+        random.setstate((3, tuple(state["python_rng"]), None))
+        self.mollifier.load_state_dict(state["mollifier_rng"])
         return state
 
     def _train_resumable(self) -> None:

@@ -1,0 +1,203 @@
+"""The book's experiments: one home for their settings, runs and results.
+
+* :mod:`~molli_utils.experiments.settings` -- every profile (``quick``, ``colab``, ``full``) of every
+  experiment, and the one map from a training mode to a mollifier;
+* :mod:`~molli_utils.experiments.results` -- where results live (shipped with the package; commands
+  write to ``./results`` or ``--results DIR``), their columns, the recorded-run keys, provenance;
+* one module per experiment, each with a frozen dataclass describing one run (the paper's settings
+  as defaults), ``run(config, callback=None)`` and ``grid(profile, ...)``:
+  :mod:`~molli_utils.experiments.toy2d` (Sec. 4.1), :mod:`~molli_utils.experiments.indm` (INDM on the
+  toys), :mod:`~molli_utils.experiments.uci` (Table 4), :mod:`~molli_utils.experiments.images` (Table 1).
+
+A chapter's live run calls the same ``run`` that wrote the stored results. The command line::
+
+    python -m molli_utils.experiments toy2d                        # 2 toys x 3 modes x 3 seeds, 20k steps
+    python -m molli_utils.experiments toy2d --modes half           # the first-half schedule too
+    python -m molli_utils.experiments indm                         # INDM and plain diffusion, 12 runs
+    python -m molli_utils.experiments uci --all                    # Table 4: 72 runs on all cores
+    python -m molli_utils.experiments uci --all --modes constant   # the constant-noise baseline, 36 runs
+    python -m molli_utils.experiments uci --dataset redwine --flow maf --mode mollification --seed 1
+    python -m molli_utils.experiments images --dataset cifar10     # Table 1's VAEs (a GPU, the network)
+
+Every command appends one row per finished run to ``--results DIR`` (default ``$MOLLI_RESULTS``, else
+``./results``) and skips the runs already there, so an interrupted table resumes. ``--profile quick``
+runs the CI-sized version of any of them. The book's stored results are updated from a checkout
+with ``--results molli_utils/results``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Optional, Sequence
+
+from . import settings
+
+__all__ = ["EXPERIMENTS", "main"]
+
+EXPERIMENTS = settings.EXPERIMENTS
+
+
+def _given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The run fields given on the command line (the others keep the profile's values)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _log_rows(rows: Sequence[dict], keys: Sequence[str]) -> None:
+    for row in rows:
+        print(", ".join(f"{k}={row[k]}" for k in keys if k in row))
+
+
+def _toy2d(args: argparse.Namespace) -> None:
+    import torch
+
+    from . import results, toy2d
+
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    out = results.results_dir(args.results) / toy2d.RESULTS
+    runs = toy2d.grid(args.profile, datasets=args.datasets, modes=args.modes, seeds=args.seeds,
+                      **_given(args, "steps", "n_train", "n_test", "n_val", "n_samples", "n_evals"))  # fmt: skip
+    todo = results.pending(runs, out, toy2d.key)
+    print(f"{len(runs) - len(todo)} of {len(runs)} toy runs already in {out}; training {len(todo)} as one ensemble")
+    if not todo:
+        return
+    outcome = toy2d.run(todo, progress=not args.no_progress)
+    wall = round(time.perf_counter() - start, 1)
+    rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for row in outcome.rows]
+    results.append(out, rows)
+    _log_rows(rows, ("dataset", "mode", "seed", "mmd2", "test_loglik", "best_step", "mmd2_best_val"))
+    print(f"appended {len(rows)} runs to {out} ({wall:.0f} s, training {outcome.train.elapsed:.0f} s)")
+
+
+def _indm(args: argparse.Namespace) -> None:
+    import torch
+
+    from . import indm, results
+
+    torch.set_num_threads(args.threads)
+    out = results.results_dir(args.results) / indm.RESULTS
+    runs = indm.grid(args.profile, datasets=args.datasets, flows=args.flows, seeds=args.seeds,
+                     **_given(args, "steps", "n_samples", "sample_steps", "draws"))  # fmt: skip
+    todo = results.pending(runs, out, indm.key)
+    print(f"{len(runs) - len(todo)} of {len(runs)} INDM runs already in {out}; running {len(todo)}")
+    for config in todo:
+        row = {**indm.run(config, progress=not args.no_progress).row, **results.provenance()}
+        results.append(out, [row])
+        _log_rows([row], list(row))
+
+
+def _uci(args: argparse.Namespace) -> None:
+    from . import uci
+
+    axes = {"datasets": args.datasets, "flows": args.flows, "modes": args.modes, "seeds": args.seeds}
+    if not args.all and all(v is None for v in axes.values()):
+        raise SystemExit("error: give --all (the paper's grid) or choose runs with --dataset(s) --flow(s) --mode(s) --seed(s)")
+    grid_axes = {k: v for k, v in axes.items() if v is not None}
+    runs = uci.grid(args.profile, **grid_axes, **_given(args, "epochs"))
+    uci.run_many(runs, args.results, workers=args.workers, root=args.root)
+
+
+def _images(args: argparse.Namespace) -> None:
+    from ..runtime import pick_device
+    from . import images, results
+
+    device = pick_device()
+    out = results.results_dir(args.results) / images.RESULTS
+    runs = images.grid(args.profile, models=args.models, modes=args.modes, seeds=args.seeds,
+                       **_given(args, "dataset", "epochs", "width", "n_score", "precision"))  # fmt: skip
+    todo = results.pending(runs, out, images.key)
+    print(f"{len(runs) - len(todo)} of {len(runs)} image runs already in {out}; running {len(todo)}")
+    if not todo:
+        return
+    data = images.load_data(todo[0])
+    scorer = images.make_scorer(data, device, use_fid="never" if args.stand_in else "always")
+    for config in todo:
+        result = images.run(config, data=data, scorer=scorer, device=device, resume_root=args.checkpoints, progress=True)
+        results.append(out, [{**images.result_row(result, data), **results.provenance()}])
+        print(f"{data.name}/{config.model}/{config.mode}/seed {config.seed}: {result.score_name} {result.score:.2f}, "
+              f"{result.seconds_per_step * 1e3:.1f} ms/step ({result.precision})")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ..data.uci import UCI_NAMES
+    from ..models.indm import INDM_FLOWS
+    from ..models.tabular import FLOWS
+    from ..models.vae import VAE_KINDS
+    from ..training.vae import PRECISIONS
+    from . import images, toy2d, uci
+
+    parser = argparse.ArgumentParser(prog="python -m molli_utils.experiments",
+                                     description="Run the book's experiments and append their results.")  # fmt: skip
+    sub = parser.add_subparsers(dest="experiment", required=True, metavar="{" + ",".join(EXPERIMENTS) + "}")
+
+    def common(p: argparse.ArgumentParser, default_profile: str = "full") -> None:
+        p.add_argument("--profile", choices=settings.PROFILES, default=default_profile,
+                       help=f"settings profile (default: {default_profile}; quick = CI size)")
+        p.add_argument("--results", default=None,
+                       help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results)")
+
+    t = sub.add_parser("toy2d", help="the 2D toys: REAL-NVP vanilla / mollified / constant noise / half (Sec. 4.1)")
+    common(t)
+    t.add_argument("--datasets", nargs="+", choices=toy2d.DATASETS, default=list(toy2d.DATASETS))
+    t.add_argument("--modes", nargs="+", choices=toy2d.MODES, default=["vanilla", "mollification", "constant"])
+    t.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
+    for name, what in (("steps", "training iterations (paper: 20000)"), ("n-train", "training points (paper: 10000)"),
+                       ("n-test", "test points (paper: 10000)"), ("n-val", "validation points for early stopping"),
+                       ("n-samples", "model samples for MMD^2 (paper: 10000)"),
+                       ("n-evals", "validation evaluations over the run")):  # fmt: skip
+        t.add_argument(f"--{name}", type=int, default=None, help=what)
+    t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny models)")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=_toy2d)
+
+    d = sub.add_parser("indm", help="INDM (a diffusion in a flow's latent space) vs plain diffusion on the toys")
+    common(d)
+    d.add_argument("--datasets", nargs="+", choices=toy2d.DATASETS, default=list(toy2d.DATASETS))
+    d.add_argument("--flows", nargs="+", choices=INDM_FLOWS, default=list(INDM_FLOWS),
+                   help="identity = a plain diffusion model; realnvp = INDM")
+    d.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
+    for name, what in (("steps", "training iterations (as the toy flows: 20000)"),
+                       ("n-samples", "model samples for MMD^2 (10000)"), ("sample-steps", "ancestral sampling steps"),
+                       ("draws", "Monte-Carlo draws of the bound per test point")):  # fmt: skip
+        d.add_argument(f"--{name}", type=int, default=None, help=what)
+    d.add_argument("--threads", type=int, default=1)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=_indm)
+
+    u = sub.add_parser("uci", help="UCI density estimation with MAF / REAL-NVP / GLOW (Table 4)")
+    common(u)
+    u.add_argument("--all", action="store_true", help="the paper's grid on the offline data sets, seeds 1-4")
+    u.add_argument("--datasets", "--dataset", nargs="+", choices=UCI_NAMES, default=None)
+    u.add_argument("--flows", "--flow", nargs="+", choices=FLOWS, default=None)
+    u.add_argument("--modes", "--mode", nargs="+", choices=uci.MODES, default=None,
+                   help="default: vanilla mollification")
+    u.add_argument("--seeds", "--seed", type=int, nargs="+", default=None, help="default: 1 2 3 4")
+    u.add_argument("--epochs", type=int, default=None, help="paper: 150")
+    u.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
+    u.add_argument("--root", default=None, help="folder with NAME/data.npy (default: $MOLLI_DATA/uci)")
+    u.set_defaults(func=_uci)
+
+    i = sub.add_parser("images", help="the image VAEs of Table 1, scored by FID (a GPU with network access)")
+    common(i)
+    i.add_argument("--dataset", choices=images.DATASETS, default=None, help="default: the profile's (cifar10)")
+    i.add_argument("--models", nargs="+", choices=VAE_KINDS, default=None)
+    i.add_argument("--modes", nargs="+", choices=images.MODES, default=list(images.MODES))
+    i.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 1")
+    i.add_argument("--epochs", type=int, default=None, help="default: the paper's (200 CIFAR-10, 100 CelebA)")
+    i.add_argument("--width", type=float, default=None, help="channel multiplier of the Table 5 nets (paper: 1)")
+    i.add_argument("--n-score", "--samples", dest="n_score", type=int, default=None,
+                   help="generated images for the final FID (paper: 50,000)")
+    i.add_argument("--precision", choices=PRECISIONS, default=None,
+                   help="auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU")
+    i.add_argument("--checkpoints", default="checkpoints/images", help="resume folder (one subfolder per run)")
+    i.add_argument("--stand-in", action="store_true",
+                   help="score with the offline stand-in (FD-random-features) instead of FID")
+    i.set_defaults(func=_images)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m molli_utils.experiments {toy2d,indm,uci,images} ...``."""
+    args = _parser().parse_args(argv)
+    args.func(args)

@@ -1,0 +1,99 @@
+"""INDM (Kim et al., 2022) and a plain diffusion model on the 2D toys, at the toy flows' budget.
+
+One run (:class:`INDMRun`) trains :func:`~molli_utils.models.indm.make_indm` -- ``flow="realnvp"``
+(INDM: the toy REAL-NVP in front of a variance-preserving diffusion) or ``"identity"`` (a plain
+diffusion model) -- with the toy runs' optimiser, batch, steps and data split (Adam 5e-4, batch
+256, 20k steps, ``load_toy2d(dataset, seed=0)``), then scores it with the toy runs' protocol:
+MMD^2 of ``n_samples`` samples (``sample_steps`` ancestral steps, seeded by ``seed``) against the
+test set, and ``test_loglik_bound``, minus the mean bound on ``-log p`` over the test set
+(``draws`` Monte-Carlo draws per point): a *lower* bound on the test log-likelihood up to its
+Monte-Carlo error ``test_loglik_bound_mc_se``.
+
+Command line: ``python -m molli_utils.experiments indm`` (see :mod:`molli_utils.experiments`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from ..data import load_toy2d
+from ..metrics import mmd2_of_samples
+from ..models.indm import INDM, INDM_FLOWS, make_indm
+from ..training import TrainConfig, TrainResult, train
+from . import settings
+from .toy2d import DATASETS
+
+__all__ = ["MODELS", "RESULTS", "INDMRun", "INDMResult", "grid", "run", "key"]
+
+#: ``indm_toy2d.csv``'s name of each flow of :func:`~molli_utils.models.indm.make_indm`.
+MODELS = {"identity": "diffusion", "realnvp": "indm"}
+RESULTS = "indm_toy2d.csv"
+
+
+@dataclass(frozen=True)
+class INDMRun:
+    """One INDM or diffusion run on a toy; the defaults are the toy flows' budget and the stored runs' scoring."""
+
+    dataset: str
+    flow: str
+    seed: int
+    steps: int = 20_000
+    batch_size: int = 256
+    lr: float = 5e-4
+    n_train: int = 10_000
+    n_test: int = 10_000
+    n_samples: int = 10_000
+    sample_steps: int = 500
+    draws: int = 128
+
+    def __post_init__(self) -> None:
+        for name, value, valid in (("dataset", self.dataset, DATASETS), ("flow", self.flow, INDM_FLOWS)):
+            if value not in valid:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {list(valid)} (identity = plain diffusion)")
+
+    @property
+    def model(self) -> str:
+        """``"indm"`` or ``"diffusion"``."""
+        return MODELS[self.flow]
+
+
+def key(r: INDMRun) -> dict[str, Any]:
+    """The recorded-run key of ``r`` in ``indm_toy2d.csv``."""
+    return {"dataset": r.dataset, "flow": r.flow, "seed": r.seed, "steps": r.steps}
+
+
+def grid(profile: Optional[str] = None, *, datasets: Sequence[str] = DATASETS, flows: Sequence[str] = tuple(MODELS),
+         seeds: Optional[Sequence[int]] = None, **fields: Any) -> list[INDMRun]:  # fmt: skip
+    """Every (data set, flow, seed) of ``profile``, data set-major."""
+    seeds = settings.SEEDS["indm"] if seeds is None else seeds
+    return [settings.indm(profile, dataset=d, flow=f, seed=s, **fields) for d in datasets for f in flows for s in seeds]
+
+
+@dataclass
+class INDMResult:
+    """What :func:`run` returns: the results row, the trained model (in eval mode) and the training record."""
+
+    config: INDMRun
+    row: dict[str, Any]
+    model: INDM
+    train: TrainResult
+
+
+def run(config: INDMRun, *, callback: Optional[Callable[[int, INDM], None]] = None, progress: bool = False) -> INDMResult:
+    """Train one INDM or diffusion model on its toy and score it (see the module docstring)."""
+    x_train, x_test = load_toy2d(config.dataset, n_train=config.n_train, n_test=config.n_test, seed=0)
+    model = make_indm(config.flow, seed=config.seed)
+    train_config = TrainConfig(batch_size=config.batch_size, lr=config.lr, steps=config.steps, seed=config.seed,
+                               progress=progress, desc=f"{config.model} {config.dataset} seed {config.seed}")  # fmt: skip
+    result = train(model, x_train, train_config, callback=callback)
+    model.eval()
+    scores = mmd2_of_samples(model.sample(config.n_samples, steps=config.sample_steps, seed=config.seed), x_test)
+    bound, bound_se = model.mean_nll_bound(x_test, draws=config.draws, seed=config.seed)
+    row = {"dataset": config.dataset, "model": config.model, "flow": config.flow, "seed": config.seed,
+           "steps": config.steps, **scores, "test_loglik_bound": -bound, "test_loglik_bound_mc_se": bound_se,
+           "nonfinite_steps": result.num_nonfinite, "sample_steps": config.sample_steps,
+           "train_seconds": round(result.elapsed, 1)}  # fmt: skip
+    return INDMResult(config, row, model, result)

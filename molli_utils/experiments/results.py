@@ -1,0 +1,229 @@
+"""Where the book's results live, what their files hold, and how runs are added to them.
+
+* The **stored results** ship inside the package (``molli_utils/results/*.csv``, read through
+  ``importlib.resources``), so a chapter opened alone on Colab reads the results of its own
+  version, offline: :func:`load`.
+* A **command** (``python -m molli_utils.experiments ...``) appends one row per finished run to
+  a results folder: ``--results DIR``, else ``$MOLLI_RESULTS``, else ``./results`` under the
+  current directory (:func:`results_dir`) -- never into an installed package. The book's own
+  tables are updated from a checkout with ``--results molli_utils/results``.
+* Runs already in a file are skipped (:func:`recorded`, :func:`pending`), so an interrupted
+  table resumes where it stopped.
+* Every row carries its **provenance** (:func:`provenance`): the commit, whether the checkout had
+  uncommitted changes (``dirty``), and the date.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import importlib.resources
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
+
+from ..runtime import git_commit, git_dirty
+
+__all__ = [
+    "ResultsFile",
+    "FILES",
+    "stored_path",
+    "load",
+    "results_dir",
+    "append",
+    "recorded",
+    "pending",
+    "provenance",
+    "record_key",
+]
+
+Run = TypeVar("Run")
+
+
+@dataclass(frozen=True)
+class ResultsFile:
+    """One results file: its ``columns`` (in order), the ``key`` columns that identify a run, the
+    ``required`` columns the book reads, and the command that produces it."""
+
+    name: str
+    columns: tuple[str, ...]
+    key: tuple[str, ...]
+    required: tuple[str, ...]
+    produced_by: str
+
+
+_PROVENANCE = ("commit", "dirty", "date")
+
+#: Every results file of the book.
+FILES: dict[str, ResultsFile] = {f.name: f for f in [
+    ResultsFile(
+        "toy2d.csv",
+        ("dataset", "mode", "seed", "mmd2", "nonfinite_samples", "test_loglik", "nonfinite_steps", "diverged_at",
+         "iterations", "mmd2_best_val", "nonfinite_samples_best_val", "best_step", "val_nll_best", "val_nll_final",
+         "test_loglik_best_val", "commit", "date", "wall_seconds_all_runs", "dirty"),
+        ("dataset", "mode", "seed", "iterations"),
+        ("dataset", "mode", "seed", "mmd2", "test_loglik", "iterations", "mmd2_best_val", "best_step", "val_nll_best",
+         "test_loglik_best_val", "commit", "date"),
+        "python -m molli_utils.experiments toy2d; then toy2d --modes half",
+    ),
+    ResultsFile(
+        "indm_toy2d.csv",
+        ("dataset", "model", "flow", "seed", "steps", "mmd2", "nonfinite_samples", "test_loglik_bound",
+         "test_loglik_bound_mc_se", "nonfinite_steps", "sample_steps", "train_seconds", "commit", "date", "dirty"),
+        ("dataset", "flow", "seed", "steps"),
+        ("dataset", "model", "flow", "seed", "steps", "mmd2", "test_loglik_bound", "test_loglik_bound_mc_se",
+         "train_seconds", "commit", "date"),
+        "python -m molli_utils.experiments indm",
+    ),
+    ResultsFile(
+        "uci.csv",
+        ("dataset", "flow", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "val_loglik",
+         "val_loglik_best", "nonfinite_steps", "diverged_at", "epochs", "steps", "hidden", "train_seconds",
+         "eval_seconds", "commit", "date", "dirty"),
+        ("dataset", "flow", "mode", "seed", "epochs"),
+        ("dataset", "flow", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs", "commit",
+         "date"),
+        "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
+    ),
+    ResultsFile(
+        "uci_curves.csv.gz",
+        ("dataset", "flow", "mode", "seed", "epoch", "train_loss", "val_loglik"),
+        ("dataset", "flow", "mode", "seed", "epoch"),
+        ("dataset", "flow", "mode", "seed", "epoch", "val_loglik"),
+        "python -m molli_utils.experiments uci --all; then uci --all --modes constant (with uci.csv)",
+    ),
+    ResultsFile(
+        "images.csv",
+        ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "steps", "width", "profile",
+         "precision", "skipped_steps", "seconds_per_step", "device", "commit", "date", "dirty"),
+        ("dataset", "model", "mollifier", "seed", "epochs", "width"),
+        ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "width"),
+        "python -m molli_utils.experiments images --dataset cifar10 (a GPU with network access)",
+    ),
+    ResultsFile(
+        "overhead.csv",
+        ("train_step_s", "mollified_train_step_s", "mollifier_call_s", "overhead_ratio", "end_to_end_ratio", "steps",
+         "repeats", "threads", "commit", "date"),
+        (),
+        ("train_step_s", "mollifier_call_s", "overhead_ratio", "commit", "date"),
+        "make bench (python -m benchmarks.bench_overhead --results molli_utils/results)",
+    ),
+]}  # fmt: skip
+
+
+def _file(name: str) -> ResultsFile:
+    if name not in FILES:
+        raise ValueError(f"unknown results file {name!r}; the book's results files are {list(FILES)}")
+    return FILES[name]
+
+
+def stored_path(name: str) -> Path:
+    """The copy of results file ``name`` that ships with this version of the package."""
+    _file(name)
+    resource = importlib.resources.files("molli_utils") / "results" / name
+    if not resource.is_file():
+        raise FileNotFoundError(f"this installation of molli_utils has no stored {name} (looked in {resource}); "
+                                f"reinstall the package, or produce it with: {FILES[name].produced_by}")  # fmt: skip
+    return Path(str(resource))
+
+
+def results_dir(folder: Union[str, os.PathLike, None] = None) -> Path:
+    """Where a command writes its results: ``folder``, else ``$MOLLI_RESULTS``, else ``./results``."""
+    if folder is not None:
+        return Path(folder)
+    return Path(os.environ.get("MOLLI_RESULTS") or "results")
+
+
+def _open_text(path: Path, mode: str):
+    return gzip.open(path, mode + "t", newline="") if path.suffix == ".gz" else open(path, mode, newline="")
+
+
+def load(name: str, folder: Union[str, os.PathLike, None] = None, required: Optional[Sequence[str]] = None):
+    """Results file ``name`` as a pandas DataFrame: the stored copy, or the one in ``folder``.
+
+    Raises ``ValueError`` naming the missing columns and the command that rebuilds the file
+    (an old file from before a column was added, or a hand-edited one), and
+    ``FileNotFoundError`` naming the command when ``folder`` has no such file.
+    """
+    import pandas as pd
+
+    spec = _file(name)
+    path = stored_path(name) if folder is None else Path(folder) / name
+    if not path.exists():
+        raise FileNotFoundError(f"no results file {path}; produce it with: {spec.produced_by}")
+    frame = pd.read_csv(path)
+    need = list(spec.required if required is None else required)
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise ValueError(f"results file {path} lacks the column(s) {missing} that the book needs "
+                         f"(it has {list(frame.columns)}); re-create it with: {spec.produced_by}")  # fmt: skip
+    return frame
+
+
+def provenance(root: Union[str, os.PathLike, None] = None) -> dict[str, Any]:
+    """``commit`` (short hash, or ``unknown`` outside a checkout), ``dirty`` (uncommitted changes to
+    tracked files other than the stored results; empty when unknown) and ``date`` (UTC, ISO)."""
+    dirty = git_dirty(root)
+    return {"commit": git_commit(root), "dirty": "" if dirty is None else dirty,
+            "date": dt.datetime.now(dt.timezone.utc).date().isoformat()}  # fmt: skip
+
+
+def append(path: Union[str, os.PathLike], rows: Iterable[dict[str, Any]], name: Optional[str] = None) -> Path:
+    """Append ``rows`` to the results file at ``path`` (its name picks the columns unless ``name`` is given).
+
+    A new file gets the header; an existing file must have the file's columns, else the rows are
+    refused (a file of an older version: re-create it). Keys outside the columns are ignored; a
+    ``.gz`` file gets one more gzip member per call.
+    """
+    path = Path(path)
+    spec = _file(name or path.name)
+    if path.exists():
+        with _open_text(path, "r") as f:
+            header = next(csv.reader(f), [])
+        if tuple(header) != spec.columns:
+            raise ValueError(f"{path} has the columns {header}, not those of {spec.name} {list(spec.columns)}; "
+                             f"move it away and re-create it with: {spec.produced_by}")  # fmt: skip
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(spec.columns), extrasaction="ignore")
+    if new:
+        writer.writeheader()
+    writer.writerows(rows)
+    with _open_text(path, "a") as f:
+        f.write(text.getvalue())
+    return path
+
+
+def _norm(value: Any) -> Any:
+    """A key value in one comparable form: numbers (and number strings) as floats, the rest as strings."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def record_key(values: dict[str, Any], key: Sequence[str]) -> tuple:
+    """The recorded-run key of a row (or of a run's key fields): ``values[k]`` for ``k`` in ``key``, normalised."""
+    return tuple(_norm(values[k]) for k in key)
+
+
+def recorded(path: Union[str, os.PathLike], name: Optional[str] = None) -> set[tuple]:
+    """The keys of the runs already in the results file at ``path`` (empty if there is none)."""
+    path = Path(path)
+    spec = _file(name or path.name)
+    if not path.exists():
+        return set()
+    with _open_text(path, "r") as f:
+        return {record_key(row, spec.key) for row in csv.DictReader(f)}
+
+
+def pending(runs: Sequence[Run], path: Union[str, os.PathLike], key: Callable[[Run], dict[str, Any]],
+            name: Optional[str] = None) -> list[Run]:  # fmt: skip
+    """The ``runs`` whose key (``key(run)``: the key columns' values) is not yet recorded at ``path``."""
+    spec = _file(name or Path(path).name)
+    done = recorded(path, spec.name)
+    return [r for r in runs if record_key(key(r), spec.key) not in done]

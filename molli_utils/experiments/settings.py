@@ -1,0 +1,263 @@
+"""Every profile of every experiment in one place, and the one map from a training mode to a mollifier.
+
+Profiles (:data:`PROFILES`):
+
+* ``quick``: CI and laptops, minutes per chapter on a CPU (fewer steps, same pictures);
+* ``colab``: what one free Colab session (a T4 GPU, a few hours) finishes, every chapter in
+  about an hour at most;
+* ``full``: the paper's settings (Appendix D), the ones behind the stored results.
+
+An experiment's run is a frozen dataclass whose defaults are the paper's settings
+(:class:`~molli_utils.experiments.toy2d.Toy2DRun`, :class:`~molli_utils.experiments.indm.INDMRun`,
+:class:`~molli_utils.experiments.uci.UCIRun`, :class:`~molli_utils.experiments.images.ImageRun`);
+a profile is the set of fields it changes (:data:`BUDGETS`). ``settings.uci("quick", dataset=...,
+flow=..., mode=..., seed=...)`` is one run of the UCI experiment in the quick profile, and every
+chapter's settings cell reads its profile from here, never from an if/else of its own.
+
+Modes (:data:`MODES`) name what a run trains on; :func:`mollifier` turns a mode into the
+:class:`~molli_utils.mollifiers.Mollifier` of a run, with the experiment's seeding of the noise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import torch
+
+from ..mollifiers import Mollifier
+from ..runtime import PROFILES, get_profile
+from ..schedules import constant_schedule
+
+__all__ = [
+    "PROFILES",
+    "EXPERIMENTS",
+    "BUDGETS",
+    "SEEDS",
+    "MODES",
+    "Mode",
+    "CONSTANT_NOISE",
+    "NOISE_SEED_OFFSET",
+    "profile",
+    "budget",
+    "profile_of",
+    "GPU_PROFILES",
+    "CHAPTERS",
+    "chapter",
+    "runnable_profile",
+    "mollifier",
+    "toy2d",
+    "indm",
+    "uci",
+    "images",
+]
+
+EXPERIMENTS = ("toy2d", "indm", "uci", "images")
+
+#: Noise variance of the constant-noise baseline: noise std 0.1 on data of unit scale.
+CONSTANT_NOISE = 0.01
+
+
+@dataclass(frozen=True)
+class Mode:
+    """What a training mode does: the mollifier ``kind``, the ``fraction`` of the run it covers
+    (1 = all of training, 0.5 = the first half, then clean data) and its noise ``schedule``."""
+
+    kind: str
+    fraction: float
+    schedule: str
+    description: str
+
+
+#: Every training mode of the book.
+MODES: dict[str, Mode] = {
+    "vanilla": Mode("none", 1.0, "", "clean data throughout (Mollifier('none'))"),
+    "mollification": Mode("gaussian", 1.0, "sigmoid",
+                          "Gaussian, sigmoid schedule over the whole run (the paper's toy and UCI recipe)"),
+    "half": Mode("gaussian", 0.5, "sigmoid", "Gaussian, sigmoid schedule over the first half of the run, then clean"),
+    "constant": Mode("gaussian", 1.0, "constant",
+                     f"Gaussian noise of fixed variance {CONSTANT_NOISE} for the whole run (the baseline of Sec. 2.2)"),
+    "gaussian": Mode("gaussian", 0.5, "sigmoid", "Gaussian, sigmoid schedule over the first half (the image recipe)"),
+    "blur": Mode("blur", 0.5, "sigmoid", "heat-equation blurring over the first half (the image recipe, Appendix B)"),
+}  # fmt: skip
+
+#: The noise of seed ``s`` comes from ``torch.Generator().manual_seed(NOISE_SEED_OFFSET[experiment] + s)``,
+#: so that it never shares a stream with the seed's initialisation or batch order.
+NOISE_SEED_OFFSET = {"toy2d": 1_000, "uci": 10_000, "images": 0}
+
+#: The seeds of the stored results (and the command line's default).
+SEEDS = {"toy2d": (0, 1, 2), "indm": (0, 1, 2), "uci": (1, 2, 3, 4), "images": (1,)}
+
+#: Per experiment and profile, the run fields that differ from the paper's defaults.
+BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+    # 2D toys (Appendix D.3.1): 20k steps. On Colab's CPU the four live runs take ~3 min.
+    "toy2d": {
+        "full": {},
+        "colab": {},
+        "quick": {"steps": 2_000, "n_samples": 2_000},
+    },
+    # INDM at the toy flows' budget; ~2 min per INDM run on one CPU thread.
+    "indm": {
+        "full": {},
+        "colab": {},
+        "quick": {"steps": 2_000, "sample_steps": 200, "n_samples": 2_000, "draws": 16},
+    },
+    # UCI (Appendix D.4): 150 epochs; a red-wine run is 1-2 min on one CPU thread.
+    "uci": {
+        "full": {},
+        "colab": {},
+        "quick": {"epochs": 12},
+    },
+    # Image VAEs (Appendix D.3.2): 200 epochs of CIFAR-10 at full width, ~2.5 T4-hours per run at peak.
+    "images": {
+        "full": {"snapshot_epochs": tuple(range(20, 201, 20)), "n_snapshot": 5_000},
+        # 15 runs in about an hour of a T4: quarter-width nets (1/16 of the FLOPs), 10 epochs, FID of 10k samples.
+        "colab": {"epochs": 10, "width": 0.25, "n_score": 10_000, "snapshot_epochs": (2, 4, 6, 8, 10),
+                  "n_snapshot": 2_000},
+        # A CPU demonstration on 512 patches of scikit-learn's photos with nets of 1/32 width.
+        "quick": {"dataset": "sklearn-sample-patches", "n_images": 512, "width": 1 / 32, "latent_dim": 16,
+                  "batch_size": 32, "lr": 1e-3, "epochs": 10, "n_score": 512, "snapshot_epochs": (1, 2, 3, 5, 7, 10),
+                  "n_snapshot": 256},
+    },
+}  # fmt: skip
+
+
+#: Per chapter and profile, the sizes of the chapter's own demonstrations (what is not an experiment of the paper).
+CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
+    "the_one_line": {
+        "full": {"toy_steps": 2_000}, "colab": {"toy_steps": 2_000}, "quick": {"toy_steps": 1_000},
+    },
+    "why_likelihood_struggles": {
+        "full": {"n_grid": 4_096, "sigma_min": 0.004, "n_sigma": 25, "n_model_samples": 4_000, "flow_steps": 20_000},
+        "colab": {"n_grid": 4_096, "sigma_min": 0.004, "n_sigma": 25, "n_model_samples": 4_000, "flow_steps": 20_000},
+        "quick": {"n_grid": 2_048, "sigma_min": 0.01, "n_sigma": 13, "n_model_samples": 1_000, "flow_steps": 3_000},
+    },
+    "assignment1": {
+        "full": {"steps": 3_000, "seeds": (0, 1, 2)}, "colab": {"steps": 3_000, "seeds": (0, 1, 2)},
+        "quick": {"steps": 300, "seeds": (0, 1)},
+    },
+}  # fmt: skip
+
+
+def chapter(name: str, profile_name: Optional[str] = None) -> dict[str, Any]:
+    """The sizes of chapter ``name``'s own demonstrations in ``profile_name`` (default: :func:`profile`)."""
+    if name not in CHAPTERS:
+        raise ValueError(f"no settings for chapter {name!r}; the chapters with settings are {list(CHAPTERS)}")
+    return dict(CHAPTERS[name][profile(profile_name)])
+
+
+def profile(name: Optional[str] = None) -> str:
+    """The profile to run: ``name`` if given, else ``$MOLLI_PROFILE``, else ``colab`` on Colab and ``full`` elsewhere.
+
+    An explicit ``name`` wins over the environment (``settings.uci("full", ...)`` is always the paper's).
+    """
+    if name is None:
+        return get_profile()
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {list(PROFILES)}")
+    return name
+
+
+def budget(experiment: str, profile_name: Optional[str] = None) -> dict[str, Any]:
+    """The run fields that ``profile_name`` (default: :func:`profile`) changes for ``experiment``."""
+    if experiment not in BUDGETS:
+        raise ValueError(f"unknown experiment {experiment!r}; choose one of {list(EXPERIMENTS)}")
+    return dict(BUDGETS[experiment][profile(profile_name)])
+
+
+#: The profiles of an experiment that need a CUDA GPU (15 image VAEs: weeks on a CPU).
+GPU_PROFILES = {"images": ("colab", "full")}
+
+
+def runnable_profile(experiment: str, profile_name: Optional[str] = None, device: Union[str, torch.device] = "cpu",
+                     log: Any = print) -> str:  # fmt: skip
+    """``profile_name`` (default: :func:`profile`) if ``device`` can run it, else ``"quick"``, with a ``log`` line saying why."""
+    name = profile(profile_name)
+    if name in GPU_PROFILES.get(experiment, ()) and torch.device(device).type != "cuda":
+        log(f"The {name} profile of the {experiment} experiment needs a CUDA GPU (Colab: Runtime > Change runtime "
+            f"type > GPU); on {torch.device(device).type} the quick profile runs instead.")
+        return "quick"
+    return name
+
+
+#: The fields that name a run (not its budget), per experiment.
+IDENTITY = {"toy2d": ("dataset", "mode", "seed"), "indm": ("dataset", "flow", "seed"),
+            "uci": ("dataset", "flow", "mode", "seed"), "images": ("model", "mode", "seed")}  # fmt: skip
+
+
+def profile_of(experiment: str, config: Any) -> str:
+    """The profile whose settings ``config`` has (``"full"``, ``"colab"`` or ``"quick"``), else ``"custom"``."""
+    build = {"toy2d": toy2d, "indm": indm, "uci": uci, "images": images}[experiment]
+    names = {k: getattr(config, k) for k in IDENTITY[experiment]}
+    for name in ("full", "colab", "quick"):
+        if build(name, **names) == config:
+            return name
+    return "custom"
+
+
+def mollifier(
+    mode: str,
+    total_steps: int,
+    seed: int,
+    *,
+    experiment: str,
+    fraction: Optional[float] = None,
+    schedule: Optional[str] = None,
+    schedule_kwargs: Optional[dict[str, Any]] = None,
+    device: Union[str, torch.device] = "cpu",
+) -> Mollifier:
+    """The :class:`~molli_utils.mollifiers.Mollifier` of a run in ``mode`` lasting ``total_steps`` steps.
+
+    The horizon is ``int(fraction * total_steps)`` (at least 1), with the mode's fraction unless
+    ``fraction`` is given; ``schedule`` (``"sigmoid"``, ``"cosine"``, ``"linear"``) and
+    ``schedule_kwargs`` (e.g. ``{"tau": 0.5}``) replace the sigmoid schedule of the annealed modes
+    (the ablation of Table 2). The Gaussian noise comes from a generator on ``device`` seeded
+    with ``NOISE_SEED_OFFSET[experiment] + seed``. ``vanilla`` is ``Mollifier("none")``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {list(MODES)}")
+    if experiment not in NOISE_SEED_OFFSET:
+        raise ValueError(f"experiment {experiment!r} has no mollified modes; choose one of {list(NOISE_SEED_OFFSET)}")
+    spec = MODES[mode]
+    if spec.kind == "none":
+        return Mollifier("none")
+    frac = spec.fraction if fraction is None else fraction
+    if not 0.0 < frac <= 1.0:
+        raise ValueError(f"fraction must lie in (0, 1] (0.5 = the first half of training), got {frac}")
+    horizon = max(1, int(frac * total_steps))
+    gen = torch.Generator(device=torch.device(device)).manual_seed(NOISE_SEED_OFFSET[experiment] + seed)
+    if spec.schedule == "constant":
+        if schedule is not None:
+            raise ValueError(f"mode 'constant' has no annealing schedule to replace (got schedule={schedule!r})")
+        return Mollifier("gaussian", horizon=horizon, schedule=constant_schedule,
+                         schedule_kwargs={"level": CONSTANT_NOISE}, generator=gen)  # fmt: skip
+    return Mollifier(spec.kind, horizon=horizon, schedule=schedule or spec.schedule,
+                     schedule_kwargs=dict(schedule_kwargs or {}), generator=gen)  # fmt: skip
+
+
+def toy2d(profile_name: Optional[str] = None, **fields: Any):
+    """One :class:`~molli_utils.experiments.toy2d.Toy2DRun` of ``profile_name`` (``dataset``, ``mode``, ``seed`` in ``fields``)."""
+    from .toy2d import Toy2DRun
+
+    return Toy2DRun(**{**budget("toy2d", profile_name), **fields})
+
+
+def indm(profile_name: Optional[str] = None, **fields: Any):
+    """One :class:`~molli_utils.experiments.indm.INDMRun` of ``profile_name`` (``dataset``, ``flow``, ``seed`` in ``fields``)."""
+    from .indm import INDMRun
+
+    return INDMRun(**{**budget("indm", profile_name), **fields})
+
+
+def uci(profile_name: Optional[str] = None, **fields: Any):
+    """One :class:`~molli_utils.experiments.uci.UCIRun` of ``profile_name`` (``dataset``, ``flow``, ``mode``, ``seed``)."""
+    from .uci import UCIRun
+
+    return UCIRun(**{**budget("uci", profile_name), **fields})
+
+
+def images(profile_name: Optional[str] = None, **fields: Any):
+    """One :class:`~molli_utils.experiments.images.ImageRun` of ``profile_name`` (``model``, ``mode``, ``seed``)."""
+    from .images import ImageRun
+
+    return ImageRun(**{**budget("images", profile_name), **fields})

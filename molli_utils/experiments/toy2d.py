@@ -1,0 +1,247 @@
+"""The 2D toys (paper Sec. 4.1, Appendix D.3.1): REAL-NVP, vanilla vs mollified, scored by MMD^2.
+
+One run (:class:`Toy2DRun`) trains :func:`~molli_utils.models.toy.realnvp_2d` (5 coupling
+layers, 2 x 64 hidden units) with Adam (5e-4, batch 256) for 20k steps on 10,000 points of
+a toy, in one of the modes of :data:`~molli_utils.experiments.settings.MODES`:
+
+* ``vanilla``; ``mollification`` (Gaussian, sigmoid schedule over the whole run);
+* ``constant`` (fixed noise variance 0.01: the "constant noise does not help" baseline of Sec. 2.2);
+* ``half`` (the sigmoid schedule over the first half of the run, then clean data: the image recipe).
+
+:func:`run` trains any number of runs at once as one vectorised
+:class:`~molli_utils.models.ensemble.FlowEnsemble` (the same updates as separate runs; every
+member's numbers are bitwise those it gets in any other ensemble of two or more runs; a run
+trained alone differs in the last bits, as other matrix kernels run). Runs with the same seed
+share their initial parameters and batch order (and the noised modes their noise generator's
+seed), so their differences are the mode alone. Every run is scored twice: at the last step,
+and at the step with the lowest mean NLL on a held-out validation set (early stopping,
+evaluated every ``steps // n_evals`` steps; :func:`validation_set`). Score: MMD^2 (RBF kernel,
+lengthscale 1, variance 1) between ``n_samples`` model samples and the test set, and the mean
+test log-likelihood.
+
+Command line: ``python -m molli_utils.experiments toy2d`` (see :mod:`molli_utils.experiments`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..data import get_toy2d, load_toy2d
+from ..metrics import mmd2_of_samples
+from ..models.ensemble import FlowEnsemble
+from ..models.toy import realnvp_2d
+from ..training import TrainConfig, TrainResult, train
+from . import settings
+
+__all__ = ["DATASETS", "MODES", "PAPER_MODES", "RESULTS", "Toy2DRun", "Toy2DResult", "BestByValidation", "grid",
+           "run", "validation_set", "key"]  # fmt: skip
+
+DATASETS = ("mixture_of_gaussians", "von_mises")
+#: The paper's two modes (the benchmarks time these).
+PAPER_MODES = ("vanilla", "mollification")
+#: The modes of the toy experiment; the command's default is the first three.
+MODES = ("vanilla", "mollification", "constant", "half")
+RESULTS = "toy2d.csv"
+
+
+@dataclass(frozen=True)
+class Toy2DRun:
+    """One toy run; the defaults are the paper's settings (Appendix D.3.1)."""
+
+    dataset: str
+    mode: str
+    seed: int
+    steps: int = 20_000
+    batch_size: int = 256
+    lr: float = 5e-4
+    n_train: int = 10_000
+    n_test: int = 10_000
+    n_val: int = 10_000
+    n_samples: int = 10_000
+    n_evals: int = 20
+
+    def __post_init__(self) -> None:
+        for name, value, valid in (("dataset", self.dataset, DATASETS), ("mode", self.mode, MODES)):
+            if value not in valid:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {list(valid)}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("dataset", "mode", "lr") and (isinstance(value, bool) or not isinstance(value, int)
+                                                              or value < (0 if f.name == "seed" else 1)):  # fmt: skip
+                raise ValueError(f"{f.name} must be a {'non-negative' if f.name == 'seed' else 'positive'} integer, "
+                                 f"got {value!r}")  # fmt: skip
+
+    @property
+    def training(self) -> tuple:
+        """The settings every member of one ensemble must share."""
+        return (self.steps, self.batch_size, self.lr, self.n_train, self.n_test, self.n_val, self.n_samples, self.n_evals)
+
+
+def key(r: Toy2DRun) -> dict[str, Any]:
+    """The recorded-run key of ``r`` in ``toy2d.csv``."""
+    return {"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "iterations": r.steps}
+
+
+def grid(profile: Optional[str] = None, *, datasets: Sequence[str] = DATASETS,
+         modes: Sequence[str] = ("vanilla", "mollification", "constant"), seeds: Optional[Sequence[int]] = None,
+         **fields_: Any) -> list[Toy2DRun]:  # fmt: skip
+    """Every (data set, mode, seed) of ``profile`` (:mod:`~molli_utils.experiments.settings`), data set-major."""
+    seeds = settings.SEEDS["toy2d"] if seeds is None else seeds
+    return [settings.toy2d(profile, dataset=d, mode=m, seed=s, **fields_) for d in datasets for m in modes for s in seeds]
+
+
+def validation_set(name: str, n_val: int = 10_000, seed: int = 0) -> torch.Tensor:
+    """A validation set ``[n_val, 2]`` of toy ``name``, independent of :func:`~molli_utils.data.load_toy2d`'s.
+
+    ``load_toy2d(name, seed=seed)`` draws train and test from the first two children of
+    ``numpy.random.SeedSequence(seed)``; this draws from the third, so the train and test
+    sets are unchanged and the three sets are independent.
+    """
+    child = np.random.SeedSequence(seed).spawn(3)[2]
+    gen = torch.Generator().manual_seed(int(child.generate_state(1, dtype=np.uint64)[0]))
+    return get_toy2d(name).sample(n_val, gen)
+
+
+class BestByValidation:
+    """A training callback: every ``every`` steps (and at step ``total``) the mean validation NLL
+    of each member; keeps each member's parameters at its lowest finite value.
+
+    ``val`` is ``[M, n, 2]`` (one validation set per member). After training, ``steps`` and
+    ``nll`` (one list of M floats per evaluation) hold the curve, ``best_step[m]`` the step
+    (``None`` if no value was finite) and ``best_nll[m]`` the value; :meth:`best_ensemble`
+    returns a copy of the ensemble holding every member's best parameters.
+    """
+
+    def __init__(self, ensemble: FlowEnsemble, val: torch.Tensor, every: int, total: int) -> None:
+        self.val, self.every, self.total = val, every, total
+        self.steps: list[int] = []
+        self.nll: list[list[float]] = []
+        self.best_nll = [math.inf] * len(ensemble)
+        self.best_step: list[Optional[int]] = [None] * len(ensemble)
+        self.params = {k: v.detach().clone() for k, v in ensemble.stacked.items()}
+
+    @torch.no_grad()
+    def __call__(self, step: int, ensemble: FlowEnsemble) -> None:
+        if step % self.every and step != self.total:
+            return
+        nll = (-ensemble.log_prob(self.val).double().mean(1)).tolist()
+        self.steps.append(step)
+        self.nll.append(nll)
+        better = [math.isfinite(v) and v < b for v, b in zip(nll, self.best_nll)]
+        if any(better):
+            rows = torch.tensor(better)
+            for k, v in ensemble.stacked.items():
+                self.params[k][rows] = v.detach()[rows]
+            for m in (m for m, b in enumerate(better) if b):
+                self.best_nll[m], self.best_step[m] = nll[m], step
+
+    @torch.no_grad()
+    def best_ensemble(self, ensemble: FlowEnsemble) -> FlowEnsemble:
+        best = copy.deepcopy(ensemble)
+        for k, p in best.stacked.items():
+            p.copy_(self.params[k])
+        return best
+
+
+@dataclass
+class Toy2DResult:
+    """What :func:`run` returns: one results row per run (in the order of ``runs``), the trained
+    ensemble and its early-stopped copy, the training record and the validation curve."""
+
+    runs: list[Toy2DRun]
+    rows: list[dict[str, Any]]
+    ensemble: FlowEnsemble
+    best: FlowEnsemble
+    train: TrainResult
+    validation: BestByValidation
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def index(self, dataset: str, mode: str, seed: int) -> int:
+        """The member index of run (``dataset``, ``mode``, ``seed``)."""
+        for i, r in enumerate(self.runs):
+            if (r.dataset, r.mode, r.seed) == (dataset, mode, seed):
+                return i
+        raise KeyError(f"no run ({dataset}, {mode}, seed {seed}) among {[(r.dataset, r.mode, r.seed) for r in self.runs]}")
+
+    def frame(self) -> Any:
+        """The rows as a pandas DataFrame (``best_step`` as a nullable integer)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows)
+        frame["best_step"] = frame["best_step"].astype("Int64")
+        return frame
+
+
+def _score(member, test: torch.Tensor, n_samples: int, seed: int) -> dict:
+    """MMD^2 of ``n_samples`` samples of ``member`` (global RNG seeded with ``seed``, restored after) against ``test``."""
+    with torch.random.fork_rng(), torch.inference_mode():
+        torch.manual_seed(seed)
+        x, _ = member.sample(n_samples)
+    return mmd2_of_samples(x, test)
+
+
+def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callable[[int, FlowEnsemble], None]] = None,
+        progress: bool = False) -> Toy2DResult:  # fmt: skip
+    """Train ``runs`` together as one ensemble, score every member, and return a :class:`Toy2DResult`.
+
+    ``callback(steps_done, ensemble)`` runs after every step (after the validation tracker), e.g.
+    to record live curves or snapshots; it must not touch the global RNG without
+    ``torch.random.fork_rng``. Row columns: ``dataset, mode, seed, mmd2, nonfinite_samples,
+    test_loglik, nonfinite_steps, diverged_at, iterations`` for the model at the last step, then
+    ``mmd2_best_val, nonfinite_samples_best_val, best_step, val_nll_best, val_nll_final,
+    test_loglik_best_val`` for the model at the step with the lowest finite validation NLL.
+    ``diverged_at`` is the step at which a run was frozen after 20 non-finite losses in a row
+    (``None`` if never); ``best_step`` is ``None`` (and the best-validation columns nan) if no
+    validation NLL was finite.
+    """
+    runs = [runs] if isinstance(runs, Toy2DRun) else list(runs)
+    if not runs:
+        raise ValueError("no runs to train")
+    if len({r.training for r in runs}) > 1:
+        raise ValueError("runs trained as one ensemble must share steps, batch_size, lr and the data sizes; "
+                         "call run() once per setting")  # fmt: skip
+    first = runs[0]
+    steps = first.steps
+    datasets = list(dict.fromkeys(r.dataset for r in runs))
+    splits = {d: load_toy2d(d, n_train=first.n_train, n_test=first.n_test, seed=0) for d in datasets}
+    val = {d: validation_set(d, n_val=first.n_val, seed=0) for d in datasets}
+    ensemble = FlowEnsemble([realnvp_2d(seed=r.seed) for r in runs])
+    mollifiers = [settings.mollifier(r.mode, steps, r.seed, experiment="toy2d") for r in runs]
+    tracker = BestByValidation(ensemble, torch.stack([val[r.dataset] for r in runs]), max(1, steps // first.n_evals), steps)
+
+    def after_step(step: int, ens: FlowEnsemble) -> None:
+        tracker(step, ens)
+        if callback is not None:
+            callback(step, ens)
+
+    config = TrainConfig(batch_size=first.batch_size, lr=first.lr, steps=steps, seed=tuple(r.seed for r in runs),
+                         progress=progress, desc="toy ensemble")  # fmt: skip
+    result = train(ensemble, [splits[r.dataset][0] for r in runs], config, mollifier=mollifiers, callback=after_step)
+    best = tracker.best_ensemble(ensemble)
+    test = torch.stack([splits[r.dataset][1] for r in runs])
+    with torch.inference_mode():
+        test_ll, test_ll_best = ensemble.log_prob(test).mean(1), best.log_prob(test).mean(1)
+    rows = []
+    for i, (r, member) in enumerate(zip(runs, ensemble.members())):
+        final = _score(member, splits[r.dataset][1], r.n_samples, seed=r.seed)
+        step = tracker.best_step[i]
+        if step is None:
+            at_best = {"mmd2": math.nan, "nonfinite_samples": 0}
+        elif step == steps:  # the best model is the final one: same parameters, same sampling seed
+            at_best = final
+        else:
+            at_best = _score(best.member(i), splits[r.dataset][1], r.n_samples, seed=r.seed)
+        rows.append({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, **final,
+                     "test_loglik": float(test_ll[i]), "nonfinite_steps": result.member_nonfinite[i],
+                     "diverged_at": result.diverged_at[i], "iterations": steps,
+                     "mmd2_best_val": at_best["mmd2"], "nonfinite_samples_best_val": at_best["nonfinite_samples"],
+                     "best_step": step, "val_nll_best": tracker.best_nll[i] if step is not None else math.nan,
+                     "val_nll_final": tracker.nll[-1][i],
+                     "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan})  # fmt: skip
+    return Toy2DResult(runs, rows, ensemble, best, result, tracker, splits)

@@ -1,0 +1,159 @@
+"""Image VAEs of the paper (Sec. 4.2, Appendix D.3.2), built with pythae.
+
+* :class:`ConvEncoder` / :class:`ConvDecoder`: the conv nets of the paper's Table 5
+  (the same as pythae's CIFAR / CelebA benchmark nets) for ``3 x 32 x 32`` and
+  ``3 x 64 x 64`` images, with a ``width`` multiplier on the channels (1.0 = the
+  paper's 128/256/512/1024; CPU quick runs use e.g. 1/16).
+* :func:`make_vae`: VAE, beta-VAE (beta = 0.1), IWAE (K = 5), VAE-IAF (2 MADE blocks
+  of 3 hidden layers of 128 units) and HVAE (1 leapfrog step, step size 1e-3,
+  learned) through pythae's own config classes.
+
+Images are in ``[0, 1]`` and the decoders end in a sigmoid. Training with mollification
+is :class:`molli_utils.training.vae.MollifiedTrainer`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from pythae.models import HVAE, IWAE, VAE, VAE_IAF, BetaVAE, BetaVAEConfig, HVAEConfig, IWAEConfig, VAE_IAF_Config, VAEConfig
+from pythae.models.base.base_utils import ModelOutput
+from pythae.models.nn import BaseDecoder, BaseEncoder
+
+__all__ = ["VAE_KINDS", "PAPER_CHANNELS", "ConvEncoder", "ConvDecoder", "make_vae", "sample_images"]
+
+#: VAE variants of the paper's Table 3, as :func:`make_vae` names them.
+VAE_KINDS = ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")
+#: Channels of the four conv layers of Table 5 at ``width=1``.
+PAPER_CHANNELS = (128, 256, 512, 1024)
+_SIZES = (32, 64)
+
+
+def _channels(width: float) -> list[int]:
+    """Table 5's channels times ``width``, rounded, at least 1."""
+    if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
+        raise ValueError(f"width must be a positive number (1.0 = the paper's 128/256/512/1024 channels), got {width!r}")
+    return [max(1, round(c * width)) for c in PAPER_CHANNELS]
+
+
+def _check_input_dim(input_dim: Sequence[int]) -> tuple[int, int, int]:
+    dim = tuple(int(d) for d in input_dim)
+    if len(dim) != 3 or dim[1] != dim[2] or dim[1] not in _SIZES or dim[0] <= 0:
+        raise ValueError(
+            f"input_dim must be (channels, H, W) with H = W in {list(_SIZES)} (Table 5: CIFAR-10 32x32, "
+            f"CelebA 64x64), got {tuple(input_dim)}"
+        )
+    return dim  # type: ignore[return-value]
+
+
+def _conv_block(c_in: int, c_out: int, k: int, s: int, p: int, op: int = 0, transpose: bool = False) -> nn.Sequential:
+    conv = nn.ConvTranspose2d(c_in, c_out, k, s, padding=p, output_padding=op) if transpose else nn.Conv2d(c_in, c_out, k, s, padding=p)
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class ConvEncoder(BaseEncoder):
+    """Table 5 encoder: 4 x [CONV(c, 4, 2) -> BN -> RELU] -> FLATTEN -> FC(latent x 2).
+
+    Returns ``ModelOutput(embedding=mu, log_covariance=log_var)`` (pythae's Gaussian
+    encoder interface) for ``x`` of shape ``[B, *input_dim]``.
+    """
+
+    def __init__(self, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0):
+        BaseEncoder.__init__(self)
+        c_in, size, _ = _check_input_dim(input_dim)
+        chans = _channels(width)
+        self.layers = nn.Sequential(*[_conv_block(a, b, 4, 2, 1) for a, b in zip([c_in, *chans[:-1]], chans)])
+        n_flat = chans[-1] * (size // 16) ** 2
+        self.embedding = nn.Linear(n_flat, latent_dim)
+        self.log_var = nn.Linear(n_flat, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        h = self.layers(x).flatten(1)
+        return ModelOutput(embedding=self.embedding(h), log_covariance=self.log_var(h))
+
+
+class ConvDecoder(BaseDecoder):
+    """Table 5 decoder: FC(8 x 8 x c4) -> transposed convs -> sigmoid, output in ``[0, 1]``.
+
+    32 x 32: CONVT(c3, 4, 2) -> BN -> RELU -> CONVT(c2, 4, 2) -> BN -> RELU -> CONVT(3, 4, 1).
+    64 x 64: CONVT(c3, 5, 2), CONVT(c2, 5, 2), CONVT(c1, 5, 2) (each -> BN -> RELU) -> CONVT(3, 4, 1).
+    Paddings follow pythae's benchmark nets (the 64 x 64 net's last kernel is 5 there,
+    as here). Returns ``ModelOutput(reconstruction=x)``.
+    """
+
+    def __init__(self, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0):
+        BaseDecoder.__init__(self)
+        c_out, size, _ = _check_input_dim(input_dim)
+        c1, c2, c3, c4 = _channels(width)
+        self.c4 = c4
+        self.fc = nn.Linear(latent_dim, c4 * 8 * 8)
+        if size == 32:
+            blocks = [_conv_block(c4, c3, 4, 2, 1, transpose=True), _conv_block(c3, c2, 4, 2, 1, 1, transpose=True),
+                      nn.ConvTranspose2d(c2, c_out, 4, 1, padding=2)]  # fmt: skip
+        else:
+            blocks = [_conv_block(c4, c3, 5, 2, 2, transpose=True), _conv_block(c3, c2, 5, 2, 1, transpose=True),
+                      _conv_block(c2, c1, 5, 2, 2, 1, transpose=True), nn.ConvTranspose2d(c1, c_out, 5, 1, padding=1)]  # fmt: skip
+        self.layers = nn.Sequential(*blocks, nn.Sigmoid())
+
+    def forward(self, z: torch.Tensor) -> ModelOutput:
+        h = self.fc(z).reshape(z.shape[0], self.c4, 8, 8)
+        return ModelOutput(reconstruction=self.layers(h))
+
+
+def _config(kind: str, input_dim: tuple[int, int, int], latent_dim: int, **overrides: Any):
+    """pythae config of ``kind`` with the paper's settings (Appendix D.3.2), updated by ``overrides``."""
+    base = dict(input_dim=input_dim, latent_dim=latent_dim, reconstruction_loss="mse")
+    paper: dict[str, tuple[type, dict[str, Any]]] = {
+        "vae": (VAEConfig, {}),
+        "beta_vae": (BetaVAEConfig, {"beta": 0.1}),
+        "iwae": (IWAEConfig, {"number_samples": 5}),
+        "vae_iaf": (VAE_IAF_Config, {"n_made_blocks": 2, "n_hidden_in_made": 3, "hidden_size": 128}),
+        "hvae": (HVAEConfig, {"n_lf": 1, "eps_lf": 1e-3, "learn_eps_lf": True}),
+    }
+    cls, settings = paper[kind]
+    return cls(**{**base, **settings, **overrides})
+
+
+_MODELS = {"vae": VAE, "beta_vae": BetaVAE, "iwae": IWAE, "vae_iaf": VAE_IAF, "hvae": HVAE}
+
+
+def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0, **overrides: Any):
+    """A pythae VAE variant with the Table 5 conv nets and the paper's settings (Appendix D.3.2).
+
+    ``kind``: ``vae``; ``beta_vae`` (``BetaVAEConfig.beta = 0.1``); ``iwae``
+    (``IWAEConfig.number_samples = 5``); ``vae_iaf`` (``VAE_IAF_Config``:
+    ``n_made_blocks = 2``, ``n_hidden_in_made = 3``, ``hidden_size = 128``); ``hvae``
+    (``HVAEConfig``: ``n_lf = 1``, ``eps_lf = 1e-3``, ``learn_eps_lf = True`` -- the
+    paper's "adaptive" step size). All use ``reconstruction_loss = "mse"``.
+    ``overrides`` replace config fields (e.g. ``beta=1.0``).
+    """
+    if kind not in _MODELS:
+        raise ValueError(f"unknown VAE kind {kind!r}; choose one of {list(VAE_KINDS)}")
+    dim = _check_input_dim(input_dim)
+    if not isinstance(latent_dim, int) or latent_dim <= 0:
+        raise ValueError(f"latent_dim must be a positive integer (the paper uses 256), got {latent_dim!r}")
+    config = _config(kind, dim, latent_dim, **overrides)
+    return _MODELS[kind](config, encoder=ConvEncoder(dim, latent_dim, width), decoder=ConvDecoder(dim, latent_dim, width))
+
+
+@torch.no_grad()
+def sample_images(model, n: int = 64, seed: int = 0, batch_size: int = 500, z: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``n`` samples ``decoder(z)``, ``z ~ N(0, I)`` (seeded), on the CPU, in ``[0, 1]``; or the decoder of given ``z``.
+
+    The model is put in eval mode (batch norm uses its running statistics) and its
+    training flag is restored afterwards.
+    """
+    device = next(model.parameters()).device
+    if z is None:
+        z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model.decoder(zb.to(device))["reconstruction"].float().cpu() for zb in z.split(batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out).clamp_(0.0, 1.0)

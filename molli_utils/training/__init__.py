@@ -1,0 +1,15 @@
+"""Training of the book's models, with the paper's one line ``x = mollifier(x, step)``.
+
+* :mod:`molli_utils.training.loop`: :func:`train` and :class:`TrainConfig`, the loop shared by the
+  flows, the flow ensembles and INDM (mini-batches, mollification, metrics, early-stopping
+  state, checkpoints with bitwise resume, non-finite steps skipped and counted).
+* :mod:`molli_utils.training.vae`: :class:`~molli_utils.training.vae.MollifiedTrainer`, pythae's
+  trainer with the same one line, for the image VAEs (imported on demand: it needs pythae).
+
+Both write the one checkpoint format of :mod:`molli_utils.checkpoints` and use mollifiers
+through :class:`~molli_utils.mollifiers.MollifierLike`.
+"""
+
+from .loop import CHECKPOINT_NAME, DivergenceError, TrainConfig, TrainResult, nll_loss, progress_bar, train
+
+__all__ = ["TrainConfig", "TrainResult", "DivergenceError", "train", "nll_loss", "progress_bar", "CHECKPOINT_NAME"]

@@ -1,0 +1,83 @@
+"""molli_utils.experiments.results: the stored results ship with the package; files are appended to,
+checked and skipped by key; loading fails loudly; every row carries its provenance."""
+
+import csv
+import gzip
+
+import pandas as pd
+import pytest
+
+from molli_utils.experiments import results, toy2d, uci
+
+
+def test_every_stored_file_loads_from_the_package_with_what_the_book_needs():
+    stored = {p.name for p in results.stored_path("uci.csv").parent.iterdir()}
+    assert {"toy2d.csv", "indm_toy2d.csv", "uci.csv", "uci_curves.csv.gz", "overhead.csv"} <= stored
+    for name in stored:
+        frame = results.load(name)  # required columns are checked
+        assert len(frame) > 0 and list(frame.columns) == list(results.FILES[name].columns)
+
+
+def test_missing_column_fails_loudly_with_the_command_that_rebuilds_it(tmp_path):
+    cols = [c for c in results.FILES["uci.csv"].required if c != "test_loglik_best_val"]
+    pd.DataFrame([{c: 1 for c in cols}]).to_csv(tmp_path / "uci.csv", index=False)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['test_loglik_best_val'\].*experiments uci --all"):
+        results.load("uci.csv", tmp_path)
+    with pytest.raises(FileNotFoundError, match="experiments toy2d"):
+        results.load("toy2d.csv", tmp_path)
+    with pytest.raises(ValueError, match="unknown results file 'toys.csv'"):
+        results.load("toys.csv")
+
+
+def test_results_dir_is_never_inside_the_package(monkeypatch, tmp_path):
+    monkeypatch.delenv("MOLLI_RESULTS", raising=False)
+    assert str(results.results_dir()) == "results"  # relative: under the current directory
+    monkeypatch.setenv("MOLLI_RESULTS", str(tmp_path))
+    assert results.results_dir() == tmp_path
+    assert results.results_dir("elsewhere") == results.results_dir("elsewhere")
+
+
+def test_append_writes_the_header_once_and_refuses_a_file_of_other_columns(tmp_path):
+    row = {c: i for i, c in enumerate(results.FILES["uci.csv"].columns)}
+    path = tmp_path / "uci.csv"
+    results.append(path, [row])
+    results.append(path, [{**row, "seed": 99, "extra": "ignored"}])
+    rows = list(csv.DictReader(open(path)))
+    assert [r["seed"] for r in rows] == ["3", "99"] and "extra" not in rows[0]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "uci.csv").write_text("dataset,flow\nredwine,maf\n")
+    with pytest.raises(ValueError, match="has the columns"):
+        results.append(tmp_path / "old" / "uci.csv", [row])
+
+
+def test_gzip_file_appends_members_that_read_back_as_one_table(tmp_path):
+    path = tmp_path / "uci_curves.csv.gz"
+    curve = {"dataset": "redwine", "flow": "maf", "mode": "vanilla", "seed": 1, "train_loss": 1.5, "val_loglik": -2.25}
+    results.append(path, [{**curve, "epoch": 1}])
+    results.append(path, [{**curve, "epoch": 2}, {**curve, "epoch": 3}])
+    frame = pd.read_csv(path)
+    assert list(frame["epoch"]) == [1, 2, 3] and frame["val_loglik"].tolist() == [-2.25] * 3
+    with gzip.open(path, "rt") as f:
+        assert f.read().count("dataset") == 1
+
+
+def test_recorded_keys_skip_finished_runs_whatever_the_number_format(tmp_path):
+    runs = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla", "mollification"], seeds=[1, 2])
+    path = tmp_path / "uci.csv"
+    done = {**uci.key(runs[0]), **{c: "" for c in results.FILES["uci.csv"].columns if c not in uci.key(runs[0])}}
+    results.append(path, [{**done, "seed": "1", "epochs": "12"}])  # as a CSV reader sees them: strings
+    assert results.recorded(path) == {("redwine", "maf", "vanilla", 1.0, 12.0)}
+    assert results.pending(runs, path, uci.key) == runs[1:]
+    assert results.pending(runs, tmp_path / "absent.csv", uci.key, name="uci.csv") == runs
+    other_epochs = uci.grid("full", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1])
+    assert results.pending(other_epochs, path, uci.key) == other_epochs  # 150 epochs is another run
+    toy = toy2d.grid("quick", datasets=["von_mises"], modes=["vanilla"], seeds=[0])
+    assert toy2d.key(toy[0]) == {"dataset": "von_mises", "mode": "vanilla", "seed": 0, "iterations": 2000}
+
+
+def test_provenance_names_the_commit_the_state_of_the_checkout_and_the_date():
+    import datetime as dt
+
+    p = results.provenance()
+    assert set(p) == {"commit", "dirty", "date"} and len(p["commit"]) >= 7 and p["dirty"] in (True, False)
+    assert p["date"] == dt.datetime.now(dt.timezone.utc).date().isoformat()
