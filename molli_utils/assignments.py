@@ -14,6 +14,10 @@ The instructor notebooks hold the solutions, in cells tagged ``solution``.
 
 ``python tools/make_student.py book/assignments _build/student`` (or ``make student``)
 writes the student versions of a folder of notebooks.
+
+This module needs ``nbformat``, which the package does not require: install the ``teach``
+extra (``pip install "molli-utils[teach]"``), which also brings what the grading command
+(:mod:`molli_utils.grade`) needs.
 """
 
 from __future__ import annotations
@@ -21,15 +25,25 @@ from __future__ import annotations
 import ast
 import copy
 import pathlib
-from typing import Union
-
-import nbformat
+from typing import Any, Union
 
 __all__ = ["SOLUTION_TAG", "make_student", "stub_source", "write_student_versions"]
 
 SOLUTION_TAG = "solution"
 EXERCISE_CELL = 'raise NotImplementedError("Exercise: complete this cell (see the instructions above)")\n'
 ANSWER_CELL = "**Your answer:** *(write your answer here)*\n"
+
+
+def _nbformat():
+    """The ``nbformat`` module, or an ImportError that says how to install it."""
+    try:
+        import nbformat
+    except ImportError as err:
+        raise ImportError(
+            "molli_utils.assignments needs nbformat, which is not installed: "
+            'pip install "molli-utils[teach]" (or pip install nbformat)'
+        ) from err
+    return nbformat
 
 
 def _is_solution(cell) -> bool:
@@ -76,9 +90,10 @@ def stub_source(source: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def make_student(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A student copy of the instructor notebook ``nb`` (``nb`` itself is not modified)."""
-    student = copy.deepcopy(nb)
+def make_student(nb: Any) -> Any:
+    """A student copy of the instructor notebook ``nb`` (an ``nbformat.NotebookNode`` or the dict of its
+    JSON; ``nb`` itself is not modified), as a ``NotebookNode``."""
+    student = _nbformat().from_dict(copy.deepcopy(nb))
     for cell in student.cells:
         solution = _is_solution(cell)
         if cell.cell_type == "code":
@@ -94,10 +109,15 @@ def make_student(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def write_student_versions(src: Union[str, pathlib.Path], dest: Union[str, pathlib.Path]) -> list[pathlib.Path]:
     """Write the student version of every ``*.ipynb`` directly in ``src`` to ``dest``; return the paths written."""
+    nbformat = _nbformat()
     src, dest = pathlib.Path(src), pathlib.Path(dest)
+    if not src.is_dir():
+        raise ValueError(f"{src} is not a folder: pass the folder of the instructor notebooks (e.g. book/assignments)")
     notebooks = sorted(src.glob("*.ipynb"))
     if not notebooks:
-        raise ValueError(f"no notebooks (*.ipynb) in {src}")
+        raise ValueError(f"no notebooks (*.ipynb) in {src}: pass the folder of the instructor notebooks")
+    if dest.resolve() == src.resolve():
+        raise ValueError(f"the output folder {dest} is the source folder: the student versions would overwrite the solutions")
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:

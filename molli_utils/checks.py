@@ -5,12 +5,22 @@ experiment produced), compares it with the package's reference implementation on
 several inputs, edge cases included, and either
 
 * prints a short message starting with ``"passed"`` (and returns ``None``), or
-* raises ``AssertionError`` with a message that says what is wrong, on which input,
-  and the expected against the obtained value.
+* raises ``AssertionError`` with a message that says what is wrong, on which input
+  (inputs are shown as values, e.g. ``torch.tensor([0.0, 500.0, 1000.0], dtype=torch.float64)``),
+  the expected against the obtained value, and a hint where the mistake is a common one
+  (a float32 result, noise of the wrong shape).
 
 Errors raised *by the student's code itself* (``NotImplementedError`` in an
 unfinished exercise, a ``TypeError``...) are not caught: they reach the student
 unchanged, with their own traceback.
+
+Every call also leaves a **record** of its verdict for the grading command
+(``python -m molli_utils.grade``, :mod:`molli_utils.grade`): a dict
+``{"check": name, "status": ..., "message": ...}`` with ``status`` one of :data:`STATUSES`
+(``"not attempted"`` when the student's code raised ``NotImplementedError``, ``"failed"``
+for an ``AssertionError`` of the check or any other error of the student's code). In a
+notebook it is a display output of MIME type :data:`RECORD_MIME` (next to the ``text/plain``
+line the student reads), so the grader reads verdicts, not printed text.
 
 Usage in a notebook::
 
@@ -21,8 +31,10 @@ Usage in a notebook::
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -33,6 +45,10 @@ from .schedules import blur_schedule as _ref_blur_schedule
 from .schedules import sigmoid_schedule as _ref_sigmoid_schedule
 
 __all__ = [
+    "RECORD_MIME",
+    "STATUSES",
+    "CHECKS",
+    "record",
     "check_sigmoid_schedule",
     "check_gaussian_mollifier",
     "check_ring_data",
@@ -43,33 +59,123 @@ __all__ = [
     "check_noise_vs_blur",
 ]
 
+#: MIME type of the display output that carries a check's verdict (read by :mod:`molli_utils.grade`).
+RECORD_MIME = "application/vnd.molli-check+json"
+#: The verdicts a record can hold.
+STATUSES = ("passed", "failed", "not attempted")
+
+
+# --------------------------------------------------------------------------- records
+
+
+def record(check: str, status: str, message: str) -> dict[str, str]:
+    """Emit the verdict of ``check`` and return it as ``{"check", "status", "message"}``.
+
+    Inside IPython it is displayed as a MIME bundle (:data:`RECORD_MIME` plus a ``text/plain``
+    line); elsewhere only a passed verdict is printed (a failure is the exception itself).
+    """
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}; choose one of {list(STATUSES)}")
+    entry = {"check": check, "status": status, "message": message}
+    text = f"passed: {message}" if status == "passed" else f"{check}: {status} (see the error below)"
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # IPython is not a dependency of the package
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display({RECORD_MIME: entry, "text/plain": text}, raw=True)
+    elif status == "passed":
+        print(text)
+    return entry
+
+
+def _graded(check: Callable[..., str]) -> Callable[..., None]:
+    """Turn ``check`` (which returns its pass message or raises) into a graded check that records its verdict."""
+
+    @functools.wraps(check)
+    def graded(*args: Any, **kwargs: Any) -> None:
+        name = check.__name__
+        try:
+            message = check(*args, **kwargs)
+        except NotImplementedError as err:  # an unfinished exercise
+            record(name, "not attempted", f"NotImplementedError: {err}")
+            raise
+        except AssertionError as err:  # the check's verdict
+            record(name, "failed", str(err))
+            raise
+        except Exception as err:  # the student's code crashed
+            record(name, "failed", f"the code under test raised {type(err).__name__}: {err}")
+            raise
+        record(name, "passed", message)
+
+    graded.__annotations__ = {**check.__annotations__, "return": "None"}
+    graded.__signature__ = inspect.signature(check).replace(return_annotation="None")
+    return graded
+
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _passed(message: str) -> None:
-    print(f"passed: {message}")
+def _format_values(values: Any) -> str:
+    """A nested list of numbers as Python source, e.g. ``[[0.0, 1.5], [2.0, 3.0]]``."""
+    if isinstance(values, list):
+        return "[" + ", ".join(_format_values(v) for v in values) + "]"
+    return repr(float(values)) if isinstance(values, float) else repr(values)
 
 
-def _as_tensor(value: Any, what: str) -> torch.Tensor:
-    """``value`` (number, NumPy array or tensor) as a float64 CPU tensor, or a helpful AssertionError."""
+def _show(value: Any, limit: int = 12) -> str:
+    """An input as the reader would type it: tensors by their values (up to ``limit``), dtype and shape."""
+    if isinstance(value, torch.Tensor):
+        dtype = str(value.dtype)
+        if value.numel() <= limit:
+            return f"torch.tensor({_format_values(value.tolist())}, dtype={dtype})"
+        head = ", ".join(f"{v:g}" for v in value.reshape(-1)[:6].tolist())
+        return f"a {dtype} tensor of shape {list(value.shape)}: [{head}, ...]"
+    return repr(value)
+
+
+def _call(name: str, args: tuple, kwargs: dict) -> str:
+    """``name(arg, ..., key=value)`` with every argument shown by :func:`_show`."""
+    parts = [_show(a) for a in args] + [f"{k}={_show(v)}" for k, v in kwargs.items()]
+    return f"{name}({', '.join(parts)})"
+
+
+def _as_tensor(value: Any, what: str, *, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``value`` (number, NumPy array or tensor) as a float64 CPU tensor, or a helpful AssertionError.
+
+    With ``dtype``, a tensor or array of another dtype is refused with a hint (a float32 result
+    looks right when printed but differs from a float64 reference in the 8th digit).
+    """
+    if dtype is not None and isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        got = value.dtype
+        wanted = dtype if isinstance(value, torch.Tensor) else np.dtype(str(dtype).replace("torch.", ""))
+        if got != wanted:
+            hint = (" Compute in float64: create your tensors with dtype=torch.float64 (e.g. "
+                    "torch.as_tensor(t, dtype=torch.float64)); float32 keeps only about 7 digits, so its values can "
+                    "differ from the reference while the printed numbers look the same."
+                    if dtype == torch.float64 else f" Keep the input's dtype ({dtype}): convert with .to(x.dtype).")
+            raise AssertionError(f"{what}: expected a {dtype} result, got {got}.{hint}")
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64)
     try:
         return torch.as_tensor(np.asarray(value, dtype=np.float64))
     except (TypeError, ValueError) as err:
-        raise AssertionError(f"{what} must return a number or a tensor, got {type(value).__name__}: {value!r}") from err
+        raise AssertionError(f"{what}: must return a number or a tensor, got {type(value).__name__}: {value!r}") from err
 
 
 def _fmt(t: torch.Tensor, limit: int = 6) -> str:
+    """The first ``limit`` values of ``t``, for messages."""
     flat = t.reshape(-1)
     shown = ", ".join(f"{v:.6g}" for v in flat[:limit].tolist())
     return f"[{shown}{', ...' if flat.numel() > limit else ''}]" if t.ndim else f"{t.item():.6g}"
 
 
 def _assert_close(got: torch.Tensor, expected: torch.Tensor, *, where: str, rtol: float, atol: float) -> None:
+    """Raise an AssertionError saying where and by how much ``got`` differs from ``expected`` (shape, nan, values)."""
     if got.shape != expected.shape:
-        raise AssertionError(f"{where}: wrong shape, expected {tuple(expected.shape)}, got {tuple(got.shape)}")
+        raise AssertionError(f"{where}: wrong shape, expected {tuple(expected.shape)}, got {tuple(got.shape)}"
+                             " (return a result with the shape of the input)")
     if not bool(torch.isfinite(got).all()):
         raise AssertionError(f"{where}: the result contains nan or inf: {_fmt(got)}")
     if not torch.allclose(got, expected, rtol=rtol, atol=atol):
@@ -85,74 +191,103 @@ def _assert_close(got: torch.Tensor, expected: torch.Tensor, *, where: str, rtol
 # --------------------------------------------------------------------------- assignment 1
 
 
-def check_sigmoid_schedule(fn: Callable[..., Any]) -> None:
+@_graded
+def check_sigmoid_schedule(fn: Callable[..., Any]) -> str:
     """Check ``fn(t, T, start=0.0, end=3.0, tau=0.7, clip_min=1e-9)`` against the paper's sigmoid schedule.
 
     Reference: :func:`molli_utils.schedules.sigmoid_schedule` (paper Appendix C),
     clipped to ``[clip_min, 1]``. Tried on: ``t = 0`` (must give 1), ``t = T``
     (must give exactly ``clip_min``, not 0), steps past ``T``, a Python float, a
     0-d tensor, a batch of steps as a 1-D and a 2-D tensor (the shape must be kept),
-    and other values of ``tau``, ``start`` and ``end``.
+    other values of ``tau``, and ``start``, ``end`` and ``tau`` all changed at once (a
+    temperature applied to only part of the formula is right whenever ``start = 0`` or
+    ``tau = 1``). The result must be float64 (a number, or a float64 tensor).
     """
     T = 1000
+    f64 = torch.float64
     cases: list[tuple[str, Any, dict]] = [
-        ("t = 0 (start of training: pure noise)", torch.tensor(0.0, dtype=torch.float64), {}),
-        ("t = T (end of training: clipped to clip_min)", torch.tensor(float(T), dtype=torch.float64), {}),
-        ("t = 2T (past the horizon: the value at T)", torch.tensor(2.0 * T, dtype=torch.float64), {}),
-        ("a Python float t = 250.0", 250.0, {}),
-        ("a batch of steps, 1-D tensor", torch.linspace(0, T, 11, dtype=torch.float64), {}),
-        ("a batch of steps, 2-D tensor [4, 3]", torch.linspace(0, T, 12, dtype=torch.float64).reshape(4, 3), {}),
-        ("tau = 0.3", torch.linspace(0, T, 9, dtype=torch.float64), {"tau": 0.3}),
-        ("tau = 1.5", torch.linspace(0, T, 9, dtype=torch.float64), {"tau": 1.5}),
-        ("start = -3, end = 3, tau = 1", torch.linspace(0, T, 9, dtype=torch.float64), {"start": -3.0, "end": 3.0, "tau": 1.0}),
-        ("clip_min = 1e-4", torch.tensor([0.0, 900.0, 990.0, 1000.0], dtype=torch.float64), {"clip_min": 1e-4}),
+        ("t = 0 (start of training: pure noise)", torch.tensor(0.0, dtype=f64), {}),
+        ("t = T (end of training: clipped to clip_min)", torch.tensor(float(T), dtype=f64), {}),
+        ("t = 2T (past the horizon: the value at T)", torch.tensor(2.0 * T, dtype=f64), {}),
+        ("a Python float", 250.0, {}),
+        ("a batch of steps, 1-D tensor", torch.linspace(0, T, 11, dtype=f64), {}),
+        ("a batch of steps, 2-D tensor [4, 3]", torch.linspace(0, T, 12, dtype=f64).reshape(4, 3), {}),
+        ("tau = 0.3", torch.linspace(0, T, 9, dtype=f64), {"tau": 0.3}),
+        ("tau = 1.5", torch.linspace(0, T, 9, dtype=f64), {"tau": 1.5}),
+        ("start = -3, end = 3, tau = 1", torch.linspace(0, T, 9, dtype=f64), {"start": -3.0, "end": 3.0, "tau": 1.0}),
+        ("start, end and tau all changed", torch.linspace(0, T, 9, dtype=f64), {"start": -2.0, "end": 2.5, "tau": 0.4}),
+        ("start, end and tau all changed", torch.linspace(0, T, 9, dtype=f64), {"start": 1.0, "end": 4.0, "tau": 1.3}),
+        ("clip_min = 1e-4", torch.tensor([0.0, 900.0, 990.0, 1000.0], dtype=f64), {"clip_min": 1e-4}),
     ]
     for label, t, kwargs in cases:
-        got = _as_tensor(fn(t, T, **kwargs), "the schedule")
+        where = f"sigmoid schedule, {label}: {_call('fn', (t, T), kwargs)}"
+        got = _as_tensor(fn(t, T, **kwargs), where, dtype=f64)
         expected = _as_tensor(_ref_sigmoid_schedule(t, T, **kwargs), "the reference")
-        call = f"fn({'t' if isinstance(t, torch.Tensor) else t!r}, T={T}{''.join(f', {k}={v}' for k, v in kwargs.items())})"
-        _assert_close(got, expected, where=f"sigmoid schedule, {label}, {call}", rtol=1e-6, atol=1e-12)
-    end = _as_tensor(fn(torch.tensor(float(T), dtype=torch.float64), T), "the schedule")
+        _assert_close(got, expected, where=where, rtol=1e-6, atol=1e-12)
+    end = _as_tensor(fn(torch.tensor(float(T), dtype=f64), T), "sigmoid schedule at t = T", dtype=f64)
     if end.item() <= 0.0:
         raise AssertionError(
             f"sigmoid schedule at t = T: expected clip_min = 1e-9, got {end.item():.3g}. Clip the schedule to "
             "[clip_min, 1] so that the noise level (and its log-SNR) stays finite and positive."
         )
-    _passed("sigmoid schedule matches molli_utils.schedules.sigmoid_schedule on 10 cases (t = 0, t = T, t > T, batches)")
+    return (f"sigmoid schedule matches molli_utils.schedules.sigmoid_schedule on {len(cases)} cases "
+            "(t = 0, t = T, t > T, batches, other start, end and tau)")
 
 
 def _moments(fn: Callable[..., Any], x: torch.Tensor, s: Any, what: str) -> torch.Tensor:
+    """``fn(x, s)``, refused with a hint unless it is a finite tensor of ``x``'s shape and dtype."""
     out = fn(x, s)
     if not isinstance(out, torch.Tensor):
         raise AssertionError(f"{what}: the mollifier must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x.shape:
-        raise AssertionError(f"{what}: the output must have the shape of x, {tuple(x.shape)}, got {tuple(out.shape)}")
+        raise AssertionError(
+            f"{what}: the output must have the shape of x, {tuple(x.shape)}, got {tuple(out.shape)}. Draw the noise "
+            "with the shape of x (eps = torch.randn_like(x)), so that it adds to x element by element."
+        )
     if out.dtype != x.dtype:
-        raise AssertionError(f"{what}: the output must keep x's dtype ({x.dtype}), got {out.dtype}")
+        raise AssertionError(f"{what}: the output must keep x's dtype ({x.dtype}), got {out.dtype} "
+                             "(torch.randn_like(x) draws noise of x's dtype)")
     if not bool(torch.isfinite(out).all()):
         raise AssertionError(f"{what}: the output contains nan or inf")
     return out
 
 
-def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_000) -> None:
+def _shared_noise(noise: torch.Tensor, what: str) -> None:
+    """Raise if the noise ``[rows, cols]`` is the same along a dimension (drawn with the wrong shape, then broadcast)."""
+    for dim, along in ((0, "row"), (1, "column")):
+        if noise.shape[dim] > 1 and float(noise.std(dim=dim).max()) < 0.5:
+            raise AssertionError(
+                f"{what}: the noise is the same in every {along} (its std across {along}s is "
+                f"{float(noise.std(dim=dim).max()):.3g}, should be 1): it was drawn with a shape smaller than x's "
+                f"and broadcast. Every entry of x needs its own noise: eps = torch.randn_like(x), of shape "
+                f"{list(noise.shape)} here."
+            )
+
+
+@_graded
+def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_000) -> str:
     r"""Check ``fn(x, s)`` = :math:`\sqrt{1-s}\,x + \sqrt{s}\,\varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`.
 
     The noise is random, so the check is statistical (with a fixed seed, so the
     verdict is reproducible, and tolerances of about six standard errors): for a
     constant ``x = c`` the output must have mean :math:`\sqrt{1-s}\,c` and variance
     :math:`s`. Tried on ``s = 0`` (``x`` unchanged, exactly), ``s = 1`` (pure noise,
-    ``x`` forgotten), ``s = 0.3`` and ``s = 0.75``, a batch with one noise level
-    per row (``s`` a tensor of shape ``[B, 1]``), and float64 input (dtype kept).
-    Two calls must draw fresh noise.
+    ``x`` forgotten, and every entry with its own noise: noise drawn with a smaller shape
+    than ``x`` and broadcast is refused with a hint), ``s = 0.3`` and ``s = 0.75``, a batch
+    with one noise level per row (``s`` a tensor of shape ``[B, 1]``), and float64 input
+    (dtype kept). Two calls must draw fresh noise.
     """
     c = 2.0
     se = 6.0 / math.sqrt(num_samples)  # ~6 standard errors of a mean of unit-variance samples
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234)
+        _moments(fn, torch.zeros(5, 3), 0.5, "x of shape [5, 3], s = 0.5")
         x = torch.zeros(num_samples, 2)
         out = _moments(fn, x + 3.0, 0.0, "s = 0")
         if not torch.allclose(out, x + 3.0, atol=1e-6):
             raise AssertionError(f"s = 0: the data must come back unchanged, got max |x_out - x| = {(out - 3.0).abs().max():.3g}")
+        _shared_noise(_moments(fn, torch.zeros(num_samples // 50, 4), 1.0, "s = 1, x of shape [4000, 4]"),
+                      "s = 1, x = 0 of shape [4000, 4] (the output is the noise itself)")
         for s in (1.0, 0.3, 0.75):
             out = _moments(fn, x + c, s, f"s = {s}")
             mean, var = out.mean().item(), out.var().item()
@@ -169,14 +304,15 @@ def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_0
                 )
         levels = torch.tensor([[0.0], [0.2], [0.5], [0.9]])
         xb = torch.full((4, num_samples // 4), c)
-        out = _moments(fn, xb, levels, "batched s of shape [4, 1]")
+        what = "batched noise levels s = torch.tensor([[0.0], [0.2], [0.5], [0.9]]) (shape [4, 1], one per row), x of shape [4, 50000]"
+        out = _moments(fn, xb, levels, what)
+        _shared_noise(((out - (1.0 - levels).sqrt() * xb) / levels.sqrt())[1:], what)
         for row, s in enumerate(levels[:, 0].tolist()):
             mean, var = out[row].mean().item(), out[row].var().item()
             row_se = se * 2.0
             if abs(mean - math.sqrt(1.0 - s) * c) > row_se or abs(var - s) > row_se * max(s, 0.05) * 2.0 + 2e-3:
                 raise AssertionError(
-                    f"batched noise levels s = {levels[:, 0].tolist()} (shape [4, 1], one per row): row {row} "
-                    f"(s = {s}) should have mean {math.sqrt(1.0 - s) * c:.4f} and variance {s:.4f}, "
+                    f"{what}: row {row} (s = {s}) should have mean {math.sqrt(1.0 - s) * c:.4f} and variance {s:.4f}, "
                     f"got mean {mean:.4f} and variance {var:.4f}. Let s broadcast against x (use torch.sqrt for tensors)."
                 )
         x64 = torch.randn(1000, 3, dtype=torch.float64)
@@ -191,10 +327,11 @@ def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_0
             raise AssertionError(
                 f"variance preservation: for x ~ N(0, 1) and any s the output must have variance 1, got {total_var:.4f} at s = 0.5"
             )
-    _passed("Gaussian mollifier: sqrt(1 - s) x + sqrt(s) eps, right mean and variance at s = 0, 0.3, 0.75, 1 and per-row s")
+    return "Gaussian mollifier: sqrt(1 - s) x + sqrt(s) eps, right mean and variance at s = 0, 0.3, 0.75, 1 and per-row s"
 
 
-def check_ring_data(make_data: Callable[..., Any], *, num_modes: int = 8, radius: float = 2.0, std: float = 0.1) -> None:
+@_graded
+def check_ring_data(make_data: Callable[..., Any], *, num_modes: int = 8, radius: float = 2.0, std: float = 0.1) -> str:
     """Check a ring-of-Gaussians sampler ``make_data(n, seed=...) -> tensor [n, 2]``.
 
     The data: ``num_modes`` equally weighted isotropic Gaussians with standard
@@ -235,10 +372,11 @@ def check_ring_data(make_data: Callable[..., Any], *, num_modes: int = 8, radius
     spread = (x.double() - centres[nearest]).std().item()
     if abs(spread - std) > 0.1 * std:
         raise AssertionError(f"the points must scatter around their centre with std {std}, got {spread:.4f}")
-    _passed(f"ring of {num_modes} Gaussians: shape, dtype, seeding, centres, weights and spread are right")
+    return f"ring of {num_modes} Gaussians: shape, dtype, seeding, centres, weights and spread are right"
 
 
-def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengthscale: float = 1.0) -> None:
+@_graded
+def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengthscale: float = 1.0) -> str:
     """Check the MMD^2 comparison of assignment 1: ``scores[mode] == mmd2(samples[mode], x_test)``.
 
     ``samples`` and ``scores`` map the same run names (``"vanilla"``, ``"mollified"``)
@@ -281,7 +419,7 @@ def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengt
                 f"the {run} flow has not learned the data: MMD^2 = {expected:.4g}, while N(0, I) samples (the untrained "
                 f"flow) score {untrained:.4g}. Train longer, or check the learning rate and the data you train on."
             )
-    _passed(
+    return (
         f"MMD^2 computed right; vanilla {float(scores['vanilla']):.3g}, mollified {float(scores['mollified']):.3g} "
         f"(untrained flow: {untrained:.3g})"
     )
@@ -290,27 +428,30 @@ def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengt
 # --------------------------------------------------------------------------- assignment 2
 
 
-def check_dct_matrix(fn: Callable[[int], Any]) -> None:
+@_graded
+def check_dct_matrix(fn: Callable[[int], Any]) -> str:
     """Check ``fn(n)``: the orthonormal DCT-II matrix (``C @ v == scipy.fft.dct(v, norm='ortho')``).
 
     Compared with :func:`molli_utils.mollifiers.dct_matrix` for ``n = 1, 2, 5, 8, 16``;
-    it must also be orthogonal (``C @ C.T == I``).
+    it must be float64 and orthogonal (``C @ C.T == I``).
     """
     for n in (1, 2, 5, 8, 16):
-        got = _as_tensor(fn(n), "dct_matrix")
+        got = _as_tensor(fn(n), f"dct_matrix({n})", dtype=torch.float64)
         _assert_close(got, _ref_dct_matrix(n), where=f"dct_matrix({n})", rtol=1e-6, atol=1e-8)
         eye = got @ got.T
         _assert_close(eye, torch.eye(n, dtype=torch.float64), where=f"dct_matrix({n}) @ dct_matrix({n}).T (must be I)", rtol=0, atol=1e-6)
-    _passed("DCT matrix matches molli_utils.mollifiers.dct_matrix for n = 1, 2, 5, 8, 16 and is orthonormal")
+    return "DCT matrix matches molli_utils.mollifiers.dct_matrix for n = 1, 2, 5, 8, 16 and is orthonormal"
 
 
-def check_blur(fn: Callable[..., Any]) -> None:
+@_graded
+def check_blur(fn: Callable[..., Any]) -> str:
     """Check ``fn(x, t)``: the heat-equation blur over the last two dims, for heat time ``t``.
 
     Compared with :func:`molli_utils.mollifiers.blur` on: one image ``[H, W]``,
     a colour image ``[3, 16, 16]``, a batch ``[2, 3, 8, 12]`` (not square),
     ``t = 0`` (the image itself), ``t = 1, 10`` and a very long time (the per-image
-    mean), in float32 and float64. The blur must keep each image's mean.
+    mean), in float32 and float64 (the result must keep ``x``'s dtype and shape). The blur must
+    keep each image's mean.
     """
     gen = torch.Generator().manual_seed(0)
     images = {
@@ -322,24 +463,27 @@ def check_blur(fn: Callable[..., Any]) -> None:
     for label, x in images.items():
         tol = 1e-4 if x.dtype == torch.float32 else 1e-9
         for t in (0.0, 1.0, 10.0, 1e5):
+            where = f"blur of {label} ({x.dtype}), t = {t:g}"
             out = fn(x.clone(), t)
             if not isinstance(out, torch.Tensor):
-                raise AssertionError(f"blur must return a torch.Tensor, got {type(out).__name__}")
-            got = _as_tensor(out, "blur")
+                raise AssertionError(f"{where}: blur must return a torch.Tensor, got {type(out).__name__}")
+            got = _as_tensor(out, where, dtype=x.dtype)
             expected = _as_tensor(_ref_blur(x, t), "the reference")
-            _assert_close(got, expected, where=f"blur of {label}, t = {t:g}", rtol=tol, atol=tol)
+            _assert_close(got, expected, where=where, rtol=tol, atol=tol)
         mean_in, mean_out = x.double().mean(dim=(-2, -1)), _as_tensor(fn(x, 10.0), "blur").mean(dim=(-2, -1))
         _assert_close(mean_out, mean_in, where=f"per-image mean after blurring {label}", rtol=tol, atol=tol)
-    _passed("heat-equation blur matches molli_utils.mollifiers.blur (t = 0, 1, 10, 1e5; single, colour, batched, non-square)")
+    return "heat-equation blur matches molli_utils.mollifiers.blur (t = 0, 1, 10, 1e5; single, colour, batched, non-square)"
 
 
-def check_blur_schedule(fn: Callable[..., Any]) -> None:
+@_graded
+def check_blur_schedule(fn: Callable[..., Any]) -> str:
     """Check ``fn(t, T, image_size, sigma_min=0.5, sigma_max=None)``: the heat time of the blur schedule.
 
     Reference: :func:`molli_utils.schedules.blur_schedule` (paper Appendix B):
     ``sigma`` log-spaced from ``sigma_max`` (default ``image_size / 2``) at ``t = 0``
     to ``sigma_min`` at ``t = T``, heat time ``sigma**2 / 2``. Tried on ``t = 0``,
-    ``t = T``, ``t > T``, a batch of steps, and other sizes and ``sigma`` bounds.
+    ``t = T``, ``t > T``, a batch of steps, and other sizes and ``sigma`` bounds. The result
+    must be float64 (a number, or a float64 tensor).
     """
     T = 1000
     cases: list[tuple[str, Any, int, dict]] = [
@@ -351,14 +495,15 @@ def check_blur_schedule(fn: Callable[..., Any]) -> None:
         ("sigma_min = 0.25, sigma_max = 8", torch.linspace(0, T, 5, dtype=torch.float64), 64, {"sigma_min": 0.25, "sigma_max": 8.0}),
     ]
     for label, t, size, kwargs in cases:
-        got = _as_tensor(fn(t, T, size, **kwargs), "the blur schedule")
+        where = f"blur schedule, {label}: {_call('fn', (t, T, size), kwargs)}"
+        got = _as_tensor(fn(t, T, size, **kwargs), where, dtype=torch.float64)
         expected = _as_tensor(_ref_blur_schedule(t, T, size, **kwargs), "the reference")
-        extra = "".join(f", {k}={v}" for k, v in kwargs.items())
-        _assert_close(got, expected, where=f"blur schedule, {label}, image_size={size}{extra}", rtol=1e-6, atol=1e-10)
-    _passed("blur schedule matches molli_utils.schedules.blur_schedule on 6 cases (t = 0, t = T, t > T, batches)")
+        _assert_close(got, expected, where=where, rtol=1e-6, atol=1e-10)
+    return f"blur schedule matches molli_utils.schedules.blur_schedule on {len(cases)} cases (t = 0, t = T, t > T, batches)"
 
 
-def check_noise_vs_blur(table: Any, image: torch.Tensor, *, horizon: int) -> None:
+@_graded
+def check_noise_vs_blur(table: Any, image: torch.Tensor, *, horizon: int) -> str:
     """Check the noise-vs-blur table of assignment 2: one row per step, with columns
     ``step``, ``noise_level``, ``heat_time``, ``mse_noise`` and ``mse_blur``.
 
@@ -402,4 +547,8 @@ def check_noise_vs_blur(table: Any, image: torch.Tensor, *, horizon: int) -> Non
                 f"{where}: mse_noise should be about ((1 - sqrt(1 - s))^2 E[c^2] + s) / 4 = {expected_noise:.5g} "
                 f"(c = 2 image - 1 noised, then mapped back with (c + 1) / 2), got {row['mse_noise']:.5g}"
             )
-    _passed(f"noise-vs-blur table: {len(frame)} steps, schedules and errors right")
+    return f"noise-vs-blur table: {len(frame)} steps, schedules and errors right"
+
+
+#: The names of the graded checks (what :mod:`molli_utils.grade` looks for in a notebook).
+CHECKS = tuple(name for name in __all__ if name.startswith("check_"))

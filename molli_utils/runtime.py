@@ -15,13 +15,14 @@ from typing import Optional
 
 import torch
 
-__all__ = ["PROFILES", "get_profile", "pick_device", "on_colab", "colab_install_spec", "colab_setup_cell", "data_root",
-           "git_commit", "git_dirty"]  # fmt: skip
+__all__ = ["PROFILES", "REPOSITORY", "get_profile", "pick_device", "on_colab", "release_tag", "colab_install_spec",
+           "colab_setup_cell", "data_root", "git_commit", "git_dirty"]  # fmt: skip
 
 #: ``quick``: CI and laptops, minutes; ``colab``: one free Colab session on a T4; ``full``: the paper's settings.
 PROFILES = ("quick", "colab", "full")
 
-#: Where the book's package lives; the Colab set-up cell installs from here.
+#: Where the book's package lives; the Colab set-up cell installs from here. A setting until the project is
+#: published: _config.yml's repository.url and pyproject's [project.urls] must equal it (tests/test_project.py).
 REPOSITORY = "https://github.com/molli-book/molli-book"
 
 
@@ -70,11 +71,20 @@ def on_colab() -> bool:
     return "google.colab" in sys.modules
 
 
-def colab_install_spec(version: str | None = None) -> str:
-    """The pip requirement that installs this version of ``molli_utils`` from the book's repository."""
+def release_tag(version: str | None = None) -> str:
+    """The git tag of a release, ``v<version>`` (default: this package's ``__version__``, the one source of truth).
+
+    The Colab set-up cell installs this tag and the book's launch buttons open it (``_config.yml``'s
+    ``repository.branch``); see RELEASING.md.
+    """
     from . import __version__
 
-    return f"molli-utils @ git+{REPOSITORY}@v{version or __version__}"
+    return f"v{version or __version__}"
+
+
+def colab_install_spec(version: str | None = None) -> str:
+    """The pip requirement that installs this version of ``molli_utils`` from the book's repository."""
+    return f"molli-utils @ git+{REPOSITORY}@{release_tag(version)}"
 
 
 #: The environment variable that replaces the requirement the set-up cell installs (e.g. a local mirror in CI).

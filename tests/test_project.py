@@ -46,6 +46,9 @@ def test_torch_is_a_range_admitting_2_14_1():
     from packaging.specifiers import SpecifierSet
 
     assert "2.14.1" in SpecifierSet(torch_req[len("torch"):])
+    # no upper bound: if Colab ships a newer torch, a cap would make pip downgrade it
+    assert "99.0" in SpecifierSet(torch_req[len("torch"):]), (
+        f"{torch_req!r} caps torch: drop the upper bound (pip would downgrade a newer torch on Colab)")
 
 
 def test_book_config_points_colab_at_the_package_repository():
@@ -53,6 +56,23 @@ def test_book_config_points_colab_at_the_package_repository():
     assert cfg["repository"]["url"] == REPOSITORY
     assert cfg["launch_buttons"]["colab_url"].startswith("https://colab.research.google.com")
     assert cfg["execute"]["allow_errors"] is False
+
+
+def test_one_source_of_truth_for_the_release():
+    """__version__ decides the tag the set-up cell installs and the ref the launch buttons open (RELEASING.md)."""
+    from molli_utils.runtime import release_tag
+
+    tag = release_tag()
+    assert tag == f"v{molli_utils.__version__}" and re.fullmatch(r"v\d+\.\d+\.\d+", tag)
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["repository"]["branch"] == tag, (
+        f"_config.yml repository.branch is {cfg['repository']['branch']!r}: set it to {tag!r}, the release the "
+        "set-up cell installs, so that the launch buttons open the notebooks of that release (see RELEASING.md)")
+    assert colab_install_spec() == f"molli-utils @ git+{REPOSITORY}@{tag}"
+    project = _pyproject()["project"]
+    assert project["dynamic"] == ["version"], "the version is molli_utils.__version__ only"
+    assert project["urls"]["Repository"] == REPOSITORY
+    assert project["license"] == "MIT" and "MIT License" in (ROOT / "LICENSE").read_text()
 
 
 def test_book_has_chapters():
