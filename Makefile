@@ -2,7 +2,7 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
-EXTRAS  := book,test
+EXTRAS  := book,test,teach
 # `full` reproduces the paper's settings; `quick` is the CI/CPU profile.
 PROFILE ?= full
 PYTEST_ARGS ?=
@@ -39,12 +39,12 @@ $(MATHJAX):
 book: install $(MATHJAX)
 	@if [ "$$(cat _build/.profile 2>/dev/null)" != "$(PROFILE)" ]; then rm -rf _build/.jupyter_cache _build/jupyter_execute; fi
 	@mkdir -p _build && echo "$(PROFILE)" > _build/.profile
-	MOLLI_PROFILE=$(PROFILE) $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	MOLLI_PROFILE=$(PROFILE) MOLLI_PROGRESS=0 $(VENV)/bin/jupyter-book build . --all -W -n --keep-going
 	@echo "Book written to _build/html/index.html"
 
 # pytest exits 5 when it collects no test: say so plainly instead of failing silently.
 test: install
-	MOLLI_PROFILE=quick $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): check tests/ and pyproject's testpaths" >&2; fi; \
 	exit $$rc
 

@@ -1,31 +1,45 @@
-"""Time per epoch of the book's MAF (normflows + BatchNormFlow) against a plain-PyTorch MAF of the same size.
+"""A UCI training step: the book's flows against a plain-PyTorch loop of the same model and the compute bound.
 
-Both: 5 blocks of a MADE with two hidden layers of 512 tanh units on the 11 red-wine
-variables, batch normalisation and an order reversal after each block, Adam (lr 1e-4),
-batch 100, one epoch of the 1,296 training rows (13 steps). The plain model writes the
-MAF equations directly (u = (x - m) exp(-a)); ours is ``molli_utils.models.tabular.tabular_flow("maf", 11)``.
-Also timed: the validation + test log-likelihood evaluation that ``molli_utils.experiments.uci.run`` does each
-epoch, as a fraction of the epoch.
+For each flow of the paper's official code (``molli_utils.models.tabular.tabular_flow(kind, 11)``, the
+default ``variant="official"``) on the 11 red-wine variables, batch 100:
+
+* **ours**: one step as the UCI experiment takes it -- the book's training loop
+  (``molli_utils.training.train``: batches, mollifier call, finite-gradient check, logging) with the
+  experiment's fused Adam (lr 1e-4, weight decay 1e-6), timed over whole epochs (13 steps) including
+  the official code's once-per-epoch recomputation of the batch-norm statistics;
+* **plain**: what the official code does -- plain PyTorch modules written out here (MADE, coupling, LU,
+  batch norm: the equations of uci/flows.py), ``zero_grad / backward / step`` with PyTorch's default Adam,
+  and the same once-per-epoch batch-norm pass;
+* **bound**: the matrix-product FLOPs of a step (forward and backward, counted with
+  ``torch.utils.flop_counter.FlopCounterMode``) divided by the FLOP rate of a 100 x 512 x 512 matrix
+  product measured here: no implementation of the step can be faster than that on this core.
+
+Prints medians over alternating repeats measured in one run, and the ratios ours / plain and ours / bound.
 
 Run:  make bench      (or: python -m benchmarks.bench_uci --help)
-
-Prints medians over alternating repeats measured in one run, and their ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
+import numpy as np
+import scipy.linalg
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from molli_utils.models.tabular import count_parameters, tabular_flow
-from molli_utils.experiments.uci import mean_loglik
+from molli_utils import Mollifier, TrainConfig, train
+from molli_utils.models.tabular import FLOWS, count_parameters, recompute_batchnorm_statistics, tabular_flow
+
+HIDDEN, LAYERS, BATCH = 512, 5, 100
 
 
-class _MaskedLinear(nn.Linear):
+# ---- the official code's model, in plain PyTorch (uci/flows.py) ---------------------------------------
+class _Masked(nn.Linear):
     def __init__(self, n_in: int, n_out: int, mask: torch.Tensor) -> None:
         super().__init__(n_in, n_out)
         self.register_buffer("mask", mask)
@@ -34,102 +48,205 @@ class _MaskedLinear(nn.Linear):
         return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
 
-class PlainMADE(nn.Module):
-    """MADE (Germain et al., 2015) with sequential degrees: outputs m, a for u = (x - m) exp(-a)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
+class _MADE(nn.Module):
+    def __init__(self, d: int, h: int) -> None:
         super().__init__()
-        d_in = torch.arange(1, dim + 1)
-        d_hid = torch.arange(hidden) % max(1, dim - 1) + 1
-        d_out = torch.cat([d_in, d_in])
-        self.net = nn.Sequential(
-            _MaskedLinear(dim, hidden, (d_hid[:, None] >= d_in[None]).float()), nn.Tanh(),
-            _MaskedLinear(hidden, hidden, (d_hid[:, None] >= d_hid[None]).float()), nn.Tanh(),
-            _MaskedLinear(hidden, 2 * dim, (d_out[:, None] > d_hid[None]).float()),
-        )  # fmt: skip
+        d_in, d_hid = torch.arange(d), torch.arange(h) % (d - 1)
+        d_out = torch.arange(2 * d) % d - 1
+        self.net = nn.Sequential(_Masked(d, h, (d_hid[:, None] >= d_in).float()), nn.ReLU(),
+                                 _Masked(h, h, (d_hid[:, None] >= d_hid).float()), nn.ReLU(),
+                                 _Masked(h, 2 * d, (d_out[:, None] >= d_hid).float()))  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m, a = self.net(x).chunk(2, dim=1)
+    def forward(self, x):
+        m, a = self.net(x).chunk(2, 1)
         return (x - m) * torch.exp(-a), -a.sum(1)
 
 
-class PlainMAF(nn.Module):
-    """MADE -> batch norm -> reverse, ``layers`` times, on a standard normal base."""
-
-    def __init__(self, dim: int, hidden: int = 512, layers: int = 5) -> None:
+class _Coupling(nn.Module):
+    def __init__(self, d: int, h: int, mask: torch.Tensor) -> None:
         super().__init__()
-        self.made = nn.ModuleList(PlainMADE(dim, hidden) for _ in range(layers))
-        self.log_gamma = nn.Parameter(torch.zeros(layers, dim))
-        self.beta = nn.Parameter(torch.zeros(layers, dim))
+        self.register_buffer("mask", mask)
+        self.s = nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, h), nn.Tanh(), nn.Linear(h, d))
+        self.t = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(), nn.Linear(h, d))
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        log_det = torch.zeros(len(x))
-        for i, made in enumerate(self.made):
-            x, ld = made(x)
-            mean, var = x.mean(0), x.var(0, unbiased=False) + 1e-5
-            x = (x - mean) * torch.rsqrt(var) * self.log_gamma[i].exp() + self.beta[i]
-            log_det = log_det + ld + (self.log_gamma[i] - 0.5 * var.log()).sum()
-            x = x.flip(1)
-        return log_det - 0.5 * (x**2).sum(1) - 0.5 * x.shape[1] * torch.log(torch.tensor(2 * torch.pi))
+    def forward(self, x):
+        xm = x * self.mask
+        log_s, t = self.s(xm) * (1 - self.mask), self.t(xm) * (1 - self.mask)
+        return x * torch.exp(log_s) + t, log_s.sum(1)
 
 
-def _epoch(model, opt, data: torch.Tensor, loss_fn, batch: int, gen: torch.Generator) -> None:
-    for idx in torch.randperm(len(data), generator=gen).split(batch):
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model, data[idx]).backward()
-        opt.step()
+class _LU(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        w = torch.empty(d, d)
+        nn.init.orthogonal_(w)
+        p, lo, up = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in scipy.linalg.lu(w.numpy()))
+        s = torch.diagonal(up)
+        self.register_buffer("p", p)
+        self.register_buffer("sign", torch.sign(s))
+        self.register_buffer("mask", torch.tril(torch.ones(d, d), -1))
+        self.lo, self.up, self.log_s = nn.Parameter(lo), nn.Parameter(up), nn.Parameter(s.abs().log())
+
+    def forward(self, x):
+        w = self.p @ (self.lo * self.mask + torch.eye(len(self.mask))) @ (
+            self.up * self.mask.T + torch.diag(self.sign * self.log_s.exp()))
+        return x @ w, self.log_s.sum().expand(len(x))
 
 
-def _data(n: int = 1296, dim: int = 11) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+class _BN(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.log_gamma, self.beta = nn.Parameter(torch.zeros(d)), nn.Parameter(torch.zeros(d))
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("var", torch.ones(d))
+        self.store = False
+
+    def forward(self, x):
+        if self.training:
+            mean, var = x.mean(0), (x - x.mean(0)).pow(2).mean(0) + 1e-5
+            if self.store:
+                self.mean.copy_(mean.detach())
+                self.var.copy_(var.detach())
+        else:
+            mean, var = self.mean, self.var
+        return (x - mean) / var.sqrt() * self.log_gamma.exp() + self.beta, (self.log_gamma - 0.5 * var.log()).sum()
+
+
+class _Flip(nn.Module):
+    def forward(self, x):
+        return x.flip(1), 0.0
+
+
+class PlainFlow(nn.Module):
+    """The official code's MAF / REAL-NVP / GLOW (uci/main.py:172-205), written out in plain PyTorch."""
+
+    def __init__(self, kind: str, d: int = 11, h: int = HIDDEN, layers: int = LAYERS) -> None:
+        super().__init__()
+        mods: list[nn.Module] = []
+        mask = (torch.arange(d) % 2).float()
+        for _ in range(layers):
+            if kind == "maf":
+                mods += [_MADE(d, h), _BN(d), _Flip()]
+            elif kind == "realnvp":
+                mods += [_Coupling(d, h, mask), _BN(d)]
+            else:
+                mods += [_BN(d), _LU(d), _Coupling(d, h, mask)]
+            mask = 1 - mask
+        self.layers = nn.ModuleList(mods)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def log_prob(self, x):
+        log_det = 0.0
+        for layer in self.layers:
+            x, ld = layer(x)
+            log_det = log_det + ld
+        return log_det - 0.5 * (x**2).sum(1) - 0.5 * x.shape[1] * math.log(2 * math.pi)
+
+    @torch.no_grad()
+    def recompute_statistics(self, x):
+        bns = [m for m in self.modules() if isinstance(m, _BN)]
+        for bn in bns:
+            bn.store = True
+        self.log_prob(x)
+        for bn in bns:
+            bn.store = False
+
+
+# ---- timings -----------------------------------------------------------------------------------------
+def _data(n: int = 1296, dim: int = 11) -> tuple[torch.Tensor, str]:
     try:
         from molli_utils.data.uci import load_uci
 
-        d = load_uci("redwine", download=False)
-        return torch.from_numpy(d.train), torch.from_numpy(d.val), torch.from_numpy(d.test), "red wine (UCI)"
+        return torch.from_numpy(load_uci("redwine", download=False).train), "red wine (UCI)"
     except (FileNotFoundError, ValueError):
-        g = torch.Generator().manual_seed(0)
-        return torch.randn(n, dim, generator=g), torch.randn(144, dim, generator=g), torch.randn(159, dim, generator=g), \
-            "random normal data of the red-wine shape (UCI arrays not found: set MOLLI_DATA)"
+        return torch.randn(n, dim, generator=torch.Generator().manual_seed(0)), \
+            "random normal data of the red-wine shape (UCI arrays not found: set MOLLI_DATA)"  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def ours_epochs(kind: str, data: torch.Tensor, epochs: int) -> float:
+    """Seconds per step of ``epochs`` epochs of the UCI experiment's loop (official flows, fused Adam, mollified)."""
+    model = tabular_flow(kind, data.shape[1], seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-6, fused=True)
+    config = TrainConfig(batch_size=BATCH, lr=1e-4, epochs=epochs, drop_last=False, progress=False)
+    steps = config.total_steps(len(data))
+    result = train(model, data, config, optimizer=opt, mollifier=Mollifier("gaussian", horizon=steps),
+                   epoch_end=lambda e, m: recompute_batchnorm_statistics(m, data))  # fmt: skip
+    return result.elapsed / steps
+
+
+def plain_epochs(kind: str, data: torch.Tensor, epochs: int, gen: torch.Generator) -> float:
+    """Seconds per step of ``epochs`` epochs of the official code's plain loop (default Adam)."""
+    model = PlainFlow(kind, data.shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-6)
+    steps, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(data), generator=gen).split(BATCH):
+            x = data[idx]
+            x = math.sqrt(0.5) * x + math.sqrt(0.5) * torch.randn_like(x)
+            opt.zero_grad()
+            (-model.log_prob(x).mean()).backward()
+            opt.step()
+            steps += 1
+        model.recompute_statistics(data)
+    return (time.perf_counter() - start) / steps
+
+
+def matmul_flops(kind: str, dim: int = 11) -> float:
+    """FLOPs of the matrix products of one training step (forward and backward) of the official flow."""
+    model = tabular_flow(kind, dim, seed=0)
+    x = torch.randn(BATCH, dim)
+    with FlopCounterMode(display=False) as counter:
+        model.forward_kld(x).backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_rate(repeats: int = 20) -> float:
+    """FLOP/s of a 100 x 512 x 512 matrix product on this core (median of ``repeats`` timings of 20 products)."""
+    a, b = torch.randn(BATCH, HIDDEN), torch.randn(HIDDEN, HIDDEN)
+    times = []
+    for _ in range(repeats + 2):
+        t = time.perf_counter()
+        for _ in range(20):
+            a @ b
+        times.append((time.perf_counter() - t) / 20)
+    return 2 * BATCH * HIDDEN * HIDDEN / statistics.median(times[2:])
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7, help="epochs timed per model (median reported)")
+    parser.add_argument("--repeats", type=int, default=5, help="alternating timings per flow (median reported)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs per timing (13 steps each on red wine)")
+    parser.add_argument("--flows", nargs="+", choices=FLOWS, default=list(FLOWS))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train, val, test, source = _data()
-    torch.manual_seed(0)
-    ours, plain = tabular_flow("maf", 11, seed=0), PlainMAF(11)
-    models = {
-        "molli_utils MAF": (ours, lambda m, x: m.forward_kld(x)),
-        "plain-PyTorch MAF": (plain, lambda m, x: -m.log_prob(x).mean()),
-    }
-    opts = {name: torch.optim.Adam(m.parameters(), lr=1e-4, weight_decay=1e-6) for name, (m, _) in models.items()}
-    times: dict[str, list[float]] = {name: [] for name in models}
-    evals: list[float] = []
+    data, source = _data()
     gen = torch.Generator().manual_seed(0)
-    for rep in range(args.repeats + 1):  # the first round warms up and is dropped
-        for name, (model, loss_fn) in models.items():
-            t0 = time.perf_counter()
-            _epoch(model, opts[name], train, loss_fn, 100, gen)
-            if rep:
-                times[name].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        mean_loglik(ours, val), mean_loglik(ours, test)
-        if rep:
-            evals.append(time.perf_counter() - t0)
-    med = {name: statistics.median(t) for name, t in times.items()}
-    eval_med = statistics.median(evals)
-    print(f"UCI MAF epoch ({source}: {len(train)} rows, batch 100, {args.threads} thread(s)), "
-          f"median of {args.repeats} alternating epochs:")  # fmt: skip
-    for name, (model, _) in models.items():
-        print(f"  {name:18s} {med[name] * 1e3:8.1f} ms/epoch   ({count_parameters(model):,} parameters)")
-    ratio = med["molli_utils MAF"] / med["plain-PyTorch MAF"]
-    print(f"  ratio ours / plain: {ratio:.2f}")
-    print(f"  validation + test log-likelihood ({len(val)} + {len(test)} rows): {eval_med * 1e3:.1f} ms "
-          f"= {100 * eval_med / med['molli_utils MAF']:.1f}% of an epoch")  # fmt: skip
-    return {"ours_s": med["molli_utils MAF"], "plain_s": med["plain-PyTorch MAF"], "ratio": ratio, "eval_s": eval_med}
+    rate = matmul_rate()
+    print(f"UCI training step ({source}: {len(data)} rows, batch {BATCH}, {args.threads} thread(s)); medians of "
+          f"{args.repeats} alternating timings of {args.epochs} epochs; matrix product here: {rate / 1e9:.1f} GFLOP/s")
+    out = {}
+    for kind in args.flows:
+        ours_epochs(kind, data, 1), plain_epochs(kind, data, 1, gen)  # warm-up
+        t_ours, t_plain = [], []
+        for _ in range(args.repeats):
+            t_ours.append(ours_epochs(kind, data, args.epochs))
+            t_plain.append(plain_epochs(kind, data, args.epochs, gen))
+        flops = matmul_flops(kind)
+        med = {"ours_s": statistics.median(t_ours), "plain_s": statistics.median(t_plain), "bound_s": flops / rate,
+               "gflop": flops / 1e9}  # fmt: skip
+        med["ours_over_plain"] = med["ours_s"] / med["plain_s"]
+        med["ours_over_bound"] = med["ours_s"] / med["bound_s"]
+        out[kind] = med
+        print(f"  {kind:8s} ({count_parameters(tabular_flow(kind, data.shape[1])):,} parameters, {med['gflop']:.2f} GFLOP "
+              f"per step): ours {med['ours_s'] * 1e3:6.1f} ms/step, plain PyTorch {med['plain_s'] * 1e3:6.1f} ms, bound "
+              f"{med['bound_s'] * 1e3:5.1f} ms; ours/plain {med['ours_over_plain']:.2f}, ours/bound "
+              f"{med['ours_over_bound']:.2f}")  # fmt: skip
+    return out
 
 
 if __name__ == "__main__":

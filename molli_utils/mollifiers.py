@@ -171,6 +171,14 @@ class Mollifier:
         Extra keyword arguments for the schedule (e.g. ``{"tau": 0.5}``).
     generator:
         Optional ``torch.Generator`` for reproducible Gaussian noise.
+    step_quantum:
+        The noise level changes every ``step_quantum`` steps (default 1: every step):
+        ``gamma(step - step % step_quantum, horizon)``. The paper's official UCI code changes
+        it once per epoch (``step_quantum`` = batches per epoch).
+    schedule_horizon:
+        The ``T`` of the schedule, ``gamma(step / T)`` (default: ``horizon``). A larger value
+        anneals more slowly and stops, at ``horizon``, before the noise is gone: e.g. the
+        schedule of the whole run cut off halfway, then clean data.
     """
 
     kind: str = "gaussian"
@@ -178,6 +186,8 @@ class Mollifier:
     schedule: Union[str, Schedule] = "sigmoid"
     schedule_kwargs: dict[str, Any] = field(default_factory=dict)
     generator: torch.Generator | None = None
+    step_quantum: int = 1
+    schedule_horizon: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.kind not in MOLLIFIER_KINDS:
@@ -187,6 +197,14 @@ class Mollifier:
                 f"horizon must be a positive integer number of steps, got {self.horizon!r} "
                 "(e.g. the total number of steps, or half of it for 'first half of training')"
             )
+        if isinstance(self.step_quantum, bool) or not isinstance(self.step_quantum, int) or self.step_quantum <= 0:
+            raise ValueError(f"step_quantum must be a positive integer number of steps (e.g. batches per epoch), "
+                             f"got {self.step_quantum!r}")  # fmt: skip
+        if self.schedule_horizon is not None and (isinstance(self.schedule_horizon, bool)
+                                                  or not isinstance(self.schedule_horizon, int)
+                                                  or self.schedule_horizon < self.horizon):  # fmt: skip
+            raise ValueError(f"schedule_horizon must be None or an integer >= horizon ({self.horizon}), "
+                             f"got {self.schedule_horizon!r}")  # fmt: skip
         self._gamma = get_schedule(self.schedule)
 
     def active(self, step: int) -> bool:
@@ -196,10 +214,11 @@ class Mollifier:
         return self.kind != "none" and step < self.horizon
 
     def noise_level(self, step: int) -> float:
-        """Gaussian noise level ``gamma(step / horizon)``; 0 once mollification has ended."""
+        """Gaussian noise level ``gamma(step / horizon)`` (at the start of the step's quantum); 0 once mollification has ended."""
         if not self.active(step):
             return 0.0
-        return float(self._gamma(step, self.horizon, **self.schedule_kwargs))
+        span = self.horizon if self.schedule_horizon is None else self.schedule_horizon
+        return float(self._gamma(step - step % self.step_quantum, span, **self.schedule_kwargs))
 
     def blur_time(self, step: int, image_size: int) -> float:
         """Heat-equation time of the blur at ``step`` for images ``image_size`` pixels wide."""

@@ -1,5 +1,10 @@
+import os
+
 import pytest
 import torch
+
+# tests never show progress bars (the book's build does not either): see molli_utils.training.show_progress
+os.environ.setdefault("MOLLI_PROGRESS", "0")
 
 
 @pytest.fixture(scope="module")

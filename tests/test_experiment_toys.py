@@ -26,7 +26,7 @@ def short_runs():
 
 def test_short_toy_run_reproduces_exactly(short_runs):
     runs, a, b = short_runs
-    assert a.frame().equals(b.frame())
+    assert a.frame().drop(columns="train_seconds").equals(b.frame().drop(columns="train_seconds"))  # time differs
     assert a.validation.nll == b.validation.nll
     assert [(r["dataset"], r["mode"]) for r in a.rows] == [
         ("mixture_of_gaussians", "vanilla"), ("mixture_of_gaussians", "mollification"),
@@ -41,6 +41,10 @@ def test_short_toy_run_reproduces_exactly(short_runs):
     assert len(set(frame.loc[0:2, "test_loglik"])) == 3
     assert set(results.FILES["toy2d.csv"].columns) - set(frame.columns) == {"commit", "date", "dirty",
                                                                              "wall_seconds_all_runs"}  # the command's
+    circle = frame[frame.dataset == "von_mises"]
+    assert circle[list(toy2d.CIRCLE_COLUMNS)].notna().all().all() and (circle["circle_dist_mean"] > 0).all()
+    assert frame[frame.dataset == "mixture_of_gaussians"]["circle_dist_mean"].isna().all()
+    assert (frame["members"] == 6).all() and frame["train_seconds"].nunique() == 1
 
 
 def test_best_step_is_the_lowest_recorded_validation_nll(short_runs):
@@ -113,7 +117,11 @@ def test_a_member_gets_the_same_numbers_in_any_ensemble_and_the_callback_sees_ev
     four = toy2d.run(big, callback=lambda step, ens: seen.append(step))
     assert seen == list(range(1, 61))
     two = toy2d.run([big[3], big[1]])  # half and mollified, in another order
-    assert two.rows == [four.rows[3], four.rows[1]]
+
+    def numbers(row):  # what the run computed (not the ensemble's size and time)
+        return {k: v for k, v in row.items() if k not in ("members", "train_seconds")}
+
+    assert [numbers(r) for r in two.rows] == [numbers(four.rows[3]), numbers(four.rows[1])]
     assert four.index("von_mises", "half", 0) == 3
     with pytest.raises(KeyError):
         four.index("von_mises", "half", 9)
@@ -121,10 +129,24 @@ def test_a_member_gets_the_same_numbers_in_any_ensemble_and_the_callback_sees_ev
         toy2d.run([big[0], toy2d.Toy2DRun("von_mises", "vanilla", 0, steps=61)])
 
 
+def test_circle_scores_of_a_run_are_those_of_its_samples(short_runs):
+    """The stored circle columns are circle_scores of the member's seeded samples (MMD^2 at lengthscale 0.1 too)."""
+    from molli_utils.metrics import circle_scores, mmd2
+
+    runs, result, _ = short_runs
+    i = result.index("von_mises", "mollification", 3)
+    x = toy2d._samples(result.ensemble.member(i), runs[i].n_samples, runs[i].seed)
+    test = result.splits["von_mises"][1]
+    expected = circle_scores(x, test)
+    row = result.rows[i]
+    assert all(row[k] == expected[k] for k in toy2d.CIRCLE_COLUMNS)
+    assert row["mmd2"] == mmd2(x[torch.isfinite(x).all(1)], test)
+
+
 def test_command_appends_runs_with_provenance_and_skips_finished_ones(tmp_path, capsys):
     small = ["--profile", "quick", "--steps", "5", "--n-train", "600", "--n-test", "300", "--n-val", "300",
              "--n-samples", "300", "--results", str(tmp_path), "--no-progress"]  # fmt: skip
-    main(["toy2d", "--seeds", "0", "1", *small])
+    main(["toy2d", "--seeds", "0", "1", "--workers", "1", *small])
     frame = results.load("toy2d.csv", tmp_path)
     assert len(frame) == 2 * 3 * 2 and set(frame["iterations"]) == {5}
     assert set(frame["mode"]) == {"vanilla", "mollification", "constant"}
@@ -134,8 +156,22 @@ def test_command_appends_runs_with_provenance_and_skips_finished_ones(tmp_path, 
     both = results.load("toy2d.csv", tmp_path)
     assert len(both) == 14 and both["mode"].value_counts()["half"] == 2
     assert "2 of 4 toy runs already" in capsys.readouterr().out
+    volatile = ["wall_seconds_all_runs", "train_seconds", "members"]
     first_half = both[both["mode"] != "half"].reset_index(drop=True)
-    assert first_half.drop(columns=["wall_seconds_all_runs"]).equals(frame.drop(columns=["wall_seconds_all_runs"]))
+    assert first_half.drop(columns=volatile).equals(frame.drop(columns=volatile))
+
+
+def test_command_on_two_workers_gives_the_rows_of_one(tmp_path):
+    """The runs split over two processes (two ensembles) get bitwise the numbers of one ensemble."""
+    small = ["toy2d", "--profile", "quick", "--steps", "8", "--seeds", "0", "--modes", "vanilla", "clean-half",
+             "--n-train", "600", "--n-test", "300", "--n-val", "300", "--n-samples", "300", "--no-progress"]  # fmt: skip
+    main([*small, "--workers", "2", "--results", str(tmp_path / "two")])
+    main([*small, "--workers", "1", "--results", str(tmp_path / "one")])
+    two, one = (results.load("toy2d.csv", tmp_path / k).sort_values(["dataset", "mode"]).reset_index(drop=True)
+                for k in ("two", "one"))  # fmt: skip
+    assert set(two["members"]) == {2} and set(one["members"]) == {4}
+    cols = [c for c in two.columns if c not in ("wall_seconds_all_runs", "train_seconds", "members", "date")]
+    assert two[cols].equals(one[cols])
 
 
 def test_indm_run_is_seeded_and_the_command_appends_and_skips(tmp_path, capsys):
@@ -146,6 +182,7 @@ def test_indm_run_is_seeded_and_the_command_appends_and_skips(tmp_path, capsys):
     assert list(frame["model"]) == ["diffusion", "indm"] and list(frame["flow"]) == ["identity", "realnvp"]
     assert (frame["steps"] == 150).all() and (frame["nonfinite_samples"] == 0).all()
     assert frame["mmd2"].between(0, 1).all() and frame["test_loglik_bound"].between(-10, 5).all()
+    assert frame["circle_dist_mean"].notna().all() and (frame["angle_tv"] > 0).all()
     config = indm.INDMRun("von_mises", "identity", 0, steps=150, n_samples=400, sample_steps=40, draws=8)
     again = indm.run(config)
     assert again.row["mmd2"] == frame["mmd2"][0] and again.row["test_loglik_bound"] == frame["test_loglik_bound"][0]

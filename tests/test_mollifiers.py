@@ -151,3 +151,27 @@ def test_mollifier_bad_inputs():
         Mollifier("gaussian", horizon=0)
     with pytest.raises(ValueError, match="step must be >= 0"):
         Mollifier("gaussian", horizon=10)(torch.zeros(2), -1)
+
+
+def test_step_quantum_changes_the_noise_level_once_per_quantum():
+    """The official UCI code's per-epoch noise level: gamma(epoch / epochs), constant within an epoch."""
+    from molli_utils.schedules import sigmoid_schedule
+
+    epochs, per_epoch = 150, 13
+    moll = Mollifier("gaussian", horizon=epochs * per_epoch, step_quantum=per_epoch)
+    for step in (0, 12, 13, 26 * 13 + 5, 149 * 13 + 12):
+        assert moll.noise_level(step) == pytest.approx(sigmoid_schedule(step // per_epoch, epochs))
+    assert moll.noise_level(0) == 1.0 and 7e-4 < moll.noise_level(149 * 13) < 9e-4  # never clean: 0.0008 at the end
+    assert Mollifier("gaussian", horizon=10).noise_level(3) != Mollifier("gaussian", horizon=10, step_quantum=5).noise_level(3)
+    with pytest.raises(ValueError, match="step_quantum must be a positive integer"):
+        Mollifier("gaussian", horizon=10, step_quantum=0)
+
+
+def test_schedule_horizon_stretches_the_schedule_and_the_horizon_cuts_it():
+    from molli_utils.schedules import sigmoid_schedule
+
+    cut = Mollifier("gaussian", horizon=50, schedule_horizon=100)
+    assert cut.noise_level(49) == pytest.approx(sigmoid_schedule(49, 100)) and cut.noise_level(50) == 0.0
+    assert Mollifier("gaussian", horizon=50).noise_level(49) < cut.noise_level(49)
+    with pytest.raises(ValueError, match="schedule_horizon must be None or an integer >= horizon"):
+        Mollifier("gaussian", horizon=50, schedule_horizon=10)

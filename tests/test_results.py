@@ -43,7 +43,7 @@ def test_append_writes_the_header_once_and_refuses_a_file_of_other_columns(tmp_p
     results.append(path, [row])
     results.append(path, [{**row, "seed": 99, "extra": "ignored"}])
     rows = list(csv.DictReader(open(path)))
-    assert [r["seed"] for r in rows] == ["3", "99"] and "extra" not in rows[0]
+    assert [r["seed"] for r in rows] == [str(row["seed"]), "99"] and "extra" not in rows[0]
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "uci.csv").write_text("dataset,flow\nredwine,maf\n")
     with pytest.raises(ValueError, match="has the columns"):
@@ -66,11 +66,14 @@ def test_recorded_keys_skip_finished_runs_whatever_the_number_format(tmp_path):
     path = tmp_path / "uci.csv"
     done = {**uci.key(runs[0]), **{c: "" for c in results.FILES["uci.csv"].columns if c not in uci.key(runs[0])}}
     results.append(path, [{**done, "seed": "1", "epochs": "12"}])  # as a CSV reader sees them: strings
-    assert results.recorded(path) == {("redwine", "maf", "vanilla", 1.0, 12.0)}
+    assert results.recorded(path) == {("redwine", "maf", "official", "vanilla", 1.0, 12.0, "adam-fused")}
     assert results.pending(runs, path, uci.key) == runs[1:]
     assert results.pending(runs, tmp_path / "absent.csv", uci.key, name="uci.csv") == runs
     other_epochs = uci.grid("full", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1])
     assert results.pending(other_epochs, path, uci.key) == other_epochs  # 150 epochs is another run
+    other_variant = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1],
+                             variants=["paper-text"])  # fmt: skip
+    assert results.pending(other_variant, path, uci.key) == other_variant
     toy = toy2d.grid("quick", datasets=["von_mises"], modes=["vanilla"], seeds=[0])
     assert toy2d.key(toy[0]) == {"dataset": "von_mises", "mode": "vanilla", "seed": 0, "iterations": 2000}
 

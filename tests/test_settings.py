@@ -63,6 +63,9 @@ def test_every_mode_maps_to_its_mollifier():
     assert moll.noise_level(500) == sigmoid_schedule(500, T)
     half = settings.mollifier("half", T, 3, experiment="toy2d")
     assert half.horizon == 500 and half.noise_level(499) > 0 and half.noise_level(500) == 0.0
+    cut = settings.mollifier("clean-half", T, 3, experiment="toy2d")  # the whole run's schedule, stopped halfway
+    assert (cut.horizon, cut.schedule_horizon) == (500, T) and cut.noise_level(500) == 0.0
+    assert cut.noise_level(499) == moll.noise_level(499) > 0.18 and half.noise_level(250) < moll.noise_level(250)
     const = settings.mollifier("constant", T, 3, experiment="toy2d")
     assert {const.noise_level(t) for t in (0, 500, 999)} == {settings.CONSTANT_NOISE}
     gauss, blur = (settings.mollifier(m, T, 3, experiment="images") for m in ("gaussian", "blur"))

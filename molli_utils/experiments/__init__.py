@@ -14,7 +14,8 @@ A chapter's live run calls the same ``run`` that wrote the stored results. The c
     python -m molli_utils.experiments toy2d                        # 2 toys x 3 modes x 3 seeds, 20k steps
     python -m molli_utils.experiments toy2d --modes half           # the first-half schedule too
     python -m molli_utils.experiments indm                         # INDM and plain diffusion, 12 runs
-    python -m molli_utils.experiments uci --all                    # Table 4: 72 runs on all cores
+    python -m molli_utils.experiments uci --all                    # Table 4 (official flows): 72 runs on all cores
+    python -m molli_utils.experiments uci --all --variants paper-text   # the flows of the paper's text
     python -m molli_utils.experiments uci --all --modes constant   # the constant-noise baseline, 36 runs
     python -m molli_utils.experiments uci --dataset redwine --flow maf --mode mollification --seed 1
     python -m molli_utils.experiments images --dataset cifar10     # Table 1's VAEs (a GPU, the network)
@@ -48,26 +49,47 @@ def _log_rows(rows: Sequence[dict], keys: Sequence[str]) -> None:
         print(", ".join(f"{k}={row[k]}" for k in keys if k in row))
 
 
-def _toy2d(args: argparse.Namespace) -> None:
+def _toy_group(runs: list, threads: int, progress: bool) -> tuple[list[dict], float]:
+    """One worker of the toy command: its runs as one ensemble; the rows and the training seconds."""
     import torch
+
+    from . import toy2d
+
+    torch.set_num_threads(threads)
+    outcome = toy2d.run(runs, progress=progress)
+    return outcome.rows, outcome.train.elapsed
+
+
+def _toy2d(args: argparse.Namespace) -> None:
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import os
 
     from . import results, toy2d
 
-    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     out = results.results_dir(args.results) / toy2d.RESULTS
     runs = toy2d.grid(args.profile, datasets=args.datasets, modes=args.modes, seeds=args.seeds,
                       **_given(args, "steps", "n_train", "n_test", "n_val", "n_samples", "n_evals"))  # fmt: skip
     todo = results.pending(runs, out, toy2d.key)
-    print(f"{len(runs) - len(todo)} of {len(runs)} toy runs already in {out}; training {len(todo)} as one ensemble")
+    # one ensemble per worker, at least two runs each (a one-run ensemble takes other kernels: other last bits)
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(todo) // 2))
+    groups = [todo[i::workers] for i in range(workers)]
+    print(f"{len(runs) - len(todo)} of {len(runs)} toy runs already in {out}; training {len(todo)} as "
+          f"{workers} ensemble(s) of {', '.join(str(len(g)) for g in groups)}")
     if not todo:
         return
-    outcome = toy2d.run(todo, progress=not args.no_progress)
+    if workers == 1:
+        done = [_toy_group(todo, args.threads, not args.no_progress)]
+    else:
+        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            done = list(pool.map(_toy_group, groups, [args.threads] * workers, [False] * workers))
     wall = round(time.perf_counter() - start, 1)
-    rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for row in outcome.rows]
+    rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for group, _ in done for row in group]
     results.append(out, rows)
     _log_rows(rows, ("dataset", "mode", "seed", "mmd2", "test_loglik", "best_step", "mmd2_best_val"))
-    print(f"appended {len(rows)} runs to {out} ({wall:.0f} s, training {outcome.train.elapsed:.0f} s)")
+    print(f"appended {len(rows)} runs to {out} ({wall:.0f} s wall; training {', '.join(f'{s:.0f}' for _, s in done)} "
+          f"s per ensemble)")
 
 
 def _indm(args: argparse.Namespace) -> None:
@@ -90,11 +112,12 @@ def _indm(args: argparse.Namespace) -> None:
 def _uci(args: argparse.Namespace) -> None:
     from . import uci
 
-    axes = {"datasets": args.datasets, "flows": args.flows, "modes": args.modes, "seeds": args.seeds}
+    axes = {"datasets": args.datasets, "flows": args.flows, "modes": args.modes, "seeds": args.seeds,
+            "variants": args.variants}  # fmt: skip
     if not args.all and all(v is None for v in axes.values()):
         raise SystemExit("error: give --all (the paper's grid) or choose runs with --dataset(s) --flow(s) --mode(s) --seed(s)")
     grid_axes = {k: v for k, v in axes.items() if v is not None}
-    runs = uci.grid(args.profile, **grid_axes, **_given(args, "epochs"))
+    runs = uci.grid(args.profile, **grid_axes, **_given(args, "epochs", "optimizer"))
     uci.run_many(runs, args.results, workers=args.workers, root=args.root)
 
 
@@ -122,7 +145,7 @@ def _images(args: argparse.Namespace) -> None:
 def _parser() -> argparse.ArgumentParser:
     from ..data.uci import UCI_NAMES
     from ..models.indm import INDM_FLOWS
-    from ..models.tabular import FLOWS
+    from ..models.tabular import FLOWS, VARIANTS
     from ..models.vae import VAE_KINDS
     from ..training.vae import PRECISIONS
     from . import images, toy2d, uci
@@ -147,7 +170,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("n-samples", "model samples for MMD^2 (paper: 10000)"),
                        ("n-evals", "validation evaluations over the run")):  # fmt: skip
         t.add_argument(f"--{name}", type=int, default=None, help=what)
-    t.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny models)")
+    t.add_argument("--threads", type=int, default=1, help="torch threads per worker (1 is fastest for tiny models)")
+    t.add_argument("--workers", type=int, default=None,
+                   help="parallel processes, one ensemble each (default: all cores; the rows do not depend on it)")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=_toy2d)
 
@@ -173,7 +198,11 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--modes", "--mode", nargs="+", choices=uci.MODES, default=None,
                    help="default: vanilla mollification")
     u.add_argument("--seeds", "--seed", type=int, nargs="+", default=None, help="default: 1 2 3 4")
+    u.add_argument("--variants", "--variant", nargs="+", choices=VARIANTS, default=None,
+                   help="official: the flows of the paper's code (default); paper-text: of its Appendix D.4")
     u.add_argument("--epochs", type=int, default=None, help="paper: 150")
+    u.add_argument("--optimizer", choices=uci.OPTIMIZERS, default=None,
+                   help="adam-fused (default) or adam, PyTorch's default kernel, which the paper-text rows used")
     u.add_argument("--workers", type=int, default=None, help="parallel processes (default: all cores)")
     u.add_argument("--root", default=None, help="folder with NAME/data.npy (default: $MOLLI_DATA/uci)")
     u.set_defaults(func=_uci)

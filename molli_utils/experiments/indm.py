@@ -7,24 +7,27 @@ diffusion model) -- with the toy runs' optimiser, batch, steps and data split (A
 MMD^2 of ``n_samples`` samples (``sample_steps`` ancestral steps, seeded by ``seed``) against the
 test set, and ``test_loglik_bound``, minus the mean bound on ``-log p`` over the test set
 (``draws`` Monte-Carlo draws per point): a *lower* bound on the test log-likelihood up to its
-Monte-Carlo error ``test_loglik_bound_mc_se``.
+Monte-Carlo error ``test_loglik_bound_mc_se``; on the circle also the scores that see the manifold
+(:data:`~molli_utils.experiments.toy2d.CIRCLE_COLUMNS`: the samples' distance from the circle, the
+error of the density along it, MMD^2 at lengthscale 0.1).
 
 Command line: ``python -m molli_utils.experiments indm`` (see :mod:`molli_utils.experiments`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import torch
 
 from ..data import load_toy2d
-from ..metrics import mmd2_of_samples
+from ..metrics import circle_scores, mmd2_of_samples
 from ..models.indm import INDM, INDM_FLOWS, make_indm
 from ..training import TrainConfig, TrainResult, train
 from . import settings
-from .toy2d import DATASETS
+from .toy2d import CIRCLE_COLUMNS, DATASETS
 
 __all__ = ["MODELS", "RESULTS", "INDMRun", "INDMResult", "grid", "run", "key"]
 
@@ -82,7 +85,8 @@ class INDMResult:
     train: TrainResult
 
 
-def run(config: INDMRun, *, callback: Optional[Callable[[int, INDM], None]] = None, progress: bool = False) -> INDMResult:
+def run(config: INDMRun, *, callback: Optional[Callable[[int, INDM], None]] = None,
+        progress: Optional[bool] = None) -> INDMResult:  # fmt: skip
     """Train one INDM or diffusion model on its toy and score it (see the module docstring)."""
     x_train, x_test = load_toy2d(config.dataset, n_train=config.n_train, n_test=config.n_test, seed=0)
     model = make_indm(config.flow, seed=config.seed)
@@ -90,10 +94,13 @@ def run(config: INDMRun, *, callback: Optional[Callable[[int, INDM], None]] = No
                                progress=progress, desc=f"{config.model} {config.dataset} seed {config.seed}")  # fmt: skip
     result = train(model, x_train, train_config, callback=callback)
     model.eval()
-    scores = mmd2_of_samples(model.sample(config.n_samples, steps=config.sample_steps, seed=config.seed), x_test)
+    samples = model.sample(config.n_samples, steps=config.sample_steps, seed=config.seed)
+    scores = mmd2_of_samples(samples, x_test)
+    circle = circle_scores(samples, x_test) if config.dataset == "von_mises" else {}
     bound, bound_se = model.mean_nll_bound(x_test, draws=config.draws, seed=config.seed)
     row = {"dataset": config.dataset, "model": config.model, "flow": config.flow, "seed": config.seed,
            "steps": config.steps, **scores, "test_loglik_bound": -bound, "test_loglik_bound_mc_se": bound_se,
            "nonfinite_steps": result.num_nonfinite, "sample_steps": config.sample_steps,
-           "train_seconds": round(result.elapsed, 1)}  # fmt: skip
+           "train_seconds": round(result.elapsed, 1),
+           **{k: circle.get(k, math.nan) for k in CIRCLE_COLUMNS}}  # fmt: skip
     return INDMResult(config, row, model, result)

@@ -6,7 +6,9 @@ a toy, in one of the modes of :data:`~molli_utils.experiments.settings.MODES`:
 
 * ``vanilla``; ``mollification`` (Gaussian, sigmoid schedule over the whole run);
 * ``constant`` (fixed noise variance 0.01: the "constant noise does not help" baseline of Sec. 2.2);
-* ``half`` (the sigmoid schedule over the first half of the run, then clean data: the image recipe).
+* ``half`` (the sigmoid schedule over the first half of the run, then clean data: the image recipe);
+* ``clean-half`` (the whole run's sigmoid schedule for its first half, then clean data: the
+  annealing of ``mollification`` with the clean phase of ``half``).
 
 :func:`run` trains any number of runs at once as one vectorised
 :class:`~molli_utils.models.ensemble.FlowEnsemble` (the same updates as separate runs; every
@@ -17,7 +19,9 @@ seed), so their differences are the mode alone. Every run is scored twice: at th
 and at the step with the lowest mean NLL on a held-out validation set (early stopping,
 evaluated every ``steps // n_evals`` steps; :func:`validation_set`). Score: MMD^2 (RBF kernel,
 lengthscale 1, variance 1) between ``n_samples`` model samples and the test set, and the mean
-test log-likelihood.
+test log-likelihood; on the circle also scores that see the manifold
+(:func:`~molli_utils.metrics.circle_scores`: the samples' distance from the circle, the error of
+the density along it, and MMD^2 at lengthscale 0.1).
 
 Command line: ``python -m molli_utils.experiments toy2d`` (see :mod:`molli_utils.experiments`).
 """
@@ -33,7 +37,7 @@ import numpy as np
 import torch
 
 from ..data import get_toy2d, load_toy2d
-from ..metrics import mmd2_of_samples
+from ..metrics import MMDReference, circle_scores
 from ..models.ensemble import FlowEnsemble
 from ..models.toy import realnvp_2d
 from ..training import TrainConfig, TrainResult, train
@@ -45,8 +49,10 @@ __all__ = ["DATASETS", "MODES", "PAPER_MODES", "RESULTS", "Toy2DRun", "Toy2DResu
 DATASETS = ("mixture_of_gaussians", "von_mises")
 #: The paper's two modes (the benchmarks time these).
 PAPER_MODES = ("vanilla", "mollification")
-#: The modes of the toy experiment; the command's default is the first three.
-MODES = ("vanilla", "mollification", "constant", "half")
+#: The modes of the toy experiment; the command's default is the first three. ``half`` anneals over the first
+#: half of the run and then trains on clean data; ``clean-half`` keeps the whole run's (slower) annealing but
+#: stops it halfway: together they separate the speed of the annealing from the length of the clean phase.
+MODES = ("vanilla", "mollification", "constant", "half", "clean-half")
 RESULTS = "toy2d.csv"
 
 
@@ -178,27 +184,49 @@ class Toy2DResult:
         return frame
 
 
-def _score(member, test: torch.Tensor, n_samples: int, seed: int) -> dict:
-    """MMD^2 of ``n_samples`` samples of ``member`` (global RNG seeded with ``seed``, restored after) against ``test``."""
+#: The lengthscales of MMD^2 per toy: the paper's 1 for both, and 0.1 (the scale of a noise that blurs the ring)
+#: for the circle, where lengthscale 1 cannot see mass lying just off the manifold.
+LENGTHSCALES = {"mixture_of_gaussians": (1.0,), "von_mises": (1.0, 0.1)}
+#: The circle scores of a von Mises run (at the last step, and with ``_best_val`` at the early-stopped step).
+CIRCLE_COLUMNS = ("circle_dist_mean", "circle_dist_q50", "circle_dist_q90", "circle_dist_q99", "angle_tv", "mmd2_ls0.1")
+
+
+def _samples(member, n: int, seed: int) -> torch.Tensor:
+    """``n`` samples of ``member``, the global RNG seeded with ``seed`` (and restored after)."""
     with torch.random.fork_rng(), torch.inference_mode():
         torch.manual_seed(seed)
-        x, _ = member.sample(n_samples)
-    return mmd2_of_samples(x, test)
+        x, _ = member.sample(n)
+    return x
+
+
+def _score(x: torch.Tensor, dataset: str, reference: MMDReference, test: torch.Tensor) -> dict:
+    """MMD^2 (lengthscale 1) of the finite samples ``x`` against the test set, how many were not finite, and on the
+    circle :data:`CIRCLE_COLUMNS` (:func:`~molli_utils.metrics.circle_scores`; MMD^2 at lengthscale 0.1)."""
+    finite = torch.isfinite(x).all(1)
+    ok = int(finite.sum()) >= 2
+    mmd = reference(x[finite]) if ok else {ls: math.nan for ls in reference.lengthscales}
+    out = {"mmd2": mmd[1.0], "nonfinite_samples": int((~finite).sum())}
+    if dataset == "von_mises":
+        circle = circle_scores(x, test, lengthscales=())
+        out.update({k: circle[k] for k in CIRCLE_COLUMNS if k in circle}, **{"mmd2_ls0.1": mmd[0.1]})
+    return out
 
 
 def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callable[[int, FlowEnsemble], None]] = None,
-        progress: bool = False) -> Toy2DResult:  # fmt: skip
+        progress: Optional[bool] = None) -> Toy2DResult:  # fmt: skip
     """Train ``runs`` together as one ensemble, score every member, and return a :class:`Toy2DResult`.
 
     ``callback(steps_done, ensemble)`` runs after every step (after the validation tracker), e.g.
     to record live curves or snapshots; it must not touch the global RNG without
-    ``torch.random.fork_rng``. Row columns: ``dataset, mode, seed, mmd2, nonfinite_samples,
-    test_loglik, nonfinite_steps, diverged_at, iterations`` for the model at the last step, then
-    ``mmd2_best_val, nonfinite_samples_best_val, best_step, val_nll_best, val_nll_final,
-    test_loglik_best_val`` for the model at the step with the lowest finite validation NLL.
-    ``diverged_at`` is the step at which a run was frozen after 20 non-finite losses in a row
-    (``None`` if never); ``best_step`` is ``None`` (and the best-validation columns nan) if no
-    validation NLL was finite.
+    ``torch.random.fork_rng``. Row columns:
+    ``dataset, mode, seed, mmd2, nonfinite_samples, test_loglik, nonfinite_steps, diverged_at,
+    iterations`` for the model at the last step, then ``mmd2_best_val, nonfinite_samples_best_val,
+    best_step, val_nll_best, val_nll_final, test_loglik_best_val`` for the model at the step with the
+    lowest finite validation NLL; for the circle also :data:`CIRCLE_COLUMNS` and the same with
+    ``_best_val`` (nan for the mixture); ``members`` and ``train_seconds`` of the ensemble that trained
+    the run (shared by its members). ``diverged_at`` is the step at which a run was frozen after 20
+    non-finite losses in a row (``None`` if never); ``best_step`` is ``None`` (and the best-validation
+    columns nan) if no validation NLL was finite.
     """
     runs = [runs] if isinstance(runs, Toy2DRun) else list(runs)
     if not runs:
@@ -222,26 +250,34 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
 
     config = TrainConfig(batch_size=first.batch_size, lr=first.lr, steps=steps, seed=tuple(r.seed for r in runs),
                          progress=progress, desc="toy ensemble")  # fmt: skip
+    # PyTorch's default Adam, not the fused kernel: the fused kernel's rounding depends on the size of the stacked
+    # tensors, so a run would not get the same numbers in ensembles of other sizes
     result = train(ensemble, [splits[r.dataset][0] for r in runs], config, mollifier=mollifiers, callback=after_step)
     best = tracker.best_ensemble(ensemble)
     test = torch.stack([splits[r.dataset][1] for r in runs])
     with torch.inference_mode():
         test_ll, test_ll_best = ensemble.log_prob(test).mean(1), best.log_prob(test).mean(1)
+    references = {d: MMDReference(splits[d][1], LENGTHSCALES[d]) for d in datasets}
     rows = []
     for i, (r, member) in enumerate(zip(runs, ensemble.members())):
-        final = _score(member, splits[r.dataset][1], r.n_samples, seed=r.seed)
+        ref, test_d = references[r.dataset], splits[r.dataset][1]
+        final = _score(_samples(member, r.n_samples, r.seed), r.dataset, ref, test_d)
         step = tracker.best_step[i]
         if step is None:
-            at_best = {"mmd2": math.nan, "nonfinite_samples": 0}
+            at_best = {k: math.nan for k in final} | {"nonfinite_samples": 0}
         elif step == steps:  # the best model is the final one: same parameters, same sampling seed
             at_best = final
         else:
-            at_best = _score(best.member(i), splits[r.dataset][1], r.n_samples, seed=r.seed)
-        rows.append({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, **final,
+            at_best = _score(_samples(best.member(i), r.n_samples, r.seed), r.dataset, ref, test_d)
+        circle = {k: final.get(k, math.nan) for k in CIRCLE_COLUMNS}
+        circle_best = {f"{k}_best_val": at_best.get(k, math.nan) for k in CIRCLE_COLUMNS}
+        rows.append({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "mmd2": final["mmd2"],
+                     "nonfinite_samples": final["nonfinite_samples"],
                      "test_loglik": float(test_ll[i]), "nonfinite_steps": result.member_nonfinite[i],
                      "diverged_at": result.diverged_at[i], "iterations": steps,
                      "mmd2_best_val": at_best["mmd2"], "nonfinite_samples_best_val": at_best["nonfinite_samples"],
                      "best_step": step, "val_nll_best": tracker.best_nll[i] if step is not None else math.nan,
                      "val_nll_final": tracker.nll[-1][i],
-                     "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan})  # fmt: skip
+                     "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan,
+                     **circle, **circle_best, "members": len(runs), "train_seconds": round(result.elapsed, 1)})  # fmt: skip
     return Toy2DResult(runs, rows, ensemble, best, result, tracker, splits)

@@ -50,6 +50,7 @@ Conventions
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field, fields
@@ -60,13 +61,19 @@ import torch
 
 from .. import checkpoints
 
-__all__ = ["TrainConfig", "TrainResult", "DivergenceError", "train", "nll_loss", "CHECKPOINT_NAME"]
+__all__ = ["TrainConfig", "TrainResult", "DivergenceError", "train", "nll_loss", "show_progress", "CHECKPOINT_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LossFn = Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
 Metric = Callable[[torch.nn.Module], float]
 #: Config fields that do not change the trained parameters: left out of the checkpoint's fingerprint.
 _RUN_ONLY = ("progress", "desc", "checkpoint_dir", "checkpoint_every", "device")
+
+
+def show_progress(env: str = "MOLLI_PROGRESS") -> bool:
+    """Whether training shows progress bars when a run does not say: ``$MOLLI_PROGRESS`` (``0`` hides them; the
+    book's build sets it, so that built pages carry no bars), else yes."""
+    return os.environ.get(env, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def progress_bar(**kwargs: Any) -> Any:
@@ -122,7 +129,8 @@ class TrainConfig:
     window of that many steps); ``None`` picks it so the history holds at most
     about 1000 points. ``grad_clip`` clips the gradient's global 2-norm (for an
     ensemble: each member's). ``seed`` orders the batches; for an ensemble it
-    may be a tuple with one seed per member.
+    may be a tuple with one seed per member. ``progress``: show a progress bar
+    (``None``: unless ``$MOLLI_PROGRESS=0``, see :func:`show_progress`).
     """
 
     batch_size: int
@@ -137,7 +145,7 @@ class TrainConfig:
     max_nonfinite_in_row: int = 20
     checkpoint_dir: Union[str, Path, None] = None
     checkpoint_every: int = 0
-    progress: bool = True
+    progress: Optional[bool] = None
     desc: str = "training"
     device: Union[str, torch.device] = "cpu"
 
@@ -349,7 +357,7 @@ def _mollifier_fingerprint(mollifier: Any) -> dict:
     """The settings of one mollifier that a checkpoint must match."""
     fp = {"mollifier": None if mollifier is None else type(mollifier).__name__,
           "mollifier.generator": isinstance(getattr(mollifier, "generator", None), torch.Generator)}  # fmt: skip
-    for name in ("kind", "horizon", "schedule", "schedule_kwargs"):
+    for name in ("kind", "horizon", "schedule", "schedule_kwargs", "step_quantum", "schedule_horizon"):
         if hasattr(mollifier, name):
             fp[f"mollifier.{name}"] = _plain(getattr(mollifier, name))
     return fp
@@ -454,6 +462,7 @@ def train(
     metrics: Optional[dict[str, Metric]] = None,
     select_metric: Optional[str] = None,
     callback: Optional[Callable[[int, torch.nn.Module], None]] = None,
+    epoch_end: Optional[Callable[[int, torch.nn.Module], None]] = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` (shape ``[N, ...]``) and return a :class:`TrainResult`.
 
@@ -462,6 +471,9 @@ def train(
     ``metrics`` maps names to ``fn(model) -> float``; ``select_metric`` (default:
     the first metric) is the one whose lowest value picks ``best_state``.
     ``callback(steps_done, model)`` runs after every step; it may raise to stop.
+    ``epoch_end(epoch, model)`` runs after the last step of every epoch (``epoch`` = 1, 2, ...),
+    before the metrics and the checkpoint: part of training (e.g. the official UCI code's
+    recomputation of the batch-norm statistics), so it must not touch the global RNG.
     The model and data are moved to ``config.device``; the model is trained in place.
 
     Ensembles (see the module's notes): ``data`` a list of M data sets, ``mollifier``
@@ -484,7 +496,7 @@ def train(
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir is not None else None
     loop = _Loop(model, config, mollifiers, members, loss_fn or nll_loss, optimizer, metrics, select_metric, device,
-                 streams, ckpt)  # fmt: skip
+                 streams, ckpt, epoch_end)  # fmt: skip
     resuming = ckpt is not None and ckpt.exists()
     state = loop.resume() if resuming else _LoopState.fresh(len(streams))
     resumed_from = state.step if resuming else None
@@ -522,6 +534,7 @@ class _Loop:
     device: torch.device
     streams: list[_Batches]
     ckpt: Optional[Path]
+    epoch_end: Optional[Callable[[int, torch.nn.Module], None]] = None
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -546,11 +559,14 @@ class _Loop:
         log_every = cfg.log_every or max(1, math.ceil(total / 1000))
         eval_every = cfg.eval_every or (per_epoch if cfg.epochs is not None else 0)
         start = time.perf_counter() - state.elapsed
-        bar = progress_bar(total=total, initial=state.step, desc=cfg.desc, disable=not cfg.progress, dynamic_ncols=True)
+        shown = show_progress() if cfg.progress is None else cfg.progress
+        bar = progress_bar(total=total, initial=state.step, desc=cfg.desc, disable=not shown, dynamic_ncols=True)
         try:
             while state.step < total:
                 self._step(state)
                 done = state.step
+                if self.epoch_end is not None and done % per_epoch == 0:
+                    self.epoch_end(done // per_epoch, self.model)
                 if done % log_every == 0 or done == total:
                     self._log(state, bar)
                 if self.metrics and ((eval_every and done % eval_every == 0) or done == total):
