@@ -71,7 +71,7 @@ def test_the_colab_profile_of_the_gpu_chapters_fits_a_colab_session():
 
 def test_the_book_table_is_generated_from_the_results_file(tmp_path):
     rows = list(csv.DictReader(ct.RESULTS.open()))
-    assert rows, "book/runtime_data/chapter_times.csv is empty: python -m tools.chapter_times estimate"
+    assert rows, "molli_utils/results/chapter_times.csv is empty: python -m tools.chapter_times estimate"
     assert {r["kind"] for r in rows} <= {"measured, this CPU", "estimate, T4"}
     assert ct.render(rows, tmp_path / "table.csv").read_text() == ct.TABLE.read_text(), (
         "book/runtime_data/table.csv is not the rendering of chapter_times.csv: python -m tools.chapter_times table")

@@ -35,3 +35,23 @@ def test_table1_mollification_improves_every_cifar10_vae():
     for (dataset, model), fid in paper.IMAGES_FID.items():
         if dataset == "cifar10" and model not in ("realnvp", "glow"):
             assert fid["gaussian"] < fid["blur"] < fid["vanilla"]
+
+
+@pytest.mark.skipif(not (SHARED / "table2_schedules_cifar10_fid.csv").is_file(),
+                    reason="../shared/paper/table2_schedules_cifar10_fid.csv is not beside this checkout")
+def test_table2_schedules_fid_matches_reference_file():
+    rows = list(csv.DictReader(open(SHARED / "table2_schedules_cifar10_fid.csv")))
+    expected = {("cifar10", r["model"]): {k: float(r[k]) for k in ("vanilla", "sigmoid", "cosine", "linear")}
+                for r in rows}  # fmt: skip
+    assert paper.SCHEDULES_FID == expected
+
+
+def test_table2_disagrees_with_table1_only_on_realnvp_vanilla():
+    """The typo the book reports (chapter 1): Table 2's REAL-NVP vanilla FID is Table 1's VAE value."""
+    assert paper.table2_disagreements() == [
+        {"model": "realnvp", "column": "vanilla", "table1": 131.15, "table2": 191.98, "table1_models_with_that_value": ["vae"]}
+    ]
+    # every schedule improves on vanilla for every model, whichever vanilla value is right for REAL-NVP
+    for (dataset, model), row in paper.SCHEDULES_FID.items():
+        vanilla = min(row["vanilla"], paper.IMAGES_FID[(dataset, model)]["vanilla"])
+        assert all(row[s] < vanilla for s in ("sigmoid", "cosine", "linear")), model

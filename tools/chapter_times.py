@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The measurements and estimates (long format), and the table the book page shows.
-RESULTS = ROOT / "book" / "runtime_data" / "chapter_times.csv"
+RESULTS = ROOT / "molli_utils" / "results" / "chapter_times.csv"   # package data: a chapter alone reads its costs
 TABLE = ROOT / "book" / "runtime_data" / "table.csv"
 COLUMNS = ["chapter", "profile", "kind", "seconds", "detail", "machine", "commit", "dirty", "date"]
 PROFILES = ("quick", "colab", "full")

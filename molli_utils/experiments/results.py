@@ -108,6 +108,13 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
         "python -m molli_utils.experiments images --dataset cifar10 (a GPU with network access)",
     ),
     ResultsFile(
+        "chapter_times.csv",
+        ("chapter", "profile", "kind", "seconds", "detail", "machine", "commit", "dirty", "date"),
+        ("chapter", "profile", "kind"),
+        ("chapter", "profile", "kind", "seconds"),
+        "python -m tools.chapter_times measure --profile quick (and colab, full); python -m tools.chapter_times estimate",
+    ),
+    ResultsFile(
         "overhead.csv",
         ("train_step_s", "mollified_train_step_s", "mollifier_call_s", "overhead_ratio", "end_to_end_ratio", "steps",
          "repeats", "threads", "commit", "date"),

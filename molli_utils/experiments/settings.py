@@ -44,6 +44,7 @@ __all__ = [
     "GPU_PROFILES",
     "CHAPTERS",
     "chapter",
+    "costs",
     "runnable_profile",
     "mollifier",
     "toy2d",
@@ -118,8 +119,8 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "images": {
         "full": {"snapshot_epochs": tuple(range(20, 201, 20)), "n_snapshot": 5_000},
         # 15 runs in about an hour of a T4: quarter-width nets (1/16 of the FLOPs), 10 epochs, FID of 10k samples.
-        "colab": {"epochs": 10, "width": 0.25, "n_score": 10_000, "snapshot_epochs": (2, 4, 6, 8, 10),
-                  "n_snapshot": 2_000},
+        "colab": {"epochs": 10, "width": 0.25, "n_score": 5_000, "snapshot_epochs": (2, 4, 6, 8, 10),
+                  "n_snapshot": 1_000},  # FID of 5k samples (1k per snapshot): python -m tools.chapter_times estimate
         # A CPU demonstration on 512 patches of scikit-learn's photos with nets of 1/32 width.
         "quick": {"dataset": "sklearn-sample-patches", "n_images": 512, "width": 1 / 32, "latent_dim": 16,
                   "batch_size": 32, "lr": 1e-3, "epochs": 10, "n_score": 512, "snapshot_epochs": (1, 2, 3, 5, 7, 10),
@@ -134,15 +135,46 @@ CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"toy_steps": 2_000}, "colab": {"toy_steps": 2_000}, "quick": {"toy_steps": 1_000},
     },
     "why_likelihood_struggles": {
-        "full": {"n_grid": 4_096, "sigma_min": 0.004, "n_sigma": 25, "n_model_samples": 4_000, "flow_steps": 20_000},
-        "colab": {"n_grid": 4_096, "sigma_min": 0.004, "n_sigma": 25, "n_model_samples": 4_000, "flow_steps": 20_000},
-        "quick": {"n_grid": 2_048, "sigma_min": 0.01, "n_sigma": 13, "n_model_samples": 1_000, "flow_steps": 3_000},
+        "full": {"n_grid": 4_096, "bandwidth_min": 0.004, "n_bandwidths": 25, "n_model_samples": 4_000,
+                 "flow_steps": 20_000},
+        "colab": {"n_grid": 4_096, "bandwidth_min": 0.004, "n_bandwidths": 25, "n_model_samples": 4_000,
+                  "flow_steps": 20_000},
+        "quick": {"n_grid": 2_048, "bandwidth_min": 0.01, "n_bandwidths": 13, "n_model_samples": 1_000,
+                  "flow_steps": 3_000},
     },
     "assignment1": {
         "full": {"steps": 3_000, "seeds": (0, 1, 2)}, "colab": {"steps": 3_000, "seeds": (0, 1, 2)},
         "quick": {"steps": 300, "seeds": (0, 1)},
     },
 }  # fmt: skip
+
+
+def costs(chapter_name: str) -> str:
+    """What chapter ``chapter_name`` (e.g. ``"03_toys"``) costs in each profile, and how to switch, as one paragraph.
+
+    Read from the stored chapter times (``chapter_times.csv``: measured by executing the chapter on a
+    2-core CPU, and for the GPU chapter the T4 time estimated from FLOP counts); profiles not
+    measured yet are said to be so. ``python -m tools.chapter_times`` produces the table.
+    """
+    from . import results
+
+    rows = results.load("chapter_times.csv")
+    rows = rows[rows["chapter"] == chapter_name]
+
+    def minutes(profile: str, kind: str) -> str:
+        hit = rows[(rows["profile"] == profile) & (rows["kind"] == kind)]
+        if hit.empty:
+            return "not measured yet"
+        s = float(hit["seconds"].iloc[0])
+        return f"{s / 60:.1f} min" if s >= 60 else f"{s:.0f} s"
+
+    cpu = ", ".join(f"{p} {minutes(p, 'measured, this CPU')}" for p in ("quick", "colab", "full"))
+    t4 = rows[rows["kind"] == "estimate, T4"]
+    gpu = f"; on a Colab T4 the colab profile takes about {minutes('colab', 'estimate, T4')} (estimated from FLOP counts)" \
+        if not t4.empty else ""  # fmt: skip
+    return (f"This chapter takes, on a 2-core CPU: {cpu}{gpu}. The profile comes from the environment variable "
+            "MOLLI_PROFILE (quick, colab or full; on Colab the default is colab): set it before running the "
+            "chapter, e.g. `%env MOLLI_PROFILE=quick` in a cell above this one.")
 
 
 def chapter(name: str, profile_name: Optional[str] = None) -> dict[str, Any]:

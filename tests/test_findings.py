@@ -1,0 +1,23 @@
+"""Findings: the text of "What we learned" is rendered from the checked statements, and a false one fails."""
+
+import pytest
+
+from molli_utils.findings import Findings
+
+
+def test_findings_render_as_markdown_and_pass_when_all_hold():
+    f = Findings().add("τ = 0.7 crosses SNR = 1 at t/T = 0.25.", 0.24 < 0.25 < 0.26).add("**two**", True)
+    assert f.check() is f
+    assert f._repr_markdown_() == "- τ = 0.7 crosses SNR = 1 at t/T = 0.25.\n- **two**\n"
+    assert "2 (all hold)" in repr(f)
+
+
+def test_a_finding_that_stops_holding_fails_the_check_and_names_itself():
+    f = Findings().add("holds", True).add("the vanilla flow wins", 3.0 < 2.0)
+    assert f.failing == ["the vanilla flow wins"]
+    with pytest.raises(AssertionError, match="the vanilla flow wins"):
+        f.check()
+    with pytest.raises(AssertionError, match="no findings"):
+        Findings().check()
+    with pytest.raises(ValueError, match="non-empty"):
+        Findings().add("  ", True)
