@@ -90,28 +90,35 @@ def colab_install_spec(version: str | None = None) -> str:
 #: The environment variable that replaces the requirement the set-up cell installs (e.g. a local mirror in CI).
 INSTALL_SPEC_ENV = "MOLLI_INSTALL_SPEC"
 
-_SETUP_CELL = """# Colab set-up: on Colab, install molli_utils at this book's release (and only what Colab lacks:
-# torch is never re-installed). Elsewhere this cell does nothing: `make book` / `make test` installed it.
+_SETUP_CELL = """# Colab set-up: on Colab, install molli_utils at this book's release
+# (and only what Colab lacks: torch is never re-installed). Elsewhere
+# this cell does nothing: `make book` / `make test` installed it.
 import os, subprocess, sys
 
 if "google.colab" in sys.modules:
-    SPEC = os.environ.get("{env}") or "{spec}"
+    REPO, TAG = "{repository}", "{tag}"
+    SPEC = os.environ.get("{env}")
+    SPEC = SPEC or f"molli-utils @ git+{{REPO}}@{{TAG}}"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", SPEC]
     try:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", SPEC], check=True)
+        subprocess.run(pip, check=True)
         import molli_utils
     except (subprocess.CalledProcessError, ImportError) as err:
-        raise RuntimeError(f"installing molli_utils from {{SPEC!r}} failed ({{err}}). Check the network and that "
-                           "the repository and tag exist (pip's message is above), or set {env} "
-                           "to another requirement, then run this cell again.") from None"""
+        raise RuntimeError(
+            f"installing molli_utils from {{SPEC!r}} failed ({{err}}). "
+            "Check the network and that the repository and tag exist "
+            "(pip's message is above), or set {env} to "
+            "another requirement, then run this cell again.") from None"""
 
 
 def colab_setup_cell(version: str | None = None) -> str:
     """The first code cell of every chapter: installs this version on Colab and stops with a clear error if it fails.
 
-    It installs with a subprocess that raises on failure (IPython's ``%pip`` does not), then imports
-    the package; ``$MOLLI_INSTALL_SPEC`` replaces the requirement (CI points it at a local git mirror).
+    It installs :func:`colab_install_spec` with a subprocess that raises on failure (IPython's ``%pip``
+    does not), then imports the package; ``$MOLLI_INSTALL_SPEC`` replaces the requirement (CI points it
+    at a local git mirror). Its lines fit the book's text column (at most 72 characters).
     """
-    return _SETUP_CELL.format(env=INSTALL_SPEC_ENV, spec=colab_install_spec(version))
+    return _SETUP_CELL.format(env=INSTALL_SPEC_ENV, repository=REPOSITORY, tag=release_tag(version))
 
 
 def data_root(kind: str, root: str | os.PathLike | None = None) -> Path:

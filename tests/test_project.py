@@ -103,7 +103,13 @@ def test_notebook_starts_with_colab_setup_and_settings(nb_path):
     _, cells = _code_cells(nb_path)
     setup = "".join(cells[0]["source"])
     assert setup == colab_setup_cell(), "the first code cell must be runtime.colab_setup_cell() (regenerate it)"
-    assert colab_install_spec(molli_utils.__version__) in setup, "Colab cell must pin the book's version"
+    from molli_utils.runtime import release_tag
+
+    # the requirement it installs is colab_install_spec(): the repository at this version's tag
+    assert f'REPO, TAG = "{REPOSITORY}", "{release_tag()}"' in setup, "Colab cell must pin the book's version"
+    assert 'SPEC or f"molli-utils @ git+{REPO}@{TAG}"' in setup
+    assert colab_install_spec() == f"molli-utils @ git+{REPOSITORY}@{release_tag()}"
+    assert max(len(line) for line in setup.splitlines()) <= 72, "the set-up cell must fit the text column"
     assert "torch" not in setup.split("sys.modules:")[1], "the Colab cell must never re-install torch"
     assert "%pip" not in setup, "%pip does not raise when the install fails"
     tags = set(cells[0].get("metadata", {}).get("tags", []))
