@@ -1,4 +1,4 @@
-"""How long a full paper-size image VAE run needs on a GPU, from counted FLOPs (a planning bound).
+"""How long a full paper-size image VAE or flow run needs on a GPU, from counted FLOPs (a planning bound).
 
 For each VAE of ``molli_utils.models.vae.make_vae`` at full width (the paper's Table 5 conv nets,
 latent 256), ``torch.utils.flop_counter.FlopCounterMode`` counts the FLOPs of one training
@@ -7,6 +7,10 @@ Multiplied by the steps of a full run (paper: 200 epochs of the 50,000 CIFAR-10 
 images) and divided by a GPU's throughput, this gives the *least* time a run can take
 (``--utilisation 1``) and a more realistic figure at a fraction of the peak. It is not a
 measurement on a GPU: a measured step time replaces it where a GPU is at hand.
+
+The same for the two flows of Table 1 at the paper's size (``molli_utils.models.image_flows``):
+REAL-NVP (100 epochs of batch 64) and GLOW as the official code trains it (50,000 iterations of
+batch 64), counting ``forward_kld`` and its backward pass (:func:`flow_step_flops`).
 
 Also printed: the measured CPU time of one such step on this machine.
 
@@ -24,13 +28,28 @@ import torch
 from pythae.data.datasets import DatasetOutput
 from torch.utils.flop_counter import FlopCounterMode
 
+from molli_utils.models.image_flows import FLOW_KINDS, make_image_flow
 from molli_utils.models.vae import VAE_KINDS, make_vae
+
+#: Optimiser steps of the paper's full flow runs on CIFAR-10 (batch 64, the last partial batch dropped):
+#: REAL-NVP 100 epochs of 781 steps (Appendix D.3.2), GLOW 50,000 iterations (the official code's 30,000 + 20,000).
+FLOW_STEPS = {"realnvp": 100 * (50_000 // 64), "glow": 50_000}
 
 
 def step_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:
     """FLOPs of one forward + backward pass of a pythae model on ``batch``."""
     with FlopCounterMode(display=False) as counter:
         model(DatasetOutput(data=batch)).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def flow_step_flops(model: torch.nn.Module, batch: torch.Tensor) -> int:
+    """FLOPs of one forward + backward pass of a normflows model's ``forward_kld`` on ``batch`` (in ``[-1, 1]``)."""
+    model.forward_kld(batch)  # GLOW's actnorm initialises on its first batch (not counted)
+    model.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        model.forward_kld(batch).backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
@@ -85,6 +104,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         hours[kind] = peak_h / args.utilisation
         print(f"  {kind:9s} {flops / 1e9:11.0f} {cpu:11.2f} {peak_h:10.1f} {hours[kind]:10.1f}"
               f"   (CPU step on a batch of {args.count_batch}, {args.threads} thread(s))")  # fmt: skip
+    print(f"Paper-size flows on 3x32x32, batch 64: REAL-NVP {FLOW_STEPS['realnvp']:,} steps, GLOW (official code) "
+          f"{FLOW_STEPS['glow']:,} steps; ESTIMATE from counted FLOPs, not measured on a GPU")  # fmt: skip
+    z = torch.rand(args.count_batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    for kind in FLOW_KINDS:
+        torch.manual_seed(0)
+        model = make_image_flow(kind, (3, 32, 32)).train()
+        flops = flow_step_flops(model, z) * 64 / args.count_batch
+        peak_h = flops * FLOW_STEPS[kind] / (args.tflops * 1e12) / 3600
+        hours[kind] = peak_h / args.utilisation
+        print(f"  {kind:9s} {flops / 1e9:11.0f} {'':>11s} {peak_h:10.1f} {hours[kind]:10.1f}")
     return hours
 
 

@@ -47,6 +47,12 @@ __all__ = [
     "reference_statistics",
     "inception_extractor",
     "InceptionFeatures",
+    "SCORE_FD_DIGITS",
+    "SCORE_KID_DIGITS",
+    "features",
+    "kid",
+    "DigitsClassifier",
+    "digits_classifier",
 ]
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
@@ -59,6 +65,10 @@ SCORE_STANDIN = "FD-random-features"
 INCEPTION_NAME = "pytorch-fid-inception-v3-pool3-2048"
 #: File name of pytorch-fid's Inception weights in the torch hub checkpoints folder.
 INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+#: Name of the miniature's score: the Fréchet distance on the features of the package's digits classifier.
+SCORE_FD_DIGITS = "FD-digits-classifier"
+#: Name of the miniature's second score: the kernel inception distance's estimator on the same features.
+SCORE_KID_DIGITS = "KID-digits-classifier"
 
 
 def _batches(images: Images, batch_size: int) -> Iterable[torch.Tensor]:
@@ -116,7 +126,7 @@ def activation_statistics(
         outer += centred.T @ centred
         n += feats.shape[0]
     if n < 2:
-        raise ValueError(f"FID statistics need at least 2 images, got {n}")
+        raise ValueError(f"Fréchet statistics need at least 2 images, got {n}")
     mean_c = total / n
     sigma = (outer - n * torch.outer(mean_c, mean_c)) / (n - 1)
     return (shift + mean_c).numpy(), sigma.numpy()
@@ -262,3 +272,140 @@ class RandomFeatures(torch.nn.Module):
 def random_features_extractor(seed: int = 0, dim: int = 64, device: Union[str, torch.device] = "cpu") -> RandomFeatures:
     """The stand-in extractor of :class:`RandomFeatures`, in eval mode on ``device``."""
     return RandomFeatures(seed, dim).eval().to(device)
+
+
+@torch.no_grad()
+def features(images: Images, feature_extractor: FeatureExtractor, batch_size: int = 500,
+             device: Union[str, torch.device] = "cpu") -> torch.Tensor:  # fmt: skip
+    """The features ``[N, D]`` (float64, on the CPU) of ``images`` (``[0, 1]``), batch by batch."""
+    out = []
+    for batch in _batches(images, batch_size):
+        _check_batch(batch)
+        feats = feature_extractor(batch.to(device))
+        out.append(feats.reshape(feats.shape[0], -1).to(device="cpu", dtype=torch.float64))
+    if not out:
+        raise ValueError("no images given")
+    return torch.cat(out)
+
+
+def kid(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
+    r"""Kernel distance of two feature sets: the unbiased estimate of MMD² with the cubic polynomial kernel
+    :math:`k(x, y) = (x^\top y / d + 1)^3` (Bińkowski et al., 2018, the *kernel inception distance* when the
+    features are Inception's), over all pairs of the two sets (no subsets).
+
+    Unbiased: about 0 (and possibly slightly negative) for two samples of one distribution.
+    """
+    a, b = torch.as_tensor(feats_a, dtype=torch.float64), torch.as_tensor(feats_b, dtype=torch.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"kid needs two feature matrices [N, D] of the same D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    m, n, d = a.shape[0], b.shape[0], a.shape[1]
+    if min(m, n) < 2:
+        raise ValueError(f"kid needs at least 2 samples in each set, got {m} and {n}")
+    k_aa = (a @ a.T / d + 1.0) ** 3
+    k_bb = (b @ b.T / d + 1.0) ** 3
+    k_ab = (a @ b.T / d + 1.0) ** 3
+    within_a = (k_aa.sum() - k_aa.diagonal().sum()) / (m * (m - 1))
+    within_b = (k_bb.sum() - k_bb.diagonal().sum()) / (n * (n - 1))
+    return float(within_a + within_b - 2.0 * k_ab.mean())
+
+
+class DigitsClassifier(torch.nn.Module):
+    """A small conv net classifying 8 x 8 digits ``[B, 1, 8, 8]`` in ``[0, 1]``; its 64 penultimate
+    (pre-activation) units are the features of the miniature's Fréchet distance, the convention for
+    MNIST-like data where Inception-v3 (trained on 299 x 299 photographs) does not fit.
+
+    conv 3x3 (32) -> ReLU -> conv 3x3 (64) -> ReLU -> max-pool 2 -> conv 3x3 (64) -> ReLU ->
+    max-pool 2 -> FC 64 (the features) -> ReLU -> FC 10. After training, the features are
+    standardised with the mean and standard deviation of the training digits' features (stored
+    as buffers), so that distances are in units of the real data's spread.
+    """
+
+    def __init__(self, dim: int = 64):
+        super().__init__()
+        c = torch.nn
+        self.body = c.Sequential(c.Conv2d(1, 32, 3, padding=1), c.ReLU(), c.Conv2d(32, 64, 3, padding=1), c.ReLU(),
+                                 c.MaxPool2d(2), c.Conv2d(64, 64, 3, padding=1), c.ReLU(), c.MaxPool2d(2), c.Flatten(),
+                                 c.Linear(64 * 2 * 2, dim))  # fmt: skip
+        self.head = c.Sequential(c.ReLU(), c.Linear(dim, 10))
+        self.register_buffer("feature_mean", torch.zeros(dim))
+        self.register_buffer("feature_std", torch.ones(dim))
+        self.name = f"{SCORE_FD_DIGITS.lower()}-conv3-fc{dim}"
+        self.test_accuracy = math.nan
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.body(2.0 * x - 1.0) - self.feature_mean) / self.feature_std
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(2.0 * x - 1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The features (what a feature extractor returns)."""
+        return self.features(x)
+
+
+_CLASSIFIER_VERSION = 1
+
+
+def _train_digits_classifier(seed: int, epochs: int, log: Callable[[str], None]) -> tuple[DigitsClassifier, float]:
+    from .data.images import load_digits
+
+    train, test = load_digits(train=True), load_digits(train=False)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = DigitsClassifier()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = train.images, train.labels
+    net.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(x), 64):
+            idx = perm[start : start + 64]
+            shift = torch.randint(-1, 2, (2,), generator=gen).tolist()  # +-1 pixel: a little augmentation
+            xb = torch.roll(x[idx], shifts=shift, dims=(2, 3))
+            loss = torch.nn.functional.cross_entropy(net.logits(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        accuracy = float((net.logits(test.images).argmax(1) == test.labels).double().mean())
+        raw = net.body(2.0 * x - 1.0)
+        net.feature_mean.copy_(raw.mean(0))
+        net.feature_std.copy_(raw.std(0).clamp_min(1e-6))
+    log(f"trained the digits classifier (seed {seed}, {epochs} epochs on {len(train)} training digits):\n"
+        f"  test accuracy {accuracy:.4f} on {len(test)} held-out digits")  # fmt: skip
+    return net, accuracy
+
+
+def digits_classifier(seed: int = 0, *, epochs: int = 40, cache_dir: Union[str, Path, None] = None,
+                      device: Union[str, torch.device] = "cpu", log: Callable[[str], None] = print) -> DigitsClassifier:  # fmt: skip
+    """The feature extractor of the miniature: :class:`DigitsClassifier` trained once on the digits'
+    training split (seeded, one thread, ``epochs`` of Adam 1e-3, batch 64, +-1 pixel shifts) and cached in
+    :func:`fid_cache_root` (the book's checkpoint format), in eval mode on ``device``.
+
+    ``.test_accuracy`` is its accuracy on the 360 test digits, computed when it was trained and
+    stored with the weights; ``log`` prints it (and says whether the cached copy was used).
+    """
+    from . import checkpoints
+
+    path = fid_cache_root(cache_dir) / f"digits-classifier-v{_CLASSIFIER_VERSION}-seed{seed}-epochs{epochs}.pt"
+    net = DigitsClassifier()
+    if path.exists():
+        state = checkpoints.load(path)
+        net.load_state_dict(state["model"])
+        accuracy = float(state["test_accuracy"])
+        log(f"digits classifier (seed {seed}), from the cache: test accuracy {accuracy:.4f}\n  ({path.name})")
+    else:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # one thread: the same weights whatever the caller's setting
+        try:
+            with torch.random.fork_rng():
+                trained, accuracy = _train_digits_classifier(seed, epochs, log)
+        finally:
+            torch.set_num_threads(threads)
+        net.load_state_dict(trained.state_dict())
+        checkpoints.save({"model": net.state_dict(), "test_accuracy": accuracy, "seed": seed, "epochs": epochs}, path)
+    net.test_accuracy = accuracy
+    net.requires_grad_(False)
+    return net.eval().to(device)

@@ -29,6 +29,14 @@ def test_missing_column_fails_loudly_with_the_command_that_rebuilds_it(tmp_path)
         results.load("toys.csv")
 
 
+def test_a_commit_that_looks_like_a_number_reads_back_as_its_hash(tmp_path):
+    # 50e9218 and 1234567 are short hashes that pandas would read as inf and as an integer
+    cols = results.FILES["toy2d.csv"].columns
+    rows = [{c: 0 for c in cols} | {"commit": h} for h in ("50e9218", "1234567", "ea7c13d")]
+    pd.DataFrame(rows).to_csv(tmp_path / "toy2d.csv", index=False)
+    assert list(results.load("toy2d.csv", tmp_path)["commit"]) == ["50e9218", "1234567", "ea7c13d"]
+
+
 def test_results_dir_is_never_inside_the_package(monkeypatch, tmp_path):
     monkeypatch.delenv("MOLLI_RESULTS", raising=False)
     assert str(results.results_dir()) == "results"  # relative: under the current directory

@@ -91,6 +91,20 @@ def test_width_scales_channels():
     assert [blk[0].out_channels for blk in enc.layers] == [8, 16, 32, 64]
 
 
+@pytest.mark.parametrize("kind", M.VAE_KINDS)
+def test_8x8_variant_for_the_digits_keeps_the_table5_nets_for_32_and_64(kind):
+    model = M.make_vae(kind, (1, 8, 8), 8)
+    assert isinstance(model.encoder, M.SmallConvEncoder) and isinstance(model.decoder, M.SmallConvDecoder)
+    assert [blk[0].out_channels for blk in model.encoder.layers] == list(M.SMALL_CHANNELS)
+    x = torch.rand(4, 1, 8, 8)
+    out = model({"data": x})
+    assert out.recon_x.shape == (4, 1, 8, 8) and torch.isfinite(out.loss)
+    assert M.sample_images(model, 3, seed=0).shape == (3, 1, 8, 8)
+    assert isinstance(M.make_vae(kind, (3, 32, 32), 8, 1 / 32).encoder, M.ConvEncoder)
+    with pytest.raises(ValueError, match="8x8"):
+        M.SmallConvEncoder((1, 16, 16))
+
+
 @pytest.mark.parametrize("bad", [dict(kind="nvae"), dict(kind="vae", input_dim=(3, 28, 28)),
                                  dict(kind="vae", width=0), dict(kind="vae", latent_dim=0)])  # fmt: skip
 def test_bad_arguments(bad):

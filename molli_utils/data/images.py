@@ -14,7 +14,14 @@ name                        shape             source
                                               148 x 148 centre crop, resized to 64 x 64
 ``sklearn-sample-patches``  N x 3 x s x s     patches of scikit-learn's two bundled photos
                                               (``china.jpg``, ``flower.jpg``); offline, for CI
+``digits``                  N x 1 x 8 x 8     scikit-learn's handwritten digits (1,797 real
+                                              images, 17 grey levels), fixed 1,437 / 360
+                                              train/test split; offline (Table 1 in miniature)
 =========================== ================= =================================================
+
+Every image holds ``levels`` grey levels per channel (256 for the photographs, 17 for the
+digits): pixel values are ``k / (levels - 1)``, ``k = 0, ..., levels - 1``. The flows'
+dequantisation and bits per dimension use it (:mod:`molli_utils.models.image_flows`).
 
 The torchvision files live in ``ROOT`` = the ``root`` argument, else
 ``$MOLLI_DATA/images``, else ``$XDG_CACHE_HOME/molli_utils/images`` (default
@@ -33,12 +40,17 @@ import torch
 
 from ..runtime import data_root
 
-__all__ = ["IMAGE_NAMES", "SAMPLE_PATCHES", "ImageData", "images_root", "load_images", "sample_patches"]
+__all__ = ["IMAGE_NAMES", "SAMPLE_PATCHES", "DIGITS", "DIGITS_TEST", "ImageData", "images_root", "load_images",
+           "sample_patches", "load_digits"]
 
 #: Data sets that :func:`load_images` reads through torchvision.
 IMAGE_NAMES = ("cifar10", "celeba")
 #: Name of the offline real-photo set of :func:`sample_patches`.
 SAMPLE_PATCHES = "sklearn-sample-patches"
+#: Name of scikit-learn's handwritten digits (:func:`load_digits`), the data of Table 1 in miniature.
+DIGITS = "digits"
+#: Size of the digits' fixed test split (the other 1,437 images are the training split).
+DIGITS_TEST = 360
 
 _NATIVE_SIZE = {"cifar10": 32, "celeba": 64}
 _CELEBA_CROP = 148
@@ -46,19 +58,25 @@ _CELEBA_CROP = 148
 
 @dataclass(frozen=True)
 class ImageData:
-    """Images of one named data set: ``images`` is float32 ``[N, 3, H, W]`` with values in ``[0, 1]``."""
+    """Images of one named data set: ``images`` is float32 ``[N, C, H, W]`` with values in ``[0, 1]``.
+
+    ``levels``: grey levels per channel (values ``k / (levels - 1)``); ``labels``: the class of
+    each image where the data set has them (the digits), else ``None``.
+    """
 
     name: str
     split: str
     images: torch.Tensor
     source_note: str
+    levels: int = 256
+    labels: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        """The shape of one image, ``(3, H, W)`` (pythae's ``input_dim``)."""
+        """The shape of one image, ``(C, H, W)`` (pythae's ``input_dim``)."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
     @property
@@ -194,3 +212,28 @@ def sample_patches(size: int = 32, n: Optional[int] = None, seed: int = 0) -> Im
     names = ", ".join(Path(f).name for f in photos.filenames)
     note = f"{len(images)} patches {size}x{size} of scikit-learn's sample photos ({names}), seed {seed}"
     return ImageData(SAMPLE_PATCHES, "all", images, note)
+
+
+def load_digits(train: bool = True) -> ImageData:
+    """scikit-learn's handwritten digits (offline): 1,797 real 8 x 8 images with 17 grey levels, as
+    float32 ``[N, 1, 8, 8]`` in ``[0, 1]`` (``k / 16``) with their labels.
+
+    The split is fixed: a permutation drawn once with ``numpy.random.default_rng(0)`` puts
+    :data:`DIGITS_TEST` = 360 images in the test split (``train=False``) and the other 1,437 in
+    the training split. The result is named ``"digits"``.
+    """
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    bunch = sklearn_digits()
+    values = np.asarray(bunch.images, dtype=np.float32)
+    if values.shape != (1797, 8, 8) or values.min() < 0 or values.max() > 16:
+        raise RuntimeError(f"scikit-learn's digits changed: shape {values.shape}, values in [{values.min()}, {values.max()}] "
+                           "(expected 1797 images of 8 x 8 with values 0..16)")  # fmt: skip
+    order = np.random.default_rng(0).permutation(len(values))
+    index = order[DIGITS_TEST:] if train else order[:DIGITS_TEST]
+    images = torch.from_numpy(values[index] / 16.0).unsqueeze(1).contiguous()
+    labels = torch.from_numpy(np.asarray(bunch.target)[index].astype(np.int64))
+    split = "train" if train else "test"
+    note = (f"scikit-learn's handwritten digits (UCI optdigits test set), {split} split of {len(index)} of 1,797, "
+            "8x8, 17 grey levels; fixed split: numpy default_rng(0) permutation, first 360 = test")
+    return ImageData(DIGITS, split, images, note, levels=17, labels=labels)

@@ -18,7 +18,9 @@ A chapter's live run calls the same ``run`` that wrote the stored results. The c
     python -m molli_utils.experiments uci --all --variants paper-text   # the flows of the paper's text
     python -m molli_utils.experiments uci --all --modes constant   # the constant-noise baseline, 36 runs
     python -m molli_utils.experiments uci --dataset redwine --flow maf --mode mollification --seed 1
-    python -m molli_utils.experiments images --dataset cifar10     # Table 1's VAEs (a GPU, the network)
+    python -m molli_utils.experiments images --dataset cifar10     # Table 1 (a GPU, the network)
+    python -m molli_utils.experiments images --dataset digits --workers 2            # Table 1 in miniature (CPU)
+    python -m molli_utils.experiments images --dataset digits --ablation --workers 2 # Table 2 in miniature
 
 Every command appends one row per finished run to ``--results DIR`` (default ``$MOLLI_RESULTS``, else
 ``./results``) and skips the runs already there, so an interrupted table resumes. ``--profile quick``
@@ -122,31 +124,38 @@ def _uci(args: argparse.Namespace) -> None:
 
 
 def _images(args: argparse.Namespace) -> None:
-    from ..runtime import pick_device
-    from . import images, results
+    import torch
 
-    device = pick_device()
-    out = results.results_dir(args.results) / images.RESULTS
-    runs = images.grid(args.profile, models=args.models, modes=args.modes, seeds=args.seeds,
-                       **_given(args, "dataset", "epochs", "width", "n_score", "precision"))  # fmt: skip
-    todo = results.pending(runs, out, images.key)
-    print(f"{len(runs) - len(todo)} of {len(runs)} image runs already in {out}; running {len(todo)}")
-    if not todo:
-        return
-    data = images.load_data(todo[0])
-    scorer = images.make_scorer(data, device, use_fid="never" if args.stand_in else "always")
-    for config in todo:
-        result = images.run(config, data=data, scorer=scorer, device=device, resume_root=args.checkpoints, progress=True)
-        results.append(out, [{**images.result_row(result, data), **results.provenance()}])
-        print(f"{data.name}/{config.model}/{config.mode}/seed {config.seed}: {result.score_name} {result.score:.2f}, "
-              f"{result.seconds_per_step * 1e3:.1f} ms/step ({result.precision})")
+    from ..runtime import pick_device
+    from ..training import distributed
+    from . import images
+
+    if args.workers > 1 and distributed.context().distributed:
+        raise SystemExit("error: --workers runs one-process runs side by side; under torchrun leave it at 1")
+    ctx, device = distributed.setup(pick_device())
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    profile = args.profile or ("quick" if args.dataset == "digits" else "full")
+    axes = {"models": args.models, "modes": args.modes, "schedules": args.schedules, "taus": args.taus}
+    if args.ablation:  # Table 2: the Gaussian mode with every schedule (and the sigmoid's temperatures)
+        ablation = settings.IMAGE_ABLATION
+        axes = {"models": args.models or list(ablation["models"]), "modes": ["gaussian"],
+                "schedules": args.schedules or list(ablation["schedules"]), "taus": args.taus or list(ablation["taus"])}
+    grid_axes = {k: v for k, v in axes.items() if v is not None}
+    runs = images.grid(profile, seeds=args.seeds, **grid_axes,
+                       **_given(args, "dataset", "variant", "epochs", "width", "n_score", "precision", "grad_clip"))  # fmt: skip
+    try:
+        images.run_many(runs, args.results, workers=args.workers, device=device, checkpoints=args.checkpoints,
+                        use_fid="never" if args.stand_in else "always", threads=args.threads,
+                        progress=not args.no_progress and args.workers == 1, dist=ctx)  # fmt: skip
+    finally:
+        distributed.cleanup()
 
 
 def _parser() -> argparse.ArgumentParser:
     from ..data.uci import UCI_NAMES
     from ..models.indm import INDM_FLOWS
     from ..models.tabular import FLOWS, VARIANTS
-    from ..models.vae import VAE_KINDS
     from ..training.vae import PRECISIONS
     from . import images, toy2d, uci
 
@@ -207,21 +216,38 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--root", default=None, help="folder with NAME/data.npy (default: $MOLLI_DATA/uci)")
     u.set_defaults(func=_uci)
 
-    i = sub.add_parser("images", help="the image VAEs of Table 1, scored by FID (a GPU with network access)")
-    common(i)
-    i.add_argument("--dataset", choices=images.DATASETS, default=None, help="default: the profile's (cifar10)")
-    i.add_argument("--models", nargs="+", choices=VAE_KINDS, default=None)
-    i.add_argument("--modes", nargs="+", choices=images.MODES, default=list(images.MODES))
-    i.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 1")
-    i.add_argument("--epochs", type=int, default=None, help="default: the paper's (200 CIFAR-10, 100 CelebA)")
-    i.add_argument("--width", type=float, default=None, help="channel multiplier of the Table 5 nets (paper: 1)")
+    i = sub.add_parser("images", help="Table 1's VAEs and flows and Table 2's schedules: CIFAR-10 / CelebA (a GPU "
+                       "with network access) or the digits miniature (a CPU); runs under torchrun too")  # fmt: skip
+    i.add_argument("--profile", choices=settings.PROFILES, default=None,
+                   help="settings profile (default: quick for --dataset digits, the miniature; else full)")
+    i.add_argument("--results", default=None,
+                   help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results); "
+                        "images.csv, or images_digits.csv for the digits")  # fmt: skip
+    i.add_argument("--dataset", choices=images.DATASETS, default=None, help="default: the profile's (full: cifar10)")
+    i.add_argument("--models", nargs="+", choices=images.MODELS, default=None, help="default: all seven of Table 1")
+    i.add_argument("--modes", nargs="+", choices=images.MODES, default=None, help="default: vanilla gaussian blur")
+    i.add_argument("--schedules", nargs="+", choices=images.SCHEDULES, default=None,
+                   help="noise schedules of the gaussian mode (Table 2; default: sigmoid)")
+    i.add_argument("--taus", type=float, nargs="+", default=None, help="the sigmoid's temperatures (default: 0.7)")
+    i.add_argument("--ablation", action="store_true",
+                   help="Table 2: the gaussian mode with every schedule and temperature of settings.IMAGE_ABLATION "
+                        "(default models: glow vae)")  # fmt: skip
+    i.add_argument("--variant", choices=images.VARIANTS, default=None,
+                   help="code: GLOW as the paper's official code trains it (default); text: its Appendix D")
+    i.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 1 (digits: 1 2 3)")
+    i.add_argument("--epochs", type=int, default=None, help="default: the paper's (e.g. VAEs 200 on CIFAR-10)")
+    i.add_argument("--width", type=float, default=None, help="channel multiplier of the networks (paper: 1)")
     i.add_argument("--n-score", "--samples", dest="n_score", type=int, default=None,
-                   help="generated images for the final FID (paper: 50,000)")
+                   help="generated images for the final score (paper: 50,000)")
     i.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU")
+                   help="VAEs. auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU")
+    i.add_argument("--grad-clip", type=float, default=None, help="flows: clip the gradients' 2-norm (default: off)")
     i.add_argument("--checkpoints", default="checkpoints/images", help="resume folder (one subfolder per run)")
     i.add_argument("--stand-in", action="store_true",
                    help="score with the offline stand-in (FD-random-features) instead of FID")
+    i.add_argument("--workers", type=int, default=1, help="CPU processes running runs side by side (default 1)")
+    i.add_argument("--threads", type=int, default=1, help="torch threads per process on a CPU (default 1)")
+    i.add_argument("--no-progress", action="store_true")
     i.set_defaults(func=_images)
     return parser
 

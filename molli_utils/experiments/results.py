@@ -102,10 +102,23 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ResultsFile(
         "images.csv",
         ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "steps", "width", "profile",
-         "precision", "skipped_steps", "seconds_per_step", "device", "commit", "date", "dirty"),
-        ("dataset", "model", "mollifier", "seed", "epochs", "width"),
+         "precision", "skipped_steps", "seconds_per_step", "device", "schedule", "tau", "variant", "bpd", "world_size",
+         "commit", "date", "dirty"),
+        ("dataset", "model", "mollifier", "schedule", "variant", "seed", "epochs", "width"),
         ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "width"),
-        "python -m molli_utils.experiments images --dataset cifar10 (a GPU with network access)",
+        "python -m molli_utils.experiments images --dataset cifar10 (a GPU with network access); "
+        "then images --dataset cifar10 --ablation",
+    ),
+    ResultsFile(
+        "images_digits.csv",
+        ("dataset", "model", "family", "mode", "schedule", "tau", "seed", "fd", "kid", "bpd", "n_score", "epochs",
+         "steps", "horizon", "batch_size", "lr", "nonfinite_steps", "train_seconds", "seconds_per_step",
+         "score_seconds", "profile", "device", "world_size", "commit", "date", "dirty"),
+        ("dataset", "model", "mode", "schedule", "seed", "epochs"),
+        ("dataset", "model", "family", "mode", "schedule", "seed", "fd", "kid", "bpd", "epochs", "steps",
+         "train_seconds", "commit", "date"),
+        "python -m molli_utils.experiments images --dataset digits --workers 2 --results molli_utils/results; "
+        "then the same with --ablation",
     ),
     ResultsFile(
         "chapter_times.csv",
@@ -165,7 +178,8 @@ def load(name: str, folder: Union[str, os.PathLike, None] = None, required: Opti
     path = stored_path(name) if folder is None else Path(folder) / name
     if not path.exists():
         raise FileNotFoundError(f"no results file {path}; produce it with: {spec.produced_by}")
-    frame = pd.read_csv(path)
+    # A short hash such as 50e9218 parses as a float (inf) unless the column is read as text.
+    frame = pd.read_csv(path, dtype={"commit": str})
     need = list(spec.required if required is None else required)
     missing = [c for c in need if c not in frame.columns]
     if missing:

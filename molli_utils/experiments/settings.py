@@ -51,6 +51,8 @@ __all__ = [
     "indm",
     "uci",
     "images",
+    "IMAGE_MODEL_BUDGETS",
+    "IMAGE_ABLATION",
 ]
 
 EXPERIMENTS = ("toy2d", "indm", "uci", "images")
@@ -92,8 +94,8 @@ MODES: dict[str, Mode] = {
 #: so that it never shares a stream with the seed's initialisation or batch order.
 NOISE_SEED_OFFSET = {"toy2d": 1_000, "uci": 10_000, "images": 0}
 
-#: The seeds of the stored results (and the command line's default).
-SEEDS = {"toy2d": (0, 1, 2), "indm": (0, 1, 2), "uci": (1, 2, 3, 4), "images": (1,)}
+#: The seeds of the stored results (and the command line's default); ``images_digits``: Table 1 in miniature.
+SEEDS = {"toy2d": (0, 1, 2), "indm": (0, 1, 2), "uci": (1, 2, 3, 4), "images": (1,), "images_digits": (1, 2, 3)}
 
 #: Per experiment and profile, the run fields that differ from the paper's defaults.
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -121,13 +123,32 @@ BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
         # 15 runs in about an hour of a T4: quarter-width nets (1/16 of the FLOPs), 10 epochs, FID of 10k samples.
         "colab": {"epochs": 10, "width": 0.25, "n_score": 5_000, "snapshot_epochs": (2, 4, 6, 8, 10),
                   "n_snapshot": 1_000},  # FID of 5k samples (1k per snapshot): python -m tools.chapter_times estimate
-        # A CPU demonstration on 512 patches of scikit-learn's photos with nets of 1/32 width.
-        "quick": {"dataset": "sklearn-sample-patches", "n_images": 512, "width": 1 / 32, "latent_dim": 16,
-                  "batch_size": 32, "lr": 1e-3, "epochs": 10, "n_score": 512, "snapshot_epochs": (1, 2, 3, 5, 7, 10),
-                  "n_snapshot": 256},
+        # Table 1 in miniature on the CPU: scikit-learn's 1,437 training digits (8x8), nets sized for 8x8
+        # (models.vae.SmallConvEncoder, models.image_flows.MINIATURE), the first half mollified for all seven
+        # models, scored on 1,000 samples; per-family epochs and optimisers in IMAGE_MODEL_BUDGETS.
+        "quick": {"dataset": "digits", "latent_dim": 8, "batch_size": 64, "fraction": 0.5, "n_score": 1_000,
+                  "n_snapshot": 500},
     },
 }  # fmt: skip
 
+
+#: Per profile and model, the image-run fields that differ between the models on top of ``BUDGETS["images"]``:
+#: the miniature trains the VAEs for 60 epochs with Adam 1e-3 (the paper's 3e-4 is for 40M-parameter nets),
+#: REAL-NVP for 40 epochs with Adam 1e-3 and GLOW for 40 with the official code's Adamax (1e-3, weight decay 1e-5).
+IMAGE_MODEL_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {},
+    "colab": {},
+    "quick": {
+        **{m: {"epochs": 60, "lr": 1e-3, "snapshot_epochs": (1, 5, 15, 30, 45, 60)}
+           for m in ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")},
+        "realnvp": {"epochs": 40, "lr": 1e-3, "snapshot_epochs": (1, 5, 10, 20, 30, 40)},
+        "glow": {"epochs": 40, "lr": 1e-3, "weight_decay": 1e-5, "snapshot_epochs": (1, 5, 10, 20, 30, 40)},
+    },
+}  # fmt: skip
+
+#: The schedule ablation of Table 2 in miniature: Gaussian mollification with each schedule (and the sigmoid's
+#: temperatures of the paper's Fig. 3, 0.2 to 0.9) on one flow and one VAE; vanilla and sigmoid-0.7 come from the grid.
+IMAGE_ABLATION = {"models": ("glow", "vae"), "schedules": ("sigmoid", "cosine", "linear"), "taus": (0.2, 0.7, 0.9)}
 
 #: Per chapter and profile, the sizes of the chapter's own demonstrations (what is not an experiment of the paper).
 CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
@@ -220,7 +241,8 @@ def runnable_profile(experiment: str, profile_name: Optional[str] = None, device
 
 #: The fields that name a run (not its budget), per experiment.
 IDENTITY = {"toy2d": ("dataset", "mode", "seed"), "indm": ("dataset", "flow", "seed"),
-            "uci": ("dataset", "flow", "mode", "seed"), "images": ("model", "mode", "seed")}  # fmt: skip
+            "uci": ("dataset", "flow", "mode", "seed"),
+            "images": ("model", "mode", "seed", "schedule", "tau", "variant")}  # fmt: skip
 
 
 def profile_of(experiment: str, config: Any) -> str:
@@ -299,7 +321,10 @@ def uci(profile_name: Optional[str] = None, **fields: Any):
 
 
 def images(profile_name: Optional[str] = None, **fields: Any):
-    """One :class:`~molli_utils.experiments.images.ImageRun` of ``profile_name`` (``model``, ``mode``, ``seed``)."""
+    """One :class:`~molli_utils.experiments.images.ImageRun` of ``profile_name`` (``model``, ``mode``, ``seed``;
+    the profile's fields for that model from :data:`IMAGE_MODEL_BUDGETS` on top of ``BUDGETS["images"]``)."""
     from .images import ImageRun
 
-    return ImageRun(**{**budget("images", profile_name), **fields})
+    name = profile(profile_name)
+    per_model = IMAGE_MODEL_BUDGETS[name].get(fields.get("model"), {})
+    return ImageRun(**{**budget("images", name), **per_model, **fields})

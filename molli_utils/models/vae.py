@@ -4,9 +4,12 @@
   (the same as pythae's CIFAR / CelebA benchmark nets) for ``3 x 32 x 32`` and
   ``3 x 64 x 64`` images, with a ``width`` multiplier on the channels (1.0 = the
   paper's 128/256/512/1024; CPU quick runs use e.g. 1/16).
+* :class:`SmallConvEncoder` / :class:`SmallConvDecoder`: the same design scaled to
+  ``C x 8 x 8`` images (two strided convolutions of 16 and 32 channels times ``width``),
+  for Table 1 in miniature on scikit-learn's 8 x 8 digits; Table 5's nets need 32 or 64 pixels.
 * :func:`make_vae`: VAE, beta-VAE (beta = 0.1), IWAE (K = 5), VAE-IAF (2 MADE blocks
   of 3 hidden layers of 128 units) and HVAE (1 leapfrog step, step size 1e-3,
-  learned) through pythae's own config classes.
+  learned) through pythae's own config classes; 8 x 8 inputs get the small nets.
 
 Images are in ``[0, 1]`` and the decoders end in a sigmoid. Training with mollification
 is :class:`molli_utils.training.vae.MollifiedTrainer`.
@@ -24,28 +27,32 @@ from pythae.models import HVAE, IWAE, VAE, VAE_IAF, BetaVAE, BetaVAEConfig, HVAE
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 
-__all__ = ["VAE_KINDS", "PAPER_CHANNELS", "ConvEncoder", "ConvDecoder", "make_vae", "sample_images"]
+__all__ = ["VAE_KINDS", "PAPER_CHANNELS", "SMALL_CHANNELS", "ConvEncoder", "ConvDecoder", "SmallConvEncoder",
+           "SmallConvDecoder", "make_vae", "sample_images"]
 
 #: VAE variants of the paper's Table 3, as :func:`make_vae` names them.
 VAE_KINDS = ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")
 #: Channels of the four conv layers of Table 5 at ``width=1``.
 PAPER_CHANNELS = (128, 256, 512, 1024)
+#: Channels of the two conv layers of the 8 x 8 nets at ``width=1``.
+SMALL_CHANNELS = (16, 32)
 _SIZES = (32, 64)
+_SMALL = 8
 
 
-def _channels(width: float) -> list[int]:
-    """Table 5's channels times ``width``, rounded, at least 1."""
+def _channels(width: float, base: Sequence[int] = PAPER_CHANNELS) -> list[int]:
+    """Table 5's channels (or ``base``) times ``width``, rounded, at least 1."""
     if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
         raise ValueError(f"width must be a positive number (1.0 = the paper's 128/256/512/1024 channels), got {width!r}")
-    return [max(1, round(c * width)) for c in PAPER_CHANNELS]
+    return [max(1, round(c * width)) for c in base]
 
 
-def _check_input_dim(input_dim: Sequence[int]) -> tuple[int, int, int]:
+def _check_input_dim(input_dim: Sequence[int], sizes: Sequence[int] = _SIZES) -> tuple[int, int, int]:
     dim = tuple(int(d) for d in input_dim)
-    if len(dim) != 3 or dim[1] != dim[2] or dim[1] not in _SIZES or dim[0] <= 0:
+    if len(dim) != 3 or dim[1] != dim[2] or dim[1] not in sizes or dim[0] <= 0:
         raise ValueError(
-            f"input_dim must be (channels, H, W) with H = W in {list(_SIZES)} (Table 5: CIFAR-10 32x32, "
-            f"CelebA 64x64), got {tuple(input_dim)}"
+            f"input_dim must be (channels, H, W) with H = W in {list(sizes)} (Table 5: CIFAR-10 32x32, "
+            f"CelebA 64x64; the small nets: 8x8 digits), got {tuple(input_dim)}"
         )
     return dim  # type: ignore[return-value]
 
@@ -104,6 +111,40 @@ class ConvDecoder(BaseDecoder):
         return ModelOutput(reconstruction=self.layers(h))
 
 
+class SmallConvEncoder(BaseEncoder):
+    """The encoder for ``C x 8 x 8`` images: 2 x [CONV(c, 4, 2, 1) -> BN -> RELU] -> FLATTEN -> FC(latent x 2),
+    ``c`` = 16 and 32 channels times ``width`` (Table 5's design with two of its four layers)."""
+
+    def __init__(self, input_dim: Sequence[int] = (1, 8, 8), latent_dim: int = 8, width: float = 1.0):
+        BaseEncoder.__init__(self)
+        c_in, _, _ = _check_input_dim(input_dim, (_SMALL,))
+        c1, c2 = _channels(width, SMALL_CHANNELS)
+        self.layers = nn.Sequential(_conv_block(c_in, c1, 4, 2, 1), _conv_block(c1, c2, 4, 2, 1))
+        self.embedding = nn.Linear(c2 * 2 * 2, latent_dim)
+        self.log_var = nn.Linear(c2 * 2 * 2, latent_dim)
+
+    def forward(self, x: torch.Tensor) -> ModelOutput:
+        h = self.layers(x).flatten(1)
+        return ModelOutput(embedding=self.embedding(h), log_covariance=self.log_var(h))
+
+
+class SmallConvDecoder(BaseDecoder):
+    """The decoder for ``C x 8 x 8`` images: FC(2 x 2 x c2) -> CONVT(c1, 4, 2, 1) -> BN -> RELU ->
+    CONVT(C, 4, 2, 1) -> sigmoid, output in ``[0, 1]``."""
+
+    def __init__(self, input_dim: Sequence[int] = (1, 8, 8), latent_dim: int = 8, width: float = 1.0):
+        BaseDecoder.__init__(self)
+        c_out, _, _ = _check_input_dim(input_dim, (_SMALL,))
+        c1, c2 = _channels(width, SMALL_CHANNELS)
+        self.c2 = c2
+        self.fc = nn.Linear(latent_dim, c2 * 2 * 2)
+        self.layers = nn.Sequential(_conv_block(c2, c1, 4, 2, 1, transpose=True),
+                                    nn.ConvTranspose2d(c1, c_out, 4, 2, padding=1), nn.Sigmoid())  # fmt: skip
+
+    def forward(self, z: torch.Tensor) -> ModelOutput:
+        return ModelOutput(reconstruction=self.layers(self.fc(z).reshape(z.shape[0], self.c2, 2, 2)))
+
+
 def _config(kind: str, input_dim: tuple[int, int, int], latent_dim: int, **overrides: Any):
     """pythae config of ``kind`` with the paper's settings (Appendix D.3.2), updated by ``overrides``."""
     base = dict(input_dim=input_dim, latent_dim=latent_dim, reconstruction_loss="mse")
@@ -129,15 +170,17 @@ def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int 
     ``n_made_blocks = 2``, ``n_hidden_in_made = 3``, ``hidden_size = 128``); ``hvae``
     (``HVAEConfig``: ``n_lf = 1``, ``eps_lf = 1e-3``, ``learn_eps_lf = True`` -- the
     paper's "adaptive" step size). All use ``reconstruction_loss = "mse"``.
-    ``overrides`` replace config fields (e.g. ``beta=1.0``).
+    ``overrides`` replace config fields (e.g. ``beta=1.0``). ``input_dim`` ``(C, 8, 8)`` gets
+    :class:`SmallConvEncoder` / :class:`SmallConvDecoder` (the miniature on the digits).
     """
     if kind not in _MODELS:
         raise ValueError(f"unknown VAE kind {kind!r}; choose one of {list(VAE_KINDS)}")
-    dim = _check_input_dim(input_dim)
+    dim = _check_input_dim(input_dim, (*_SIZES, _SMALL))
     if not isinstance(latent_dim, int) or latent_dim <= 0:
         raise ValueError(f"latent_dim must be a positive integer (the paper uses 256), got {latent_dim!r}")
     config = _config(kind, dim, latent_dim, **overrides)
-    return _MODELS[kind](config, encoder=ConvEncoder(dim, latent_dim, width), decoder=ConvDecoder(dim, latent_dim, width))
+    encoder, decoder = (SmallConvEncoder, SmallConvDecoder) if dim[1] == _SMALL else (ConvEncoder, ConvDecoder)
+    return _MODELS[kind](config, encoder=encoder(dim, latent_dim, width), decoder=decoder(dim, latent_dim, width))
 
 
 @torch.no_grad()

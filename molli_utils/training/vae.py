@@ -7,6 +7,10 @@
 * :func:`mollify_images`, :func:`mollification_horizon`: where and for how long images are
   mollified.
 
+The heart of the trainer is one overridden method, :meth:`MollifiedTrainer._set_inputs_to_device`:
+pythae calls it for every batch, and during a training step it applies the one line
+``x = mollifier(x, step)`` (and, on several processes, keeps this rank's rows of the global batch).
+
 Data range. Images are in ``[0, 1]`` and the decoders end in a sigmoid. The
 Gaussian mollifier ``sqrt(1 - s) x + sqrt(s) eps`` (paper Eq. 2) assumes data of
 roughly unit scale centred at 0, so by default (``space="symmetric"``) the trainer
@@ -24,6 +28,7 @@ import logging
 import math
 import os
 import random
+import warnings
 from copy import deepcopy
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -31,8 +36,10 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
-from pythae.trainers import BaseTrainer, BaseTrainerConfig
-from pythae.trainers.base_trainer.base_trainer import logger as _pythae_logger
+with warnings.catch_warnings():  # pythae's trainers import tqdm.auto, which warns in a notebook without ipywidgets
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+    from pythae.trainers.base_trainer.base_trainer import logger as _pythae_logger
 
 from .. import checkpoints
 from ..mollifiers import Mollifier
@@ -162,6 +169,7 @@ class MollifiedTrainer(BaseTrainer):
         space: str = "symmetric",
         resume_dir: Union[str, Path, None] = None,
         precision: str = "fp32",
+        dist: Any = None,
     ):
         if not isinstance(mollifier, Mollifier):
             raise ValueError(f"mollifier must be a molli_utils.mollifiers.Mollifier (kind='none' for vanilla training), got {type(mollifier).__name__}")
@@ -174,7 +182,20 @@ class MollifiedTrainer(BaseTrainer):
             raise ValueError("training_config.amp=True is pythae's float16 autocast without loss scaling; "
                              "leave it False and pass precision='auto' (or 'fp16'/'bf16') to MollifiedTrainer")  # fmt: skip
         resolve_precision(precision, "cpu")  # a clear error before pythae builds anything
+        from .distributed import Context
+
+        self.dist = Context() if dist is None else dist
+        if self.dist.distributed:
+            # pythae's own DDP path (world_size > 1, read from torchrun's variables) needs CUDA: it passes
+            # device_ids for a CPU module and starts the process group only on GPUs. The trainer builds a
+            # one-process pythae trainer and wraps the model itself (see _distribute).
+            training_config = training_config or BaseTrainerConfig()
+            training_config.world_size, training_config.rank, training_config.local_rank = 1, -1, -1
+            if not training_config.no_cuda and torch.cuda.is_available():
+                torch.cuda.set_device(self.dist.local_rank)
         super().__init__(model, train_dataset, eval_dataset, training_config, callbacks)
+        if self.dist.distributed:
+            self._distribute()
         self.precision = resolve_precision(precision, self.device)
         device_type = torch.device(self.device).type
         self.scaler = torch.amp.GradScaler(device_type) if self.precision == "fp16" else None
@@ -190,14 +211,41 @@ class MollifiedTrainer(BaseTrainer):
                 "or set training_config.no_cuda=True"
             )
 
+    def _distribute(self) -> None:
+        """Several processes (``dist.world_size > 1``): DistributedDataParallel around the model, and a loader of
+        the global batch shuffled by a generator seeded alike on every rank (each rank keeps its rows of
+        every batch, in :meth:`_set_inputs_to_device`)."""
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data import DataLoader
+
+        from pythae.data.datasets import collate_dataset_output
+
+        device = torch.device(self.device)
+        self.model = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.distributed = True
+        self._loader_gen = torch.Generator()
+        self.train_loader = DataLoader(dataset=self.train_dataset, batch_size=self.training_config.per_device_train_batch_size,
+                                       shuffle=True, generator=self._loader_gen, collate_fn=collate_dataset_output)  # fmt: skip
+
+    @property
+    def bare_model(self):
+        """The model itself (without the DistributedDataParallel wrapper of a distributed run)."""
+        model = self.model
+        return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
     def _set_inputs_to_device(self, inputs):
         inputs = super()._set_inputs_to_device(inputs)
-        model = getattr(self, "model", None)  # absent during __init__'s sanity check
+        model = getattr(self, "model", None)  # None in __init__'s check
         if model is None or not self._in_train_step or not model.training:
             return inputs
         step, self.step = self.step, self.step + 1
         out = type(inputs)(**inputs)
-        out["data"] = mollify_images(inputs["data"], self.mollifier, step, self.space)
+        x = inputs["data"]
+        # the one line:
+        out["data"] = mollify_images(x, self.mollifier, step, self.space)
+        if self.dist.distributed:  # this rank's rows of the global batch
+            rows = torch.tensor_split(out["data"], self.dist.world_size)
+            out["data"] = rows[self.dist.rank]
         return out
 
     def _optimizers_step(self, model_output=None):
@@ -218,6 +266,12 @@ class MollifiedTrainer(BaseTrainer):
             )
 
     def train_step(self, epoch: int):
+        if self.dist.distributed:
+            # the batch order (identical on every rank) and this rank's own model noise (e.g. the VAEs'
+            # reparameterisation), both re-seeded per epoch, so that a resumed run draws what an uninterrupted one does
+            seed = self.training_config.seed
+            self._loader_gen.manual_seed(seed + epoch)
+            torch.manual_seed(1_000_003 * (self.dist.rank + 1) + 1_009 * seed + epoch)
         self._in_train_step = True
         try:
             return super().train_step(epoch)
@@ -227,14 +281,14 @@ class MollifiedTrainer(BaseTrainer):
     # ---- resumable training -------------------------------------------------------------
     def train(self, log_output_dir: Optional[str] = None):
         """pythae's training loop; with ``resume_dir``, the resumable loop of :meth:`_train_resumable`."""
-        if self.resume_dir is None:
+        if self.resume_dir is None and not self.dist.distributed:
             return super().train(log_output_dir)
         return self._train_resumable()
 
     def _fingerprint(self) -> dict[str, Any]:
         """What a resume file must match: the model, its parameter shapes, the mollifier and the arithmetic."""
         return {"model": self.model_name, "mollifier": [self.mollifier.kind, self.mollifier.horizon],
-                "parameters": [[k, list(v.shape)] for k, v in self.model.state_dict().items()],
+                "parameters": [[k, list(v.shape)] for k, v in self.bare_model.state_dict().items()],
                 "epochs": self.training_config.num_epochs, "precision": self.precision}  # fmt: skip
 
     def _state(self, epoch: int, best: dict[str, Any]) -> dict[str, Any]:
@@ -243,7 +297,7 @@ class MollifiedTrainer(BaseTrainer):
         return {
             "trainer": "molli_utils.training.vae.MollifiedTrainer", "fingerprint": self._fingerprint(),
             "epoch": epoch, "step": self.step,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "model": self.bare_model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "best": best, "torch_rng": torch.get_rng_state(),
             "numpy_rng": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
@@ -253,9 +307,12 @@ class MollifiedTrainer(BaseTrainer):
         }  # fmt: skip
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        checkpoints.save(state, self.resume_dir / RESUME_NAME)
+        if self.resume_dir is not None and self.dist.main:  # rank 0 writes; every rank resumes from its file
+            checkpoints.save(state, self.resume_dir / RESUME_NAME)
 
     def _load_state(self) -> Optional[dict[str, Any]]:
+        if self.resume_dir is None:
+            return None
         path = self.resume_dir / RESUME_NAME
         if not path.exists():
             return None
@@ -264,7 +321,7 @@ class MollifiedTrainer(BaseTrainer):
             raise checkpoints.CheckpointError(f"{path} was written by {state.get('trainer')!r}, not by MollifiedTrainer; "
                                               "use another resume_dir or delete the file")  # fmt: skip
         checkpoints.check_fingerprint(path, state.get("fingerprint"), self._fingerprint())
-        self.model.load_state_dict(state["model"])
+        self.bare_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
@@ -284,11 +341,14 @@ class MollifiedTrainer(BaseTrainer):
     def _train_resumable(self) -> None:
         """pythae's ``BaseTrainer.train`` loop from the epoch after the saved one (no ``predict`` calls,
         no pythae checkpoints); saves the resume state after every epoch and the best model at the end."""
+        from .distributed import barrier
+
         cfg = self.training_config
         self.prepare_training()
         state = self._load_state()
+        barrier(self.dist)  # every rank has read the resume file before rank 0 writes the next one
         best = {"train": 1e10, "eval": 1e10, "model": None} if state is None else state["best"]
-        best_model = deepcopy(self.model)
+        best_model = deepcopy(self.bare_model)
         if best["model"] is not None:
             best_model.load_state_dict(best["model"])
         self.callback_handler.on_train_begin(training_config=cfg, model_config=self.model_config)
@@ -300,11 +360,15 @@ class MollifiedTrainer(BaseTrainer):
             self._schedulers_step(metrics.get("eval_epoch_loss", metrics["train_epoch_loss"]))
             which = "train" if cfg.keep_best_on_train else "eval"
             if f"{which}_epoch_loss" in metrics and metrics[f"{which}_epoch_loss"] < best[which]:
-                best = {**best, which: metrics[f"{which}_epoch_loss"], "model": deepcopy(self.model.state_dict())}
-                best_model = deepcopy(self.model)
+                best = {**best, which: metrics[f"{which}_epoch_loss"], "model": deepcopy(self.bare_model.state_dict())}
+                best_model = deepcopy(self.bare_model)
             self.callback_handler.on_epoch_end(training_config=cfg)
             self.callback_handler.on_log(cfg, metrics, logger=_pythae_logger, global_step=epoch, rank=self.rank)
             self._save_state(self._state(epoch, best))
         self._best_model = best_model
-        self.save_model(best_model, dir_path=os.path.join(self.training_dir, "final_model"))
+        if self.dist.distributed:  # pythae's save_model expects the wrapped model then
+            if self.dist.main:
+                best_model.save(os.path.join(self.training_dir, "final_model"))
+        else:
+            self.save_model(best_model, dir_path=os.path.join(self.training_dir, "final_model"))
         self.callback_handler.on_train_end(cfg)

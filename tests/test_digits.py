@@ -1,0 +1,78 @@
+"""The miniature's data and score: scikit-learn's digits with a fixed split, the digits classifier (trained once,
+cached, accurate), and the Fréchet distance and KID on its features (about 0 for identical sets, growing as a
+test set is blurred or noised)."""
+
+import numpy as np
+import pytest
+import torch
+
+from image_helpers import digits_root  # noqa: F401  (a fixture)
+from molli_utils import fid as F
+from molli_utils.data.images import DIGITS, DIGITS_TEST, load_digits
+from molli_utils.mollifiers import blur
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_digits_are_real_8x8_images_with_17_levels_and_a_fixed_split():
+    train, test = load_digits(), load_digits(train=False)
+    assert (len(train), len(test), len(test)) == (1797 - DIGITS_TEST, DIGITS_TEST, 360)
+    assert train.shape == (1, 8, 8) and train.name == test.name == DIGITS and train.levels == 17
+    assert set(torch.unique(torch.cat([train.images, test.images]) * 16).round().tolist()) == set(range(17))
+    assert torch.equal(load_digits(train=False).images, test.images)  # fixed
+    rows = {tuple(x.flatten().tolist()) for x in train.images}
+    assert sum(tuple(x.flatten().tolist()) in rows for x in test.images) < 10  # (a few digits are duplicated in the data)
+    assert sorted(torch.bincount(test.labels).tolist())[0] > 20 and train.key == "digits-train-8"
+
+
+def test_the_classifier_is_trained_once_accurate_and_cached(digits_root):
+    logs = []
+    net = F.digits_classifier(log=logs.append)
+    again = F.digits_classifier(log=logs.append)
+    assert "from the cache" in logs[-1] and net.test_accuracy == again.test_accuracy > 0.95
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    test = load_digits(train=False)
+    with torch.no_grad():
+        assert float((net.logits(test.images).argmax(1) == test.labels).double().mean()) == net.test_accuracy
+    feats = F.features(load_digits(), net)
+    assert feats.shape == (1437, 64)
+    assert torch.allclose(feats.mean(0), torch.zeros(64, dtype=torch.float64), atol=1e-4)  # standardised
+    assert "fd-digits-classifier" in net.name and "fid" not in net.name.replace("fd-", "")
+
+
+def test_frechet_distance_and_kid_see_blur_and_noise(digits_root):
+    net = F.digits_classifier(log=lambda s: None)
+    train, test = load_digits(), load_digits(train=False)
+    ref_feats = F.features(train, net)
+    ref = (ref_feats.mean(0).numpy(), np.cov(ref_feats.numpy(), rowvar=False))
+
+    def scores(x):
+        feats = F.features(x, net)
+        return F.frechet_distance(feats.mean(0).numpy(), np.cov(feats.numpy(), rowvar=False), *ref), F.kid(feats, ref_feats)
+
+    same_fd, same_kid = scores(train.images)
+    assert abs(same_fd) < 1e-6 and abs(same_kid) < 0.05  # identical sets (the unbiased KID: -O(1/n))
+    real_fd, real_kid = scores(test.images)  # other real digits: the floor
+    assert real_fd < 2.0 and abs(real_kid) < 0.05
+    blurred = [scores(blur(test.images, t).clamp(0, 1)) for t in (0.1, 0.3, 1.0)]
+    noisy = [scores((test.images + s * torch.randn(test.images.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1))
+             for s in (0.05, 0.2, 0.5)]  # fmt: skip
+    for series in (blurred, noisy):
+        fds, kids = zip(*series)
+        assert real_fd < fds[0] < fds[1] < fds[2] and real_kid < kids[0] < kids[1] < kids[2]
+
+
+def test_kid_is_the_unbiased_cubic_kernel_mmd():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(30, 5, generator=g, dtype=torch.float64), torch.randn(40, 5, generator=g, dtype=torch.float64) + 0.5
+
+    def k(x, y):
+        return (x @ y.T / 5 + 1) ** 3
+
+    brute = (sum(k(a[i : i + 1], a[j : j + 1]).item() for i in range(30) for j in range(30) if i != j) / (30 * 29)
+             + sum(k(b[i : i + 1], b[j : j + 1]).item() for i in range(40) for j in range(40) if i != j) / (40 * 39)
+             - 2 * k(a, b).mean().item())  # fmt: skip
+    assert F.kid(a, b) == pytest.approx(brute, rel=1e-10)
+    assert F.kid(a, b) > 0.1 and abs(F.kid(a[:15], a[15:])) < F.kid(a, b) / 3
+    with pytest.raises(ValueError, match="same D"):
+        F.kid(a, b[:, :4])
