@@ -23,10 +23,31 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 
-__all__ = ["paired_differences", "verdict", "no_benefit_verdict"]
+__all__ = ["say", "PAGE_WIDTH", "paired_differences", "verdict", "no_benefit_verdict", "UCI_VIEWS", "uci_table", "uci_verdicts"]
+
+
+#: Characters of printed output that fit the book's text column (752 px of monospace at 1280 px).
+PAGE_WIDTH = 78
+
+
+def say(*paragraphs: str, width: int = PAGE_WIDTH, indent: str = "    ") -> None:
+    """Print each paragraph wrapped to ``width`` characters, continuation lines indented.
+
+    A chapter's printed results must fit the built page (``tools/check_site.py`` fails a line
+    that runs out of the text column); ``say`` is ``print`` that keeps them inside. A newline
+    inside a paragraph starts a new line (the explicit break is kept).
+    """
+    if width < 20:
+        raise ValueError(f"width={width} is too narrow to wrap text; use at least 20 characters")
+    for paragraph in paragraphs:
+        for line in str(paragraph).split("\n"):
+            print(textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False,
+                                break_on_hyphens=False) if line.strip() else "")  # fmt: skip
 
 
 def paired_differences(
@@ -76,3 +97,62 @@ def no_benefit_verdict(diffs: Sequence[float], *, higher_is_better: bool = True)
     if abs(d.mean()) < d.std(ddof=1) or sign * d.mean() < 0:
         return "reproduced"
     return "not reproduced"
+
+
+# --- the UCI table (Table 4), per variant of the flows ------------------------------------------------------------
+
+#: The two views of a UCI run: the model at the last epoch (the paper's protocol) and at the best validation epoch.
+UCI_VIEWS = {"final": "test_loglik", "early-stopped": "test_loglik_best_val"}
+
+
+def _mean_sd(values: pd.Series) -> str:
+    v = values.dropna()
+    if v.empty:
+        return "—"
+    return f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f} (1 seed)"
+
+
+def uci_table(frame: pd.DataFrame, paper: dict, *, variant: str, modes: Sequence[str] = ("vanilla", "mollification",
+              "constant")) -> pd.DataFrame:  # fmt: skip
+    """Table 4 for one ``variant``: per (data set, flow) of ``paper`` (:data:`molli_utils.paper.UCI_TEST_LOGLIK`),
+    the paper's mean ± sd and ours (mean ± sd over seeds, final and early-stopped) for each mode; cells
+    without runs say so ("—")."""
+    rows = []
+    runs = frame[frame["variant"] == variant]
+    for (dataset, flow), numbers in paper.items():
+        sub = runs[(runs["dataset"] == dataset) & (runs["flow"] == flow)]
+        row: dict = {"data set": dataset, "flow": flow}
+        for mode in modes:
+            if mode in numbers:
+                row[f"paper {mode}"] = f"{numbers[mode][0]:.2f} ± {numbers[mode][1]:.2f}"
+            ours = sub[sub["mode"] == mode]
+            for view, column in UCI_VIEWS.items():
+                row[f"ours {mode}, {view}"] = _mean_sd(ours[column])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(["data set", "flow"])
+
+
+def uci_verdicts(frame: pd.DataFrame, paper: dict, *, variant: str) -> pd.DataFrame:
+    """Per (data set, flow) with runs of ``variant``: the paired differences mollification - vanilla (mean,
+    sd, seeds where mollification is better), the paper's difference and the :func:`verdict`, for the final
+    and the early-stopped models; and constant - vanilla (final) with :func:`no_benefit_verdict` (the paper's
+    "a small constant noise does not help"). One row per cell and view."""
+    rows = []
+    runs = frame[frame["variant"] == variant]
+    for (dataset, flow), numbers in paper.items():
+        sub = runs[(runs["dataset"] == dataset) & (runs["flow"] == flow)]
+        if sub.empty:
+            continue
+        paper_diff = numbers["mollification"][0] - numbers["vanilla"][0]
+        for view, column in UCI_VIEWS.items():
+            for treated, label in (("mollification", "mollification - vanilla"), ("constant", "constant - vanilla")):
+                d = paired_differences(sub, ["dataset", "flow"], column, treated=treated)
+                if treated == "constant" and view != "final":
+                    continue
+                rows.append({"data set": dataset, "flow": flow, "view": view, "comparison": label,
+                             "seeds": len(d), "better on": f"{int((d > 0).sum())}/{len(d)}",
+                             "mean": d.mean() if len(d) else math.nan, "sd": d.std() if len(d) > 1 else math.nan,
+                             "paper": paper_diff if treated == "mollification" else math.nan,
+                             "verdict": (verdict(d.tolist(), paper_diff) if treated == "mollification"
+                                         else no_benefit_verdict(d.tolist()))})  # fmt: skip
+    return pd.DataFrame(rows)

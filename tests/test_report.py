@@ -38,3 +38,48 @@ def test_verdict_rules(diffs, paper, higher, expected):
 ])  # fmt: skip
 def test_no_benefit_verdict_rules(diffs, higher, expected):
     assert no_benefit_verdict(diffs, higher_is_better=higher) == expected
+
+
+def _uci_frame():
+    rows = []
+    for seed, (van, mol, con) in enumerate([(-15.0, -11.0, -12.0), (-16.0, -11.5, -12.5), (-14.0, -11.2, -12.2)], 1):
+        for mode, ll in (("vanilla", van), ("mollification", mol), ("constant", con)):
+            rows.append({"dataset": "redwine", "flow": "maf", "variant": "official", "mode": mode, "seed": seed,
+                         "test_loglik": ll, "test_loglik_best_val": -10.0 + 0.1 * seed if mode == "vanilla" else ll + 0.5})
+            rows.append({"dataset": "redwine", "flow": "maf", "variant": "paper-text", "mode": mode, "seed": seed,
+                         "test_loglik": -10.0 - 0.1 * seed, "test_loglik_best_val": -10.0})
+    return pd.DataFrame(rows)
+
+
+def test_uci_table_and_verdicts_per_variant():
+    from molli_utils.report import uci_table, uci_verdicts
+
+    paper = {("redwine", "maf"): {"vanilla": (-16.32, 1.88), "mollification": (-11.51, 0.44)},
+             ("whitewine", "maf"): {"vanilla": (-14.87, 0.24), "mollification": (-11.96, 0.17)}}
+    frame = _uci_frame()
+    table = uci_table(frame, paper, variant="official")
+    assert table.loc[("redwine", "maf"), "ours vanilla, final"] == "-15.00 ± 1.00"
+    assert table.loc[("redwine", "maf"), "paper vanilla"] == "-16.32 ± 1.88"
+    assert table.loc[("whitewine", "maf"), "ours mollification, final"] == "—"  # not run
+    v = uci_verdicts(frame, paper, variant="official").set_index(["view", "comparison"])
+    final = v.loc[("final", "mollification - vanilla")]
+    assert final["better on"] == "3/3" and final["mean"] == pytest.approx(3.7667, abs=1e-3)
+    assert final["verdict"] == "reproduced"  # 3.8 of the paper's 4.8 nats, on every seed
+    assert v.loc[("early-stopped", "mollification - vanilla"), "verdict"] == "not reproduced"  # stopped vanilla wins
+    assert v.loc[("final", "constant - vanilla"), "verdict"] == "not reproduced"  # constant clearly helps
+    assert len(uci_verdicts(frame, paper, variant="paper-text")) == 3  # final, early-stopped, constant
+    assert uci_verdicts(frame, paper, variant="nonexistent").empty
+
+
+def test_say_wraps_printed_results_to_the_page_and_keeps_explicit_breaks(capsys):
+    from molli_utils.report import PAGE_WIDTH, say
+
+    long = "mixture_of_gaussians: mollification does not help on mean MMD^2 " * 4
+    say(long, "first line\nsecond line")
+    out = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in out) <= PAGE_WIDTH
+    assert " ".join(w.strip() for w in out[:-2]).split() == long.split()
+    assert out[-2:] == ["first line", "second line"]
+    assert all(line.startswith("    ") for line in out[1:-2])
+    with pytest.raises(ValueError, match="too narrow"):
+        say("x", width=5)
