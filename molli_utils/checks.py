@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import textwrap
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -78,6 +79,8 @@ def record(check: str, status: str, message: str) -> dict[str, str]:
         raise ValueError(f"unknown status {status!r}; choose one of {list(STATUSES)}")
     entry = {"check": check, "status": status, "message": message}
     text = f"passed: {message}" if status == "passed" else f"{check}: {status} (see the error below)"
+    # wrapped to the book's text column (the rendered page shows text/plain)
+    text = textwrap.fill(text, 78, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
     try:
         from IPython import get_ipython
         from IPython.display import display

@@ -23,6 +23,7 @@ def _documented_commands() -> list[str]:
     text = (ROOT / "book" / "instructors.md").read_text()
     marker = text.index("<!-- tests/test_grade.py runs the commands of the next block as written -->")
     block = re.search(r"```bash\n(.*?)```", text[marker:], re.S).group(1)
+    block = re.sub(r"\\\n\s*", " ", block)  # a line ending in a backslash continues on the next
     return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
 
 

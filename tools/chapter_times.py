@@ -280,6 +280,11 @@ def _duration(seconds: str) -> str:
     return f"{s:.0f} s" if s < 90 else f"{s / 60:.0f} min" if s < 5400 else f"{s / 3600:.1f} h"
 
 
+def label(stem: str) -> str:
+    """A chapter's name in the table: its file name, an assignment's shortened (``assignment 1``) to fit the page."""
+    return f"assignment {stem[len('assignment')]}" if stem.startswith("assignment") else stem
+
+
 def render(rows: Sequence[dict], path: Path = TABLE) -> Path:
     """The book's table: one row per chapter, measured CPU times per profile and the Colab T4 time of the colab profile."""
     cell = {(r["chapter"], r["profile"], r["kind"]): r for r in rows}
@@ -301,7 +306,7 @@ def render(rows: Sequence[dict], path: Path = TABLE) -> Path:
             colab = measured[1]
             how = ("its models train on the CPU on Colab too: the measured CPU time of the colab profile"
                    if colab else "not measured yet: python -m tools.chapter_times measure --profile colab")
-        lines.append([name, *measured, colab, how])
+        lines.append([label(name), *measured, colab, how])
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
