@@ -28,7 +28,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-__all__ = ["say", "PAGE_WIDTH", "paired_differences", "verdict", "no_benefit_verdict", "UCI_VIEWS", "uci_table", "uci_verdicts"]
+__all__ = ["say", "PAGE_WIDTH", "paired_differences", "verdict", "no_benefit_verdict", "UCI_VIEWS", "uci_table", "uci_verdicts",
+           "CODE_CHECK_EPOCHS", "uci_code_check"]
 
 
 #: Characters of printed output that fit the book's text column (752 px of monospace at 1280 px).
@@ -155,4 +156,33 @@ def uci_verdicts(frame: pd.DataFrame, paper: dict, *, variant: str) -> pd.DataFr
                              "paper": paper_diff if treated == "mollification" else math.nan,
                              "verdict": (verdict(d.tolist(), paper_diff) if treated == "mollification"
                                          else no_benefit_verdict(d.tolist()))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+#: Epochs at which the book's official variant is compared with the paper's own code (issue 17).
+CODE_CHECK_EPOCHS = (10, 40, 100, 150)
+
+
+def uci_code_check(code: pd.DataFrame, curves: pd.DataFrame, *, dataset: str = "redwine", mode: str = "vanilla",
+                   epochs: Sequence[int] = CODE_CHECK_EPOCHS, slack: float = 0.3) -> pd.DataFrame:  # fmt: skip
+    """The official variant's test log-likelihood curve against the paper's own code, per flow and epoch.
+
+    ``code`` is ``uci_official_code.csv`` (``tools/official_uci.py``), ``curves`` is ``uci_curves.csv.gz``.
+    Columns: the mean over seeds of each (``code``, ``ours``), the seeds of each, ``diff = ours - code``, its
+    standard error ``se = sqrt(var_code / n_code + var_ours / n_ours)``, and ``agrees``: ``|diff| <= 2 se``
+    or ``|diff| <= slack`` nats (with two seeds a standard error is itself uncertain; ``slack`` keeps the
+    check from failing on two curves that happen to lie close together).
+    """
+    ours = curves[(curves["variant"] == "official") & (curves["mode"] == mode) & (curves["dataset"] == dataset)]
+    theirs = code[(code["mode"] == mode) & (code["dataset"] == dataset)]
+    rows = []
+    for flow in sorted(set(theirs["flow"]) & set(ours["flow"]), key=["maf", "realnvp", "glow"].index):
+        for epoch in epochs:
+            a = theirs[(theirs["flow"] == flow) & (theirs["epoch"] == epoch)]["test_loglik"].dropna()
+            b = ours[(ours["flow"] == flow) & (ours["epoch"] == epoch)]["test_loglik"].dropna()
+            se = math.sqrt(a.var() / len(a) + b.var() / len(b)) if len(a) > 1 and len(b) > 1 else math.nan
+            diff = b.mean() - a.mean()
+            rows.append({"flow": flow, "epoch": epoch, "code": a.mean(), "ours": b.mean(), "n_code": len(a),
+                         "n_ours": len(b), "diff": diff, "se": se,
+                         "agrees": bool(abs(diff) <= slack or abs(diff) <= 2 * se)})  # fmt: skip
     return pd.DataFrame(rows)

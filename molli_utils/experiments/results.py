@@ -100,6 +100,15 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
         "python -m molli_utils.experiments uci --all; then uci --all --modes constant (with uci.csv)",
     ),
     ResultsFile(
+        "uci_official_code.csv",
+        ("dataset", "flow", "mode", "seed", "epoch", "test_loglik", "run_seconds", "code_commit", "commit", "dirty",
+         "date"),
+        ("dataset", "flow", "mode", "seed", "epoch"),
+        ("dataset", "flow", "mode", "seed", "epoch", "test_loglik", "code_commit"),
+        "python -m tools.official_uci --code PATH/TO/data-mollification --results molli_utils/results "
+        "(the paper's own code, uci/main.py, on the CPU)",
+    ),
+    ResultsFile(
         "images.csv",
         ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "steps", "width", "profile",
          "precision", "skipped_steps", "seconds_per_step", "device", "schedule", "tau", "variant", "bpd", "world_size",
