@@ -76,3 +76,10 @@ def test_kid_is_the_unbiased_cubic_kernel_mmd():
     assert F.kid(a, b) > 0.1 and abs(F.kid(a[:15], a[15:])) < F.kid(a, b) / 3
     with pytest.raises(ValueError, match="same D"):
         F.kid(a, b[:, :4])
+
+
+def test_the_classifier_folder_is_not_left_as_molli_data_for_later_tests(digits_classifier_root):
+    """The session fixture must not keep MOLLI_DATA: later tests (the UCI notebooks) read ../shared/data."""
+    import os
+
+    assert os.environ.get("MOLLI_DATA") != str(digits_classifier_root)
