@@ -164,15 +164,19 @@ CODE_CHECK_EPOCHS = (10, 40, 100, 150)
 
 
 def uci_code_check(code: pd.DataFrame, curves: pd.DataFrame, *, dataset: str = "redwine", mode: str = "vanilla",
-                   epochs: Sequence[int] = CODE_CHECK_EPOCHS, slack: float = 0.3) -> pd.DataFrame:  # fmt: skip
+                   epochs: Sequence[int] = CODE_CHECK_EPOCHS, slack: float = 0.3, alpha: float = 0.05) -> pd.DataFrame:  # fmt: skip
     """The official variant's test log-likelihood curve against the paper's own code, per flow and epoch.
 
     ``code`` is ``uci_official_code.csv`` (``tools/official_uci.py``), ``curves`` is ``uci_curves.csv.gz``.
     Columns: the mean over seeds of each (``code``, ``ours``), the seeds of each, ``diff = ours - code``, its
-    standard error ``se = sqrt(var_code / n_code + var_ours / n_ours)``, and ``agrees``: ``|diff| <= 2 se``
-    or ``|diff| <= slack`` nats (with two seeds a standard error is itself uncertain; ``slack`` keeps the
-    check from failing on two curves that happen to lie close together).
+    standard error ``se = sqrt(var_code / n_code + var_ours / n_ours)``, the two-sided p-value of Welch's
+    t-test (``p``), and ``agrees``: ``|diff| <= slack`` nats, or ``p >= alpha / k`` for the ``k`` rows
+    compared (Bonferroni: one check over all flows and epochs, so that a single chance departure among
+    the twelve does not read as a difference). With a few seeds the standard error is itself uncertain,
+    which the t-distribution accounts for.
     """
+    from scipy import stats
+
     ours = curves[(curves["variant"] == "official") & (curves["mode"] == mode) & (curves["dataset"] == dataset)]
     theirs = code[(code["mode"] == mode) & (code["dataset"] == dataset)]
     rows = []
@@ -180,9 +184,12 @@ def uci_code_check(code: pd.DataFrame, curves: pd.DataFrame, *, dataset: str = "
         for epoch in epochs:
             a = theirs[(theirs["flow"] == flow) & (theirs["epoch"] == epoch)]["test_loglik"].dropna()
             b = ours[(ours["flow"] == flow) & (ours["epoch"] == epoch)]["test_loglik"].dropna()
-            se = math.sqrt(a.var() / len(a) + b.var() / len(b)) if len(a) > 1 and len(b) > 1 else math.nan
-            diff = b.mean() - a.mean()
+            enough = len(a) > 1 and len(b) > 1
+            se = math.sqrt(a.var() / len(a) + b.var() / len(b)) if enough else math.nan
+            p = float(stats.ttest_ind(b, a, equal_var=False).pvalue) if enough else math.nan
             rows.append({"flow": flow, "epoch": epoch, "code": a.mean(), "ours": b.mean(), "n_code": len(a),
-                         "n_ours": len(b), "diff": diff, "se": se,
-                         "agrees": bool(abs(diff) <= slack or abs(diff) <= 2 * se)})  # fmt: skip
-    return pd.DataFrame(rows)
+                         "n_ours": len(b), "diff": b.mean() - a.mean(), "se": se, "p": p})  # fmt: skip
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["agrees"] = (table["diff"].abs() <= slack) | (table["p"] >= alpha / len(table))
+    return table

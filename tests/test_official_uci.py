@@ -95,8 +95,8 @@ def test_the_code_check_sees_a_curve_that_departs_and_accepts_one_within_noise()
 
 
 def test_the_stored_official_variant_follows_the_official_code_within_seed_noise():
-    """Red wine, vanilla, seeds 1-2 of each: at epochs 10/40/100/150 the means differ by less than
-    2 standard errors of the difference, or by less than 0.3 nats."""
+    """Red wine, vanilla, all stored seeds of each: at epochs 10/40/100/150 the means differ by less than
+    0.3 nats or not significantly (Welch's t-test, 5% with Bonferroni over the 12 comparisons)."""
     table = report.uci_code_check(results.load("uci_official_code.csv"), results.load("uci_curves.csv.gz"))
     assert len(table) == 3 * len(report.CODE_CHECK_EPOCHS), table
     assert (table.n_code >= 2).all() and (table.n_ours >= 2).all(), table
