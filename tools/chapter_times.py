@@ -281,14 +281,15 @@ def _duration(seconds: str) -> str:
 
 
 def label(stem: str) -> str:
-    """A chapter's name in the table: its file name, an assignment's shortened (``assignment 1``) to fit the page."""
-    return f"assignment {stem[len('assignment')]}" if stem.startswith("assignment") else stem
+    """A chapter's name in the table: its file name with spaces (so that the column can wrap), an assignment's
+    shortened (``assignment 1``), to fit the page."""
+    return f"assignment {stem[len('assignment')]}" if stem.startswith("assignment") else stem.replace("_", " ")
 
 
 def render(rows: Sequence[dict], path: Path = TABLE) -> Path:
     """The book's table: one row per chapter, measured CPU times per profile and the Colab T4 time of the colab profile."""
     cell = {(r["chapter"], r["profile"], r["kind"]): r for r in rows}
-    header = ["chapter", *[f"{p}, this CPU" for p in PROFILES], "colab, Colab T4 session", "how the Colab time is known"]
+    header = ["chapter", *[f"{p} (this CPU)" for p in PROFILES], "colab on a T4", "how the T4 time is known"]
     lines = []
     for nb in chapters():
         name = nb.stem
