@@ -238,9 +238,18 @@ def _image_chapter_runs() -> list[Any]:
     return images.grid("colab", seeds=settings.SEEDS["images"][:1])
 
 
+def _image_flow_chapter_runs() -> list[Any]:
+    """The runs chapter 06b trains in the colab profile: REAL-NVP and GLOW x 3 modes, seed 1 (its settings cell)."""
+    sys.path.insert(0, str(ROOT))
+    from molli_utils.experiments import images
+
+    return images.grid("colab", models=images.FLOWS, seeds=(1,))
+
+
 #: The chapters that train on a GPU on Colab (the others run their small models on the CPU there too), each
 #: with the image runs it trains in the colab profile. Update it with the chapter's settings cell.
-GPU_CHAPTERS: dict[str, Callable[[], list[Any]]] = {"06_images": _image_chapter_runs}
+GPU_CHAPTERS: dict[str, Callable[[], list[Any]]] = {"06_images": _image_chapter_runs,
+                                                    "06b_image_flows": _image_flow_chapter_runs}
 
 
 def estimate(log: Callable[[str], None] = print) -> list[dict]:
