@@ -28,7 +28,6 @@ import argparse
 import concurrent.futures as cf
 import multiprocessing as mp
 import statistics
-import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -39,6 +38,8 @@ from molli_utils.experiments import settings
 from molli_utils.experiments.toy2d import DATASETS as TOY2D_DATASETS
 from molli_utils.experiments.toy2d import PAPER_MODES as MODES
 from molli_utils.models import FlowEnsemble, realnvp_2d
+
+from .bench_uci import matmul_rate
 
 PAPER_STEPS = 20_000
 RUNS = [(d, mode, s) for d in TOY2D_DATASETS for mode in MODES for s in (0, 1, 2)]
@@ -74,18 +75,6 @@ def step_flops() -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_rate(repeats: int = 20) -> float:
-    """FLOP/s of a 256 x 64 x 64 product (the coupling nets' hidden layer) on one core."""
-    a, b = torch.randn(256, 64), torch.randn(64, 64)
-    times = []
-    for _ in range(repeats + 2):
-        t = time.perf_counter()
-        for _ in range(200):
-            a @ b
-        times.append((time.perf_counter() - t) / 200)
-    return 2 * 256 * 64 * 64 / statistics.median(times[2:])
-
-
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="steps per timing")
@@ -103,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             futures = [pool.submit(seconds_per_step, h, args.steps, args.warmup, args.threads) for h in halves]
             t_two.append(max(f.result() for f in futures))
             t_single.append(seconds_per_step(RUNS[:1], args.steps, args.warmup, args.threads))
-    rate, flops = matmul_rate(), step_flops()
+    # a 256 x 64 x 64 product: the coupling nets' hidden layer at batch 256
+    rate, flops = matmul_rate(256, 64, 64, inner=200), step_flops()
     m = len(RUNS)
     med = {"ensemble_step_s": statistics.median(t_one), "two_workers_step_s": statistics.median(t_two),
            "single_step_s": statistics.median(t_single)}  # fmt: skip

@@ -204,16 +204,17 @@ def matmul_flops(kind: str, dim: int = 11) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_rate(repeats: int = 20) -> float:
-    """FLOP/s of a 100 x 512 x 512 matrix product on this core (median of ``repeats`` timings of 20 products)."""
-    a, b = torch.randn(BATCH, HIDDEN), torch.randn(HIDDEN, HIDDEN)
+def matmul_rate(m: int = BATCH, k: int = HIDDEN, n: int = HIDDEN, *, inner: int = 20, repeats: int = 20) -> float:
+    """FLOP/s of an ``m x k`` by ``k x n`` matrix product on this core (default: 100 x 512 x 512, a UCI flow's
+    hidden layer), the median of ``repeats`` timings of ``inner`` products after two untimed ones."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
     times = []
     for _ in range(repeats + 2):
         t = time.perf_counter()
-        for _ in range(20):
+        for _ in range(inner):
             a @ b
-        times.append((time.perf_counter() - t) / 20)
-    return 2 * BATCH * HIDDEN * HIDDEN / statistics.median(times[2:])
+        times.append((time.perf_counter() - t) / inner)
+    return 2 * m * k * n / statistics.median(times[2:])
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
