@@ -16,24 +16,37 @@ default ``variant="official"``) on the 11 red-wine variables, batch 100:
 
 Prints medians over alternating repeats measured in one run, and the ratios ours / plain and ours / bound.
 
+``--levers`` also times two speed-ups the speed issue proposed, per member step, against one model
+stepped alone (alternating, medians):
+
+* **ensemble**: ``--members`` models of one flow stacked and trained as one (``torch.func.stack_module_state``
+  + ``vmap`` of the vmap-friendly :func:`~molli_utils.models.toy.flow_log_prob`, one fused Adam over the
+  stacked parameters), as the toys do with :class:`~molli_utils.models.FlowEnsemble`;
+* **compiled**: the loss compiled with ``torch.compile`` (the compilation itself, tens of seconds, is
+  reported apart and not in the step time).
+
 Run:  make bench      (or: python -m benchmarks.bench_uci --help)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import statistics
 import time
+from typing import Callable
 
 import numpy as np
 import scipy.linalg
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from molli_utils import Mollifier, TrainConfig, train
 from molli_utils.models.tabular import FLOWS, count_parameters, recompute_batchnorm_statistics, tabular_flow
+from molli_utils.models.toy import flow_log_prob
 
 HIDDEN, LAYERS, BATCH = 512, 5, 100
 
@@ -217,12 +230,85 @@ def matmul_rate(m: int = BATCH, k: int = HIDDEN, n: int = HIDDEN, *, inner: int 
     return 2 * m * k * n / statistics.median(times[2:])
 
 
+def _step(loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss().backward()
+    opt.step()
+
+
+def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int = 10, dim: int = 11,
+                  compile_loss: bool = True) -> dict[str, float]:  # fmt: skip
+    """Seconds per member step of ``kind`` (official variant, batch 100, fused Adam, training mode): one model
+    alone (``alone_s``), a vmapped ensemble of ``members`` (``ensemble_s``) and, if ``compile_loss``, the loss
+    under ``torch.compile`` (``compiled_s``, with ``compile_s`` the first call's seconds); medians of
+    ``repeats`` alternating timings of ``steps`` steps. ``ensemble_loss_gap``: the largest difference between
+    the ensemble's per-member losses and the separate models' at the start (0 up to rounding)."""
+    models = [tabular_flow(kind, dim, seed=s).train() for s in range(members)]
+    x = torch.randn(members, BATCH, dim, generator=torch.Generator().manual_seed(0))
+    adam = dict(lr=1e-4, weight_decay=1e-6, fused=True)
+    alone = models[0]
+    alone_opt = torch.optim.Adam(alone.parameters(), **adam)
+    params, buffers = stack_module_state(models)
+    params = {k: nn.Parameter(v.detach().clone()) for k, v in params.items()}
+    template = _LogProbOf(copy.deepcopy(models[0]))
+
+    def member_loss(p: dict, b: dict, xi: torch.Tensor) -> torch.Tensor:
+        named = ({"flow." + k: v for k, v in p.items()}, {"flow." + k: v for k, v in b.items()})
+        return -functional_call(template, named, (xi,)).mean()
+
+    ens_loss = vmap(member_loss, in_dims=(0, 0, 0))
+    ens_opt = torch.optim.Adam(params.values(), **adam)
+    with torch.no_grad():
+        gap = float((ens_loss(params, buffers, x) - torch.stack([-m.log_prob(xi).mean() for m, xi in zip(models, x)]))
+                    .abs().max())  # fmt: skip
+    runs: dict[str, Callable[[], None]] = {
+        "alone_s": lambda: _step(lambda: alone.forward_kld(x[0]), alone_opt),
+        "ensemble_s": lambda: _step(lambda: ens_loss(params, buffers, x).sum(), ens_opt),
+    }
+    per_call = {"alone_s": 1, "ensemble_s": members}
+    out = {"members": float(members), "ensemble_loss_gap": gap}
+    if compile_loss:
+        twin = tabular_flow(kind, dim, seed=0).train()
+        twin_opt = torch.optim.Adam(twin.parameters(), **adam)
+        compiled = torch.compile(lambda xi: -flow_log_prob(twin, xi).mean())
+        start = time.perf_counter()
+        _step(lambda: compiled(x[0]), twin_opt)
+        out["compile_s"] = time.perf_counter() - start
+        runs["compiled_s"] = lambda: _step(lambda: compiled(x[0]), twin_opt)
+        per_call["compiled_s"] = 1
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for f in runs.values():  # warm-up
+        f(), f()
+    for _ in range(repeats):
+        for name, f in runs.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                f()
+            times[name].append((time.perf_counter() - start) / steps / per_call[name])
+    out.update({k: statistics.median(v) for k, v in times.items()})
+    return out
+
+
+class _LogProbOf(nn.Module):
+    """A flow whose ``forward`` is the vmap-friendly :func:`flow_log_prob` (for ``functional_call``)."""
+
+    def __init__(self, flow: nn.Module) -> None:
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return flow_log_prob(self.flow, x)
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="alternating timings per flow (median reported)")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per timing (13 steps each on red wine)")
     parser.add_argument("--flows", nargs="+", choices=FLOWS, default=list(FLOWS))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--levers", action="store_true", help="also time a vmapped ensemble and torch.compile")
+    parser.add_argument("--members", type=int, default=4, help="ensemble size for --levers (default 4: the seeds)")
+    parser.add_argument("--no-compile", action="store_true", help="with --levers: skip torch.compile")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data, source = _data()
@@ -247,6 +333,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
               f"per step): ours {med['ours_s'] * 1e3:6.1f} ms/step, plain PyTorch {med['plain_s'] * 1e3:6.1f} ms, bound "
               f"{med['bound_s'] * 1e3:5.1f} ms; ours/plain {med['ours_over_plain']:.2f}, ours/bound "
               f"{med['ours_over_bound']:.2f}")  # fmt: skip
+    if args.levers:
+        print(f"Levers, seconds per member step, medians of {args.repeats} alternating timings of 10 steps:")
+        for kind in args.flows:
+            lev = lever_timings(kind, members=args.members, repeats=args.repeats, compile_loss=not args.no_compile)
+            out[kind].update({"lever_" + k: v for k, v in lev.items()})
+            line = (f"  {kind:8s} alone {lev['alone_s'] * 1e3:6.1f} ms; ensemble of {args.members} "
+                    f"{lev['ensemble_s'] * 1e3:6.1f} ms per member (speed-up {lev['alone_s'] / lev['ensemble_s']:.2f}x, "
+                    f"loss gap {lev['ensemble_loss_gap']:.1e})")  # fmt: skip
+            if "compiled_s" in lev:
+                line += (f"; torch.compile {lev['compiled_s'] * 1e3:6.1f} ms (speed-up "
+                         f"{lev['alone_s'] / lev['compiled_s']:.2f}x, compiled in {lev['compile_s']:.0f} s)")  # fmt: skip
+            print(line)
     return out
 
 
