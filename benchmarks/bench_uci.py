@@ -45,6 +45,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from molli_utils import Mollifier, TrainConfig, train
+from molli_utils.models.ensemble import _LogProb  # flow_log_prob as forward, for functional_call
 from molli_utils.models.tabular import FLOWS, count_parameters, recompute_batchnorm_statistics, tabular_flow
 from molli_utils.models.toy import flow_log_prob
 
@@ -250,7 +251,7 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
     alone_opt = torch.optim.Adam(alone.parameters(), **adam)
     params, buffers = stack_module_state(models)
     params = {k: nn.Parameter(v.detach().clone()) for k, v in params.items()}
-    template = _LogProbOf(copy.deepcopy(models[0]))
+    template = _LogProb(copy.deepcopy(models[0]))
 
     def member_loss(p: dict, b: dict, xi: torch.Tensor) -> torch.Tensor:
         named = ({"flow." + k: v for k, v in p.items()}, {"flow." + k: v for k, v in b.items()})
@@ -287,17 +288,6 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
             times[name].append((time.perf_counter() - start) / steps / per_call[name])
     out.update({k: statistics.median(v) for k, v in times.items()})
     return out
-
-
-class _LogProbOf(nn.Module):
-    """A flow whose ``forward`` is the vmap-friendly :func:`flow_log_prob` (for ``functional_call``)."""
-
-    def __init__(self, flow: nn.Module) -> None:
-        super().__init__()
-        self.flow = flow
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return flow_log_prob(self.flow, x)
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
