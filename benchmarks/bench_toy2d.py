@@ -12,6 +12,8 @@ counted) and extrapolated to the paper's 20,000 steps:
 * the 12 runs as two ensembles of 6 in two processes at once (what the command does on 2 cores):
   the wall time of the slower one;
 * one run alone (x 12: twelve single-model runs one after the other);
+* with ``--levers``: one worker's share (an ensemble of 6) with its loss under ``torch.compile``, against the
+  same ensemble in eager mode (the compilation itself, about a minute, is timed apart);
 * the bound: the matrix-product FLOPs of a 12-run step (forward and backward, counted with
   ``torch.utils.flop_counter.FlopCounterMode``) at the FLOP rate of a 256 x 64 x 64 product measured
   here, divided by the number of cores.
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import copy
 import multiprocessing as mp
 import statistics
+import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -75,12 +79,53 @@ def step_flops() -> float:
     return float(counter.get_total_flops())
 
 
+def compile_timings(runs, *, steps: int = 50, repeats: int = 3, compile_loss: bool = True) -> dict[str, float]:
+    """Seconds per step of the ensemble of ``runs`` in eager mode (``eager_s``) and, if ``compile_loss``, with
+    its loss under ``torch.compile`` (``compiled_s``; ``compile_s``: the first step's seconds); medians of
+    ``repeats`` alternating timings of ``steps`` steps on one fixed batch of 256 points per member, with
+    one Adam (5e-4) per version. ``loss_gap``: the largest difference between the two versions' losses
+    at the start (0 up to rounding)."""
+    ensemble, data, _, _ = _members(runs)
+    twin = copy.deepcopy(ensemble)
+    x = torch.stack([d[:256] for d in data])
+    versions = {"eager_s": (ensemble, ensemble.nll)}
+    out: dict[str, float] = {"members": float(len(runs))}
+    if compile_loss:
+        compiled = torch.compile(twin.nll)
+        versions["compiled_s"] = (twin, compiled)
+    opts = {k: torch.optim.Adam(m.parameters(), lr=5e-4) for k, (m, _) in versions.items()}
+
+    def step(key: str) -> None:
+        opts[key].zero_grad(set_to_none=True)
+        versions[key][1](x).sum().backward()
+        opts[key].step()
+
+    if compile_loss:
+        with torch.no_grad():
+            out["loss_gap"] = float((ensemble.nll(x) - compiled(x)).abs().max())
+        start = time.perf_counter()
+        step("compiled_s")
+        out["compile_s"] = time.perf_counter() - start
+    times: dict[str, list[float]] = {k: [] for k in versions}
+    for key in versions:  # warm-up
+        step(key), step(key)
+    for _ in range(repeats):
+        for key in versions:
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(key)
+            times[key].append((time.perf_counter() - start) / steps)
+    out.update({k: statistics.median(v) for k, v in times.items()})
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=200, help="steps per timing")
     parser.add_argument("--repeats", type=int, default=3, help="timings per measurement (median reported)")
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps of each before the timings")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for these tiny models)")
+    parser.add_argument("--levers", action="store_true", help="also time one worker's ensemble under torch.compile")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     halves = [RUNS[0::2], RUNS[1::2]]
@@ -111,6 +156,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"{med[key] * PAPER_STEPS / 60:6.1f} min")
     print(f"  two workers / one ensemble: {med['speedup_two_workers']:.2f}x faster; "
           f"two workers / bound: {med['two_workers_step_s'] / med['bound_step_s']:.1f}x")
+    if args.levers:
+        lev = compile_timings(halves[0], steps=args.steps // 4, repeats=args.repeats)
+        med.update({f"levers_{k}": v for k, v in lev.items()})
+        print(f"  torch.compile, one worker's ensemble of {len(halves[0])}: eager {lev['eager_s'] * 1e3:.2f} ms, "
+              f"compiled {lev['compiled_s'] * 1e3:.2f} ms/step (speed-up {lev['eager_s'] / lev['compiled_s']:.2f}x, "
+              f"compiled in {lev['compile_s']:.0f} s; loss gap {lev['loss_gap']:.1e})")
     return med
 
 
