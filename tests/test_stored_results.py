@@ -35,7 +35,7 @@ def _same(new, stored, *, rel: float = 0.0, abs_: float = 0.0) -> bool:
     """Equal as written to the CSV and read back (an empty cell reads as nan); floats within ``rel`` / ``abs_``."""
     if new is None or new == "" or (isinstance(new, float) and math.isnan(new)):
         return isinstance(stored, float) and math.isnan(stored)
-    if isinstance(new, float) and not isinstance(new, bool) and not float(new).is_integer():
+    if isinstance(new, float) and not new.is_integer():
         return math.isclose(new, stored, rel_tol=rel, abs_tol=abs_)
     return new == stored
 
@@ -45,6 +45,13 @@ def _stored_row(name: str, **match) -> dict:
     rows = frame[(frame[list(match)] == pd.Series(match)).all(axis=1)]
     assert len(rows) == 1, f"expected one stored row of {match} in {name}"
     return rows.iloc[0].to_dict()
+
+
+def _red_wine_maf_curves():
+    """The stored per-epoch curves of red wine, paper-text MAF, vanilla, all seeds."""
+    curves = results.load("uci_curves.csv.gz")
+    return curves[(curves.dataset == "redwine") & (curves.flow == "maf") & (curves.variant == "paper-text")
+                  & (curves["mode"] == "vanilla")]  # fmt: skip
 
 
 @pytest.mark.skipif(not (SHARED / "redwine" / "data.npy").exists(), reason="../shared/data/uci is absent")
@@ -57,9 +64,7 @@ def test_a_stored_uci_row_and_its_curve_are_reproduced():
     diffs = {k: (result.row[k], stored[k]) for k in result.row
              if k not in VOLATILE and not _same(result.row[k], stored[k], abs_=LOGLIK_ABS)}  # fmt: skip
     assert not diffs, f"the stored row is not what the code computes: {diffs}"
-    curves = results.load("uci_curves.csv.gz")
-    stored_curve = curves[(curves.dataset == "redwine") & (curves.flow == "maf") & (curves.variant == "paper-text")
-                          & (curves["mode"] == "vanilla") & (curves.seed == 1)].sort_values("epoch")  # fmt: skip
+    stored_curve = _red_wine_maf_curves().query("seed == 1").sort_values("epoch")
     assert len(result.curve) == len(stored_curve) == 150
     val = [(c["val_loglik"], v) for c, v in zip(result.curve, stored_curve["val_loglik"])]
     assert all(_same(a, b, abs_=LOGLIK_ABS) for a, b in val), max(abs(a - b) for a, b in val)
@@ -82,10 +87,7 @@ def test_the_tolerances_tell_the_neighbouring_seeds_apart():
     one, two = (_stored_row("uci.csv", dataset="redwine", flow="maf", variant="paper-text", mode="vanilla", seed=s)
                 for s in (1, 2))  # fmt: skip
     assert not _same(one["test_loglik"], two["test_loglik"], abs_=LOGLIK_ABS)
-    curves = results.load("uci_curves.csv.gz")
-    cell = curves[(curves.dataset == "redwine") & (curves.flow == "maf") & (curves.variant == "paper-text")
-                  & (curves["mode"] == "vanilla")]  # fmt: skip
-    first = cell[cell.epoch == 1].set_index("seed").train_loss
+    first = _red_wine_maf_curves().query("epoch == 1").set_index("seed").train_loss
     assert not _same(first[1], first[2], rel=TRAIN_LOSS_REL)
     a, b = (_stored_row("indm_toy2d.csv", dataset="von_mises", flow="identity", seed=s) for s in (0, 1))
     for metric in ("mmd2", "circle_dist_q50", "angle_tv", "test_loglik_bound"):
