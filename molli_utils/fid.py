@@ -19,12 +19,13 @@ small ones -- numbers computed with those are **not** FID.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import urllib.error
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -52,7 +53,11 @@ __all__ = [
     "features",
     "kid",
     "DigitsClassifier",
+    "DIGITS_CLASSIFIER_FILE",
+    "DIGITS_CLASSIFIER_SHA256",
     "digits_classifier",
+    "train_digits_classifier",
+    "save_digits_classifier",
 ]
 
 FeatureExtractor = Callable[[torch.Tensor], torch.Tensor]
@@ -343,69 +348,100 @@ class DigitsClassifier(torch.nn.Module):
         return self.features(x)
 
 
-_CLASSIFIER_VERSION = 1
+#: The digits classifier the book's FD-digits-classifier numbers were computed with: shipped inside the
+#: package (73k weights, float32), made once by ``python -m tools.digits_classifier`` (seed 0, 40 epochs).
+#: A classifier trained on another CPU is a different metric: the same seed and code give other weights
+#: there (float rounding differs between instruction sets, and 40 epochs of Adam amplify it), and the FD
+#: of the same samples moved by up to 7% between them. So the weights are fixed, like Inception's for FID.
+DIGITS_CLASSIFIER_FILE = "weights/digits_classifier.pt"
+#: SHA-256 of the shipped file; :func:`digits_classifier` refuses any other unless told to accept it.
+DIGITS_CLASSIFIER_SHA256 = "afdb17f5caf9827147d6f3b17f7c568c3b4c98c9e8414ea271eddc36b4dc6d5c"
 
 
-def _train_digits_classifier(seed: int, epochs: int, log: Callable[[str], None]) -> tuple[DigitsClassifier, float]:
+def train_digits_classifier(seed: int = 0, epochs: int = 40, log: Callable[[str], None] = print) -> DigitsClassifier:
+    """Train :class:`DigitsClassifier` on the digits' training split: ``epochs`` of Adam (lr 1e-3), batch 64,
+    random +-1 pixel shifts, seeded, on one thread (the caller's thread count is restored). Its features are
+    then standardised with the training digits' mean and standard deviation, and ``.test_accuracy`` is set
+    from the 360 test digits. The shipped classifier was made this way (:data:`DIGITS_CLASSIFIER_FILE`).
+    """
     from .data.images import load_digits
 
     train, test = load_digits(train=True), load_digits(train=False)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        net = DigitsClassifier()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = train.images, train.labels
-    net.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), 64):
-            idx = perm[start : start + 64]
-            shift = torch.randint(-1, 2, (2,), generator=gen).tolist()  # +-1 pixel: a little augmentation
-            xb = torch.roll(x[idx], shifts=shift, dims=(2, 3))
-            loss = torch.nn.functional.cross_entropy(net.logits(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the same weights whatever the caller's setting (on one CPU type)
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = DigitsClassifier()
+            gen = torch.Generator().manual_seed(seed)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            x, y = train.images, train.labels
+            net.train()
+            for _ in range(epochs):
+                perm = torch.randperm(len(x), generator=gen)
+                for start in range(0, len(x), 64):
+                    idx = perm[start : start + 64]
+                    shift = torch.randint(-1, 2, (2,), generator=gen).tolist()  # +-1 pixel: a little augmentation
+                    xb = torch.roll(x[idx], shifts=shift, dims=(2, 3))
+                    loss = torch.nn.functional.cross_entropy(net.logits(xb), y[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+    finally:
+        torch.set_num_threads(threads)
     net.eval()
     with torch.no_grad():
-        accuracy = float((net.logits(test.images).argmax(1) == test.labels).double().mean())
+        net.test_accuracy = float((net.logits(test.images).argmax(1) == test.labels).double().mean())
         raw = net.body(2.0 * x - 1.0)
         net.feature_mean.copy_(raw.mean(0))
         net.feature_std.copy_(raw.std(0).clamp_min(1e-6))
     log(f"trained the digits classifier (seed {seed}, {epochs} epochs on {len(train)} training digits):\n"
-        f"  test accuracy {accuracy:.4f} on {len(test)} held-out digits")  # fmt: skip
-    return net, accuracy
+        f"  test accuracy {net.test_accuracy:.4f} on {len(test)} held-out digits")  # fmt: skip
+    return net
 
 
-def digits_classifier(seed: int = 0, *, epochs: int = 40, cache_dir: Union[str, Path, None] = None,
+def save_digits_classifier(net: DigitsClassifier, path: Union[str, Path], **about: Any) -> str:
+    """Write ``net`` in the book's checkpoint format (with its test accuracy and ``about``); return the file's SHA-256."""
+    from . import checkpoints
+
+    checkpoints.save({"model": net.state_dict(), "test_accuracy": net.test_accuracy, **about}, path)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _shipped_classifier() -> Path:
+    from importlib.resources import files
+
+    return Path(str(files("molli_utils").joinpath(DIGITS_CLASSIFIER_FILE)))
+
+
+def digits_classifier(path: Union[str, Path, None] = None, *, sha256: Optional[str] = DIGITS_CLASSIFIER_SHA256,
                       device: Union[str, torch.device] = "cpu", log: Callable[[str], None] = print) -> DigitsClassifier:  # fmt: skip
-    """The feature extractor of the miniature: :class:`DigitsClassifier` trained once on the digits'
-    training split (seeded, one thread, ``epochs`` of Adam 1e-3, batch 64, +-1 pixel shifts) and cached in
-    :func:`fid_cache_root` (the book's checkpoint format), in eval mode on ``device``.
+    """The feature extractor of the miniature: the :class:`DigitsClassifier` shipped with the package
+    (:data:`DIGITS_CLASSIFIER_FILE`), or the one at ``path``, in eval mode on ``device``.
 
-    ``.test_accuracy`` is its accuracy on the 360 test digits, computed when it was trained and
-    stored with the weights; ``log`` prints it (and says whether the cached copy was used).
+    The file must be intact (the checkpoint format's own check) and, unless ``sha256=None``, be exactly
+    the shipped one: a classifier retrained elsewhere gives other FDs, and is refused with what to do.
+    ``.test_accuracy`` is its accuracy on the 360 test digits, stored with the weights; ``log`` prints it.
     """
     from . import checkpoints
 
-    path = fid_cache_root(cache_dir) / f"digits-classifier-v{_CLASSIFIER_VERSION}-seed{seed}-epochs{epochs}.pt"
+    path = _shipped_classifier() if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"the digits classifier {path} is missing: reinstall molli_utils "
+                                "(pip install --force-reinstall molli-utils), or in a checkout "
+                                f"`git checkout -- molli_utils/{DIGITS_CLASSIFIER_FILE}`")  # fmt: skip
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if sha256 is not None and digest != sha256:
+        raise checkpoints.CheckpointError(
+            f"the digits classifier {path} is not the one the book's {SCORE_FD_DIGITS} numbers were computed with "
+            f"(SHA-256 {digest[:16]}..., expected {sha256[:16]}...): it is damaged or was retrained. Restore it "
+            f"(reinstall molli_utils, or `git checkout -- molli_utils/{DIGITS_CLASSIFIER_FILE}`); to score with a "
+            "classifier of your own on purpose, pass sha256=None, and compare its numbers only with each other."
+        )
+    state = checkpoints.load(path)
     net = DigitsClassifier()
-    if path.exists():
-        state = checkpoints.load(path)
-        net.load_state_dict(state["model"])
-        accuracy = float(state["test_accuracy"])
-        log(f"digits classifier (seed {seed}), from the cache: test accuracy {accuracy:.4f}\n  ({path.name})")
-    else:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # one thread: the same weights whatever the caller's setting
-        try:
-            with torch.random.fork_rng():
-                trained, accuracy = _train_digits_classifier(seed, epochs, log)
-        finally:
-            torch.set_num_threads(threads)
-        net.load_state_dict(trained.state_dict())
-        checkpoints.save({"model": net.state_dict(), "test_accuracy": accuracy, "seed": seed, "epochs": epochs}, path)
-    net.test_accuracy = accuracy
+    net.load_state_dict(state["model"])
+    net.test_accuracy = float(state["test_accuracy"])
+    log(f"digits classifier: test accuracy {net.test_accuracy:.4f}\n  ({path.name}, SHA-256 {digest[:12]})")
     net.requires_grad_(False)
     return net.eval().to(device)

@@ -222,19 +222,24 @@ def test_the_score_of_one_repeated_image(digits_root):
 
 def test_a_stored_miniature_row_is_what_the_code_computes(digits_root):
     # The stored images_digits.csv is the package's own output: re-run one stored VAE row (the cheapest) at its
-    # settings. Training is bitwise; the score goes through this session's classifier (same seed and code, one
-    # thread), so it is compared to 1e-6.
+    # settings and score it with the shipped classifier. On the CPU that stored it the row comes back bitwise;
+    # another instruction set rounds the training differently (on this machine with oneDNN and MKL held to AVX2,
+    # the FD moved by at most 0.06%), so the tolerance is 0.3%, well inside the gap between seeds (checked below).
+    FD_REL, KID_REL = 3e-3, 5e-3
     try:
         stored = results.load("images_digits.csv")
     except FileNotFoundError:
         pytest.skip("no stored images_digits.csv yet")
-    row = stored[(stored.model == "vae") & (stored["mode"] == "blur") & (stored.seed == 2)]
-    if row.empty:
+    cell = stored[(stored.model == "vae") & (stored["mode"] == "blur")].set_index("seed")
+    if 2 not in cell.index:
         pytest.skip("the stored grid lacks vae/blur/seed 2")
-    row = row.iloc[0]
+    row = cell.loc[2]
+    for other in set(cell.index) - {2}:  # the tolerance still tells this run from its neighbouring seeds
+        assert abs(cell.loc[other, "fd"] / row["fd"] - 1) > 3 * FD_REL
+        assert abs(cell.loc[other, "kid"] / row["kid"] - 1) > 3 * KID_REL
     config = settings.images("quick", model="vae", mode="blur", seed=2)
     data = images.load_data(config)
     result = images.run(config, data=data, scorer=images.make_scorer(data, log=lambda s: None))
     new = images.result_row(result, data)
     assert (new["steps"], new["epochs"], new["horizon"], new["profile"]) == (row["steps"], row["epochs"], row["horizon"], "quick")
-    assert new["fd"] == pytest.approx(row["fd"], rel=1e-6) and new["kid"] == pytest.approx(row["kid"], rel=1e-5)
+    assert new["fd"] == pytest.approx(row["fd"], rel=FD_REL) and new["kid"] == pytest.approx(row["kid"], rel=KID_REL)

@@ -21,7 +21,7 @@ samples, and flows also report test bits per dimension.
 Scores (:class:`Scorer`): on CIFAR-10 / CelebA, FID with pytorch-fid's Inception-v3 where its weights
 load and a GPU runs it, else a Fréchet distance on a fixed random conv net's features, named
 ``FD-random-features`` and never called FID. On the digits, the Fréchet distance and KID on the
-features of a digits classifier that the package trains once (``FD-digits-classifier``,
+features of the digits classifier shipped with the package (``FD-digits-classifier``,
 :func:`~molli_utils.fid.digits_classifier`). Generated images are rounded to the data's grey
 levels before scoring, as the official code's PNG files are.
 
@@ -735,7 +735,7 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
         if ctx.distributed:
             raise ValueError("workers > 1 runs several one-process runs side by side; under torchrun use workers=1")
         if todo[0].dataset == DIGITS:
-            digits_classifier(log=say)  # trained (or read) once here, then read from the cache by every worker
+            digits_classifier(log=say)  # checked once here (a damaged file stops the batch before it starts)
         with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(_worker, r, use_fid, None if checkpoints is None else str(checkpoints), threads)
                        for r in todo]  # fmt: skip
