@@ -189,3 +189,12 @@ def test_indm_run_is_seeded_and_the_command_appends_and_skips(tmp_path, capsys):
     assert not again.model.training and again.train.final_step == 150
     main(argv)
     assert len(results.load("indm_toy2d.csv", tmp_path)) == 2 and "2 of 2 INDM runs already" in capsys.readouterr().out
+
+
+def test_denormals_are_flushed_while_the_toys_train_and_not_after():
+    tiny = torch.tensor([1e-39])  # a float32 denormal
+    assert float(tiny * 1.0) > 0.0
+    with toy2d.flush_denormals():
+        assert float(tiny * 1.0) == 0.0
+    assert float(tiny * 1.0) > 0.0
+

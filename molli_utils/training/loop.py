@@ -436,19 +436,25 @@ def _member_grad_check(params: list[torch.nn.Parameter], members: int, grad_clip
 def _step_except(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], bad: torch.Tensor) -> None:
     """``optimizer.step()``, then put back the parameters and per-element optimizer state of the
     members in ``bad`` (bool ``[M]``; parameters stacked along dim 0): for them the step is skipped.
-    Scalar state (Adam's step count) is shared by all members and still advances."""
+    Scalar state (Adam's step count) is shared by all members and still advances.
+
+    The members' rows are gathered and put back with ``index_select`` / ``index_copy_`` over one index
+    tensor (a boolean mask would search for its true entries in each of the tensors): with one member
+    frozen, a step of the 6-run toy ensemble costs about 7% more instead of 15%."""
+    rows = bad.nonzero().squeeze(1)
+    members = len(bad)
     saved = []
     for p in params:
-        state = {k: v[bad].clone() for k, v in optimizer.state.get(p, {}).items()
-                 if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == len(bad)}  # fmt: skip
-        saved.append((p.detach()[bad].clone(), state, p in optimizer.state))
+        state = {k: v.index_select(0, rows) for k, v in optimizer.state.get(p, {}).items()
+                 if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == members}  # fmt: skip
+        saved.append((p.detach().index_select(0, rows), state, p in optimizer.state))
     optimizer.step()
     with torch.no_grad():
         for p, (value, state, had_state) in zip(params, saved):
-            p[bad] = value
+            p.index_copy_(0, rows, value)
             for k, v in optimizer.state[p].items():
-                if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == len(bad):
-                    v[bad] = state[k] if had_state else 0.0
+                if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == members:
+                    v.index_copy_(0, rows, state[k]) if had_state else v.index_fill_(0, rows, 0.0)
 
 
 def train(
@@ -467,7 +473,9 @@ def train(
     """Train ``model`` on ``data`` (shape ``[N, ...]``) and return a :class:`TrainResult`.
 
     ``mollifier`` (``None`` = vanilla) maps each batch: ``x = mollifier(x, step)``.
-    ``optimizer`` defaults to ``Adam(model.parameters(), lr=config.lr)``.
+    ``optimizer`` defaults to ``Adam(model.parameters(), lr=config.lr, foreach=True)``: PyTorch's
+    multi-tensor Adam, the same arithmetic as its per-tensor default on the CPU (bitwise equal
+    parameters; tested), with one call per operation for all tensors instead of one per tensor.
     ``metrics`` maps names to ``fn(model) -> float``; ``select_metric`` (default:
     the first metric) is the one whose lowest value picks ``best_state``.
     ``callback(steps_done, model)`` runs after every step; it may raise to stop.
@@ -493,7 +501,7 @@ def train(
     device = torch.device(config.device)
     model.to(device).train()
     streams = [_Batches(d.to(device), config, s) for d, s in zip(datasets, seeds)]
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir is not None else None
     loop = _Loop(model, config, mollifiers, members, loss_fn or nll_loss, optimizer, metrics, select_metric, device,
                  streams, ckpt, epoch_end)  # fmt: skip
