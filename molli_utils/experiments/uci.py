@@ -136,8 +136,9 @@ def run(
     train_config = replace(train_config, log_every=train_config.steps_per_epoch(len(train_x)))  # one loss point per epoch
     model = tabular_flow(config.flow, data.dim, hidden=config.hidden, layers=config.layers, variant=config.variant,
                          seed=config.seed)  # fmt: skip
+    fused = config.optimizer == "adam-fused"  # "adam": the multi-tensor loop, bitwise PyTorch's per-tensor default
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                 fused=True if config.optimizer == "adam-fused" else None)  # fmt: skip
+                                 fused=True if fused else None, foreach=None if fused else True)  # fmt: skip
     eval_time = [0.0]
     val_dev, test_dev = val_x.to(device), test_x.to(device)
 
