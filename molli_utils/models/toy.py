@@ -31,12 +31,14 @@ def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None)
 
     ``layers`` blocks of ``AffineCouplingBlock(MLP([1, hidden, hidden, 2], init_zeros=True))``
     followed by ``Permute(2, mode="swap")``, on a ``DiagGaussian(2)`` base (trainable
-    mean and log-scale, initially N(0, I)). The MLPs' activations are ReLUs: normflows builds
-    them as ``LeakyReLU(0.0)`` ("standard ReLU", its docstring says), whose backward pass is several
-    times slower on a CPU; :func:`plain_relu` swaps in ``nn.ReLU``, the same function (~12% of a
-    toy training step, same parameters bitwise after training; tested). A coupling block keeps :math:`x_1` and maps
+    mean and log-scale, initially N(0, I)). A coupling block keeps :math:`x_1` and maps
     :math:`x_2 \mapsto x_2 e^{s(x_1)} + t(x_1)`; the last MLP layer starts at zero,
     so the untrained flow is the identity and its density is the standard normal.
+
+    The MLPs' activations are ReLUs: normflows builds them as ``LeakyReLU(0.0)`` ("standard
+    ReLU", its docstring says), whose backward pass is several times slower on a CPU;
+    :func:`plain_relu` swaps in ``nn.ReLU``, the same function (~12% of a toy training step;
+    the same parameters bitwise after training, tested).
 
     ``seed``: if given, the weights are drawn from ``torch.manual_seed(seed)`` inside
     ``torch.random.fork_rng`` (the global RNG is left as it was); if ``None``, from the

@@ -453,8 +453,12 @@ def _step_except(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], b
         for p, (value, state, had_state) in zip(params, saved):
             p.index_copy_(0, rows, value)
             for k, v in optimizer.state[p].items():
-                if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == members:
-                    v.index_copy_(0, rows, state[k]) if had_state else v.index_fill_(0, rows, 0.0)
+                if not (torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == members):
+                    continue
+                if had_state:
+                    v.index_copy_(0, rows, state[k])
+                else:  # the state was created by this step: the skipped members start from zero
+                    v.index_fill_(0, rows, 0.0)
 
 
 def train(
