@@ -82,7 +82,7 @@ def mmd2(
     The paper (Appendix D.5) writes the kernel as ``s^2 exp(-|a-b|^2 / (2 l))``
     with ``l = 1``, ``s^2 = 1e-4``: the same kernel as ``lengthscale=1,
     variance=1e-4`` here. Computed in float64, block by block: 10k x 10k
-    samples take about a second on a laptop CPU and little memory.
+    samples take a fraction of a second on one CPU core and little memory.
     """
     if lengthscale <= 0 or variance <= 0:
         raise ValueError(f"lengthscale and variance must be > 0, got {lengthscale}, {variance}")

@@ -268,8 +268,8 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
 
     config = TrainConfig(batch_size=first.batch_size, lr=first.lr, steps=steps, seed=tuple(r.seed for r in runs),
                          progress=progress, desc="toy ensemble")  # fmt: skip
-    # PyTorch's default Adam, not the fused kernel: the fused kernel's rounding depends on the size of the stacked
-    # tensors, so a run would not get the same numbers in ensembles of other sizes
+    # train()'s default Adam (the multi-tensor loop), not the fused kernel: the fused kernel's rounding depends on
+    # the size of the stacked tensors, so a run would not get the same numbers in ensembles of other sizes (seen)
     with flush_denormals():
         result = train(ensemble, [splits[r.dataset][0] for r in runs], config, mollifier=mollifiers,
                        callback=after_step)  # fmt: skip
