@@ -155,3 +155,13 @@ def test_notebook_reads_no_file_outside_the_book(nb_path):
             elif path.lower().endswith(_DATA_SUFFIXES) and re.search(r"[\\/]", path):
                 bad.append(f"{path!r}: a data file in a folder (stored results come from results.load(NAME))")
     assert not bad, f"{nb_path.name} depends on files outside the book: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_code_fits_the_text_column(nb_path):
+    """Code lines of at most 76 characters fit the book's 752 px text column (what `make check-site` measures in
+    Chromium, minutes later): caught here, with the line to re-wrap."""
+    cells = json.loads(nb_path.read_text())["cells"]
+    long = [(i, line) for i, c in enumerate(cells) if c["cell_type"] == "code"
+            for line in "".join(c["source"]).splitlines() if len(line) > 76]  # fmt: skip
+    assert not long, f"{nb_path.name}: code lines over 76 characters (cell, line): {long}"
