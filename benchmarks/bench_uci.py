@@ -301,8 +301,10 @@ def table_projection(ours_s: dict[str, float], bound_s: dict[str, float], *, see
     steps = rows[rows.variant == "official"].groupby("dataset")["steps"].first()
     runs = len(steps) * len(FLOWS) * seeds * modes
     per_flow = float(steps.sum()) * seeds * modes
-    minutes = {name: sum(per_flow * t[f] for f in FLOWS) / cores / 60 for name, t in (("ours", ours_s), ("bound", bound_s))}
-    return {"runs": runs, "steps": per_flow * len(FLOWS), "ours_min": minutes["ours"], "bound_min": minutes["bound"]}
+    def minutes(step_s: dict[str, float]) -> float:
+        return per_flow * sum(step_s[f] for f in FLOWS) / cores / 60
+
+    return {"runs": runs, "steps": per_flow * len(FLOWS), "ours_min": minutes(ours_s), "bound_min": minutes(bound_s)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:

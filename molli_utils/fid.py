@@ -401,7 +401,8 @@ def train_digits_classifier(seed: int = 0, epochs: int = 40, log: Callable[[str]
 
 
 def save_digits_classifier(net: DigitsClassifier, path: Union[str, Path], **about: Any) -> str:
-    """Write ``net`` in the book's checkpoint format (with its test accuracy and ``about``); return the file's SHA-256."""
+    """Write ``net`` in the book's checkpoint format (with its test accuracy and ``about``); return the
+    file's SHA-256."""
     from . import checkpoints
 
     checkpoints.save({"model": net.state_dict(), "test_accuracy": net.test_accuracy, **about}, path)

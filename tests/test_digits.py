@@ -1,6 +1,6 @@
 """The miniature's data and score: scikit-learn's digits with a fixed split, the digits classifier (shipped,
-pinned by its SHA-256, accurate), and the Fréchet distance and KID on its features (about 0 for identical sets, growing as a
-test set is blurred or noised)."""
+pinned by its SHA-256, accurate), and the Fréchet distance and KID on its features (about 0 for identical sets,
+growing as a test set is blurred or noised)."""
 
 import numpy as np
 import pytest

@@ -69,7 +69,9 @@ class FlowEnsemble(nn.Module):
             raise ValueError("all members of a FlowEnsemble must have the same architecture (state_dict layout)")
         params, buffers = stack_module_state(models)
         self.num_members = len(models)
-        self._param_names, self._buffer_names = list(params), list(buffers)
+        # (name in the template, key here) pairs, built once: _tensors runs on every step
+        self._param_keys = [("flow." + n, _key(n)) for n in params]
+        self._buffer_keys = [("flow." + n, "buffer__" + _key(n)) for n in buffers]
         self.stacked = nn.ParameterDict({_key(n): nn.Parameter(p.detach().clone()) for n, p in params.items()})
         for n, b in buffers.items():
             self.register_buffer("buffer__" + _key(n), b.clone())
@@ -83,12 +85,8 @@ class FlowEnsemble(nn.Module):
         return self.num_members
 
     def _tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        names = self.__dict__.get("_names")
-        if names is None:  # the name pairs, built once (this runs on every step)
-            names = self._names = ([("flow." + n, _key(n)) for n in self._param_names],
-                                   [("flow." + n, "buffer__" + _key(n)) for n in self._buffer_names])  # fmt: skip
         stacked, buffers = self.stacked, self._buffers
-        return {n: stacked[k] for n, k in names[0]}, {n: buffers[k] for n, k in names[1]}
+        return ({n: stacked[k] for n, k in self._param_keys}, {n: buffers[k] for n, k in self._buffer_keys})
 
     def _member_log_prob(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
         # without tied weights (one tensor under two names), functional_call's search for them, a walk
