@@ -213,3 +213,25 @@ def test_full_pass_batchnorm_freezes_during_training_and_takes_the_whole_sets_st
     assert model.training and not any(m.capture for m in layers)
     model.eval()
     torch.testing.assert_close(model.log_prob(x[:5]), model.log_prob(x[:20])[:5])  # a fixed density
+
+
+@pytest.mark.parametrize("kind", FLOWS)
+def test_batchnorm_recomputation_stops_after_the_last_batchnorm_with_the_same_statistics(kind, monkeypatch):
+    """The pass stops after the last batch-norm layer (GLOW skips a map and a coupling); the stored
+    statistics are bitwise those of a whole ``log_prob`` pass, and later layers are not run."""
+    model = tabular_flow(kind, 5, hidden=16, layers=3, seed=1)
+    x = torch.randn(300, 5, generator=torch.Generator().manual_seed(0)) * 3
+    recompute_batchnorm_statistics(model, x)
+    stats = [(m.running_mean.clone(), m.running_var.clone()) for m in model.modules() if isinstance(m, BatchNormFlow)]
+    twin = tabular_flow(kind, 5, hidden=16, layers=3, seed=1)
+    layers = [m for m in twin.modules() if isinstance(m, BatchNormFlow)]
+    for m in layers:
+        m.capture = True
+    with torch.no_grad():
+        twin.train().log_prob(x)
+    assert all(torch.equal(a, m.running_mean) and torch.equal(b, m.running_var) for (a, b), m in zip(stats, layers))
+    after = model.flows[: min(i for i, f in enumerate(model.flows) if isinstance(f, BatchNormFlow))]
+    assert any(not isinstance(f, ReverseOrder) for f in after) == (kind == "glow")  # MAF: one flip
+    for flow in after:  # never run: a layer that raises does not stop the recomputation
+        monkeypatch.setattr(flow, "inverse", lambda z: (_ for _ in ()).throw(AssertionError("ran")))
+    recompute_batchnorm_statistics(model, x)

@@ -152,11 +152,24 @@ def recompute_batchnorm_statistics(model: nn.Module, x: torch.Tensor) -> None:
     for layer in layers:
         layer.capture = True
     try:
-        model.log_prob(x)
+        if type(model) is nf.NormalizingFlow:  # a subclass may compute log_prob otherwise
+            _through_last_batchnorm(model, x)
+        else:
+            model.log_prob(x)
     finally:
         for layer in layers:
             layer.capture = False
         model.train(was_training)
+
+
+def _through_last_batchnorm(model: nf.NormalizingFlow, x: torch.Tensor) -> None:
+    """Run ``x`` through ``model``'s layers in the density direction (as ``log_prob`` does: each layer sees
+    the same input), stopping after the last batch-norm layer: what follows cannot change any statistics
+    (for GLOW, one LU map and one coupling of five: about 4% of a training step)."""
+    last = min(i for i, f in enumerate(model.flows) if isinstance(f, BatchNormFlow))
+    z = x
+    for i in range(len(model.flows) - 1, last - 1, -1):
+        z, _ = model.flows[i].inverse(z)
 
 
 class ReverseOrder(nf.flows.Flow):

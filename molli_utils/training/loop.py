@@ -399,18 +399,18 @@ def _evaluate(model: torch.nn.Module, metrics: dict[str, Metric], device: torch.
 def _grad_check(params: list[torch.nn.Parameter], grad_clip: Optional[float]) -> torch.Tensor:
     """A number that is finite iff all gradients are (clipping them to global norm ``grad_clip`` first, if given).
 
-    With clipping: the global 2-norm. Without: the sum of all gradient entries
-    on the CPU (one ``cat``: 3x cheaper than a norm over many small tensors),
-    the global 2-norm (fused kernels) elsewhere.
+    With clipping: the global 2-norm. Without: the sum of the gradients' sums on the CPU (each
+    gradient is read once; a ``cat`` of them all first, as before, cost 4-5% of a UCI flow's step,
+    and a norm over many small tensors 3x more), the global 2-norm (fused kernels) elsewhere.
     """
-    params = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
     if grad_clip is not None:
-        return torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    if not params:
+        return torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
+    if not grads:
         return torch.zeros(())
-    if params[0].device.type != "cpu" and hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
-        return torch.nn.utils.get_total_norm([p.grad for p in params])
-    return torch.cat([p.grad.reshape(-1) for p in params]).sum()
+    if grads[0].device.type != "cpu" and hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
+        return torch.nn.utils.get_total_norm(grads)
+    return torch.stack([g.sum() for g in grads]).sum()
 
 
 def _member_grad_check(params: list[torch.nn.Parameter], members: int, grad_clip: Optional[float]) -> torch.Tensor:
