@@ -12,9 +12,15 @@ default ``variant="official"``) on the 11 red-wine variables, batch 100:
   and the same once-per-epoch batch-norm pass;
 * **bound**: the matrix-product FLOPs of a step (forward and backward, counted with
   ``torch.utils.flop_counter.FlopCounterMode``) divided by the FLOP rate of a 100 x 512 x 512 matrix
-  product measured here: no implementation of the step can be faster than that on this core.
+  product measured here: no implementation of the step can be faster than that on this core;
+* **floor**: what a step of the official code's recipe cannot avoid here -- the matrix products of the step
+  *and* of its share of the per-epoch batch-norm pass at that rate, plus one fused Adam update timed alone
+  (it streams every parameter, gradient and moment estimate through memory: bound by memory traffic,
+  not FLOPs). Everything else -- the elementwise operations, the flows' bookkeeping, Python -- is what an
+  implementation could still save.
 
-Prints medians over alternating repeats measured in one run, and the ratios ours / plain and ours / bound.
+Prints medians over alternating repeats measured in one run, the ratios ours / plain, ours / bound and
+ours / floor, and projects the minutes of Table 4's 72 runs on 2 cores at each.
 
 ``--levers`` also times two speed-ups the speed issue proposed, per member step, against one model
 stepped alone (alternating, medians):
@@ -35,7 +41,7 @@ import copy
 import math
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import scipy.linalg
@@ -218,6 +224,32 @@ def matmul_flops(kind: str, dim: int = 11) -> float:
     return float(counter.get_total_flops())
 
 
+def batchnorm_pass_flops(kind: str, data: torch.Tensor) -> float:
+    """FLOPs of the matrix products of the once-per-epoch batch-norm pass over ``data``, per training step
+    (the pass divided by the epoch's ``ceil(len(data) / BATCH)`` steps)."""
+    model = tabular_flow(kind, data.shape[1], seed=0)
+    with FlopCounterMode(display=False) as counter:
+        recompute_batchnorm_statistics(model, data)
+    return float(counter.get_total_flops()) / math.ceil(len(data) / BATCH)
+
+
+def optimizer_seconds(kind: str, dim: int = 11, *, inner: int = 10, repeats: int = 11) -> float:
+    """Seconds of one fused Adam update of the official flow ``kind`` alone (gradients already computed):
+    the median of ``repeats`` timings of ``inner`` updates. It reads and writes every parameter, gradient
+    and moment estimate, so it is bound by memory traffic, not by FLOPs."""
+    model = tabular_flow(kind, dim, seed=0)
+    model.forward_kld(torch.randn(BATCH, dim)).backward()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-6, fused=True)
+    opt.step()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(inner):
+            opt.step()
+        times.append((time.perf_counter() - t) / inner)
+    return statistics.median(times)
+
+
 def matmul_rate(m: int = BATCH, k: int = HIDDEN, n: int = HIDDEN, *, inner: int = 20, repeats: int = 20) -> float:
     """FLOP/s of an ``m x k`` by ``k x n`` matrix product on this core (default: 100 x 512 x 512, a UCI flow's
     hidden layer), the median of ``repeats`` timings of ``inner`` products after two untimed ones."""
@@ -291,10 +323,11 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
 
 
 def table_projection(ours_s: dict[str, float], bound_s: dict[str, float], *, seeds: int = 4, modes: int = 2,
-                     cores: int = 2) -> dict[str, float]:
+                     cores: int = 2, floor_s: Optional[dict[str, float]] = None) -> dict[str, float]:
     """Minutes of the UCI table (official variant, ``modes`` x ``seeds`` runs per data set and flow) on ``cores``
-    workers if every step took ``ours_s[flow]`` (and at the compute bound ``bound_s[flow]``): the steps per run
-    are read from the stored ``uci.csv`` rows (150 epochs of each data set's training split, batch 100)."""
+    workers if every step took ``ours_s[flow]`` (and at the compute bound ``bound_s[flow]``, and at the floor
+    ``floor_s[flow]`` if given): the steps per run are read from the stored ``uci.csv`` rows (150 epochs of each
+    data set's training split, batch 100)."""
     from molli_utils.experiments import results
 
     rows = results.load("uci.csv")
@@ -304,7 +337,10 @@ def table_projection(ours_s: dict[str, float], bound_s: dict[str, float], *, see
     def minutes(step_s: dict[str, float]) -> float:
         return per_flow * sum(step_s[f] for f in FLOWS) / cores / 60
 
-    return {"runs": runs, "steps": per_flow * len(FLOWS), "ours_min": minutes(ours_s), "bound_min": minutes(bound_s)}
+    out = {"runs": runs, "steps": per_flow * len(FLOWS), "ours_min": minutes(ours_s), "bound_min": minutes(bound_s)}
+    if floor_s is not None:
+        out["floor_min"] = minutes(floor_s)
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -331,22 +367,27 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             t_ours.append(ours_epochs(kind, data, args.epochs))
             t_plain.append(plain_epochs(kind, data, args.epochs, gen))
         flops = matmul_flops(kind)
+        bn_flops = batchnorm_pass_flops(kind, data)
         med = {"ours_s": statistics.median(t_ours), "plain_s": statistics.median(t_plain), "bound_s": flops / rate,
-               "gflop": flops / 1e9}  # fmt: skip
-        med["ours_over_plain"] = med["ours_s"] / med["plain_s"]
-        med["ours_over_bound"] = med["ours_s"] / med["bound_s"]
+               "gflop": flops / 1e9, "adam_s": optimizer_seconds(kind, data.shape[1])}  # fmt: skip
+        med["floor_s"] = (flops + bn_flops) / rate + med["adam_s"]
+        for base in ("plain", "bound", "floor"):
+            med[f"ours_over_{base}"] = med["ours_s"] / med[f"{base}_s"]
         out[kind] = med
         print(f"  {kind:8s} ({count_parameters(tabular_flow(kind, data.shape[1])):,} parameters, {med['gflop']:.2f} GFLOP "
               f"per step): ours {med['ours_s'] * 1e3:6.1f} ms/step, plain PyTorch {med['plain_s'] * 1e3:6.1f} ms, bound "
-              f"{med['bound_s'] * 1e3:5.1f} ms; ours/plain {med['ours_over_plain']:.2f}, ours/bound "
-              f"{med['ours_over_bound']:.2f}")  # fmt: skip
+              f"{med['bound_s'] * 1e3:5.1f} ms, floor {med['floor_s'] * 1e3:5.1f} ms (Adam alone "
+              f"{med['adam_s'] * 1e3:.1f} ms); ours/plain {med['ours_over_plain']:.2f}, ours/bound "
+              f"{med['ours_over_bound']:.2f}, ours/floor {med['ours_over_floor']:.2f}")  # fmt: skip
     if set(out) == set(FLOWS):
-        table = table_projection({k: v["ours_s"] for k, v in out.items()}, {k: v["bound_s"] for k, v in out.items()})
+        table = table_projection(*({k: v[f"{what}_s"] for k, v in out.items()} for what in ("ours", "bound")),
+                                 floor_s={k: v["floor_s"] for k, v in out.items()})  # fmt: skip
         out["table"] = table
         print(f"  Table 4's {table['runs']} vanilla and mollification runs (3 data sets x 3 flows x 4 seeds, "
               f"{table['steps'] / 1e6:.2f} M steps) on 2 cores, at these step times: ours {table['ours_min']:.0f} min, "
-              f"bound {table['bound_min']:.0f} min\n  (red wine's step time for every data set; per-epoch "
-              "evaluation and two processes slowing each other not counted: a lower bound on the wall time)")  # fmt: skip
+              f"bound {table['bound_min']:.0f} min, floor {table['floor_min']:.0f} min\n  (red wine's step time for "
+              "every data set; per-epoch evaluation and two processes slowing each other not counted: a lower bound "
+              "on the wall time)")  # fmt: skip
     if args.levers:
         print(f"Levers, seconds per member step, medians of {args.repeats} alternating timings of 10 steps:")
         for kind in args.flows:

@@ -27,3 +27,17 @@ def test_table_projection_counts_the_stored_steps():
     out = table_projection({"maf": 1.0, "realnvp": 1.0, "glow": 1.0}, {"maf": 0.5, "realnvp": 0.5, "glow": 0.5})
     assert out["runs"] == 72 and out["steps"] == 3 * 8 * steps.sum()
     assert out["ours_min"] == pytest.approx(out["steps"] / 2 / 60) and out["bound_min"] == pytest.approx(out["ours_min"] / 2)
+
+
+def test_floor_parts_count_the_batchnorm_pass_and_time_the_optimizer():
+    import torch
+
+    from benchmarks.bench_uci import BATCH, batchnorm_pass_flops, matmul_flops, optimizer_seconds
+
+    data = torch.randn(1000, 11)  # 10 steps per epoch: the pass is one forward of 10 batches, shared by 10 steps
+    per_step = batchnorm_pass_flops("realnvp", data)
+    # a forward pass is about a third of forward + backward (which skips the gradient of the data)
+    assert 0.3 * matmul_flops("realnvp") < per_step < 0.4 * matmul_flops("realnvp")
+    assert batchnorm_pass_flops("realnvp", data[: 10 * BATCH - 1]) == pytest.approx(per_step * 999 / 1000, rel=1e-6)
+    assert batchnorm_pass_flops("glow", data) < batchnorm_pass_flops("realnvp", data)  # GLOW stops one coupling early
+    assert 0 < optimizer_seconds("maf", inner=1, repeats=1) < 1.0
