@@ -165,7 +165,7 @@ def recompute_batchnorm_statistics(model: nn.Module, x: torch.Tensor) -> None:
 def _through_last_batchnorm(model: nf.NormalizingFlow, x: torch.Tensor) -> None:
     """Run ``x`` through ``model``'s layers in the density direction (as ``log_prob`` does: each layer sees
     the same input), stopping after the last batch-norm layer: what follows cannot change any statistics
-    (for GLOW, one LU map and one coupling of five: about 4% of a training step)."""
+    (for GLOW, the last LU map and coupling: a fifth of the pass)."""
     last = min(i for i, f in enumerate(model.flows) if isinstance(f, BatchNormFlow))
     z = x
     for i in range(len(model.flows) - 1, last - 1, -1):

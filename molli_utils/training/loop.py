@@ -400,8 +400,8 @@ def _grad_check(params: list[torch.nn.Parameter], grad_clip: Optional[float]) ->
     """A number that is finite iff all gradients are (clipping them to global norm ``grad_clip`` first, if given).
 
     With clipping: the global 2-norm. Without: the sum of the gradients' sums on the CPU (each
-    gradient is read once; a ``cat`` of them all first, as before, cost 4-5% of a UCI flow's step,
-    and a norm over many small tensors 3x more), the global 2-norm (fused kernels) elsewhere.
+    gradient is read once; a ``cat`` of them all first cost 4-5% of a UCI flow's step), the global
+    2-norm (fused kernels) elsewhere.
     """
     grads = [p.grad for p in params if p.grad is not None]
     if grad_clip is not None:
