@@ -380,8 +380,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
               f"{med['adam_s'] * 1e3:.1f} ms); ours/plain {med['ours_over_plain']:.2f}, ours/bound "
               f"{med['ours_over_bound']:.2f}, ours/floor {med['ours_over_floor']:.2f}")  # fmt: skip
     if set(out) == set(FLOWS):
-        table = table_projection(*({k: v[f"{what}_s"] for k, v in out.items()} for what in ("ours", "bound")),
-                                 floor_s={k: v["floor_s"] for k, v in out.items()})  # fmt: skip
+        ours, bound, floor = ({k: v[f"{what}_s"] for k, v in out.items()} for what in ("ours", "bound", "floor"))
+        table = table_projection(ours, bound, floor_s=floor)
         out["table"] = table
         print(f"  Table 4's {table['runs']} vanilla and mollification runs (3 data sets x 3 flows x 4 seeds, "
               f"{table['steps'] / 1e6:.2f} M steps) on 2 cores, at these step times: ours {table['ours_min']:.0f} min, "

@@ -403,11 +403,12 @@ def _grad_check(params: list[torch.nn.Parameter], grad_clip: Optional[float]) ->
     gradient is read once; a ``cat`` of them all first cost 4-5% of a UCI flow's step), the global
     2-norm (fused kernels) elsewhere.
     """
-    grads = [p.grad for p in params if p.grad is not None]
+    params = [p for p in params if p.grad is not None]
     if grad_clip is not None:
-        return torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], grad_clip)
-    if not grads:
+        return torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    if not params:
         return torch.zeros(())
+    grads = [p.grad for p in params]
     if grads[0].device.type != "cpu" and hasattr(torch.nn.utils, "get_total_norm"):  # torch >= 2.6
         return torch.nn.utils.get_total_norm(grads)
     return torch.stack([g.sum() for g in grads]).sum()
