@@ -32,7 +32,11 @@ stepped alone (alternating, medians):
   reported apart and not in the step time);
 * **masks hoisted** (MAF only): MADE's masks applied once instead of on every forward
   (:func:`hoist_masks`), with the largest loss difference to the model stepped alone after the timings
-  (0: the same model, bitwise).
+  (0: the same model, bitwise);
+* **bf16 products** (on a CPU with a bf16 matrix unit, e.g. Intel's AMX): a copy of the model stepped with
+  ``torch.set_float32_matmul_precision("medium")``, under which oneDNN runs float32 matrix products on bf16
+  inputs with float32 accumulation (:func:`molli_utils.runtime.matmul_precision`, the UCI experiment's
+  ``matmul="bf16"``); it changes the numbers, so the loss gap to the model stepped alone is reported too.
 
 Run:  make bench      (or: python -m benchmarks.bench_uci --help)
 """
@@ -59,6 +63,7 @@ from molli_utils import Mollifier, TrainConfig, train
 from molli_utils.models.ensemble import _LogProb  # flow_log_prob as forward, for functional_call
 from molli_utils.models.tabular import FLOWS, count_parameters, recompute_batchnorm_statistics, tabular_flow
 from molli_utils.models.toy import flow_log_prob
+from molli_utils.runtime import bf16_matmul_supported, matmul_precision
 
 HIDDEN, LAYERS, BATCH = 512, 5, 100
 
@@ -293,6 +298,11 @@ def _mask_gradient(weight: torch.Tensor, mask: torch.Tensor) -> None:
     weight.grad.mul_(mask)
 
 
+def _bf16_step(loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> None:
+    with matmul_precision("bf16"):
+        _step(loss, opt)
+
+
 def _step(loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> None:
     opt.zero_grad(set_to_none=True)
     loss().backward()
@@ -304,17 +314,19 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
     """Seconds per member step of ``kind`` (official variant, batch 100, fused Adam, training mode): one model
     alone (``alone_s``), a vmapped ensemble of ``members`` (``ensemble_s``), if ``compile_loss`` the loss
     under ``torch.compile`` (``compiled_s``, with ``compile_s`` the first call's seconds) and, for a flow with
-    MADEs, a copy of the model alone with its masks hoisted (``hoisted_s``, :func:`hoist_masks`); medians of
+    MADEs, a copy of the model alone with its masks hoisted (``hoisted_s``, :func:`hoist_masks`), on a CPU with
+    bf16 support a copy stepped with bf16 matrix products (``bf16_s``, :func:`matmul_precision`); medians of
     ``repeats`` alternating timings of ``steps`` steps. ``ensemble_loss_gap``: the largest difference between
     the ensemble's per-member losses and the separate models' at the start (0 up to rounding);
     ``hoisted_loss_gap``: between the hoisted copy's loss and the model's after both took the same steps on
-    the same batch (0: bitwise the same model)."""
+    the same batch (0: bitwise the same model); ``bf16_loss_gap``: the same for the bf16 copy (not 0: its
+    products round their inputs to bf16)."""
     models = [tabular_flow(kind, dim, seed=s).train() for s in range(members)]
     x = torch.randn(members, BATCH, dim, generator=torch.Generator().manual_seed(0))
     adam = dict(lr=1e-4, weight_decay=1e-6, fused=True)
     alone = models[0]
     alone_opt = torch.optim.Adam(alone.parameters(), **adam)
-    hoisted = copy.deepcopy(alone)
+    hoisted, bf16 = copy.deepcopy(alone), copy.deepcopy(alone)
     params, buffers = stack_module_state(models)
     params = {k: nn.Parameter(v.detach().clone()) for k, v in params.items()}
     template = _LogProb(copy.deepcopy(models[0]))
@@ -338,6 +350,10 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
         hoisted_opt = torch.optim.Adam(hoisted.parameters(), **adam)
         runs["hoisted_s"] = lambda: _step(lambda: hoisted.forward_kld(x[0]), hoisted_opt)
         per_call["hoisted_s"] = 1
+    if bf16_matmul_supported():
+        bf16_opt = torch.optim.Adam(bf16.parameters(), **adam)
+        runs["bf16_s"] = lambda: _bf16_step(lambda: bf16.forward_kld(x[0]), bf16_opt)
+        per_call["bf16_s"] = 1
     if compile_loss:
         twin = tabular_flow(kind, dim, seed=0).train()
         twin_opt = torch.optim.Adam(twin.parameters(), **adam)
@@ -357,9 +373,10 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
                 f()
             times[name].append((time.perf_counter() - start) / steps / per_call[name])
     out.update({k: statistics.median(v) for k, v in times.items()})
-    if "hoisted_s" in runs:  # both took the same steps on the same batch
-        with torch.no_grad():
-            out["hoisted_loss_gap"] = float((alone.forward_kld(x[0]) - hoisted.forward_kld(x[0])).abs())
+    with torch.no_grad():  # each copy took the same steps on the same batch as the model alone
+        for name, twin_model in (("hoisted", hoisted), ("bf16", bf16)):
+            if f"{name}_s" in runs:
+                out[f"{name}_loss_gap"] = float((alone.forward_kld(x[0]) - twin_model.forward_kld(x[0])).abs())
     return out
 
 
@@ -390,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per timing (13 steps each on red wine)")
     parser.add_argument("--flows", nargs="+", choices=FLOWS, default=list(FLOWS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", action="store_true", help="also time a vmapped ensemble, torch.compile and MADE's masks hoisted")
+    parser.add_argument("--levers", action="store_true", help="also time a vmapped ensemble, torch.compile, MADE's masks hoisted and bf16 products")
     parser.add_argument("--members", type=int, default=4, help="ensemble size for --levers (default 4: the seeds)")
     parser.add_argument("--no-compile", action="store_true", help="with --levers: skip torch.compile")
     args = parser.parse_args(argv)
@@ -443,7 +460,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             if "hoisted_s" in lev:
                 line += (f"; masks hoisted {lev['hoisted_s'] * 1e3:6.1f} ms (speed-up "
                          f"{lev['alone_s'] / lev['hoisted_s']:.2f}x, loss gap {lev['hoisted_loss_gap']:.1e})")
+            if "bf16_s" in lev:
+                line += (f"; bf16 products {lev['bf16_s'] * 1e3:6.1f} ms (speed-up "
+                         f"{lev['alone_s'] / lev['bf16_s']:.2f}x, loss gap {lev['bf16_loss_gap']:.1e})")
             print(line)
+        if not bf16_matmul_supported():
+            print("  (bf16 products not timed: this CPU has no bf16 instructions for oneDNN)")
     return out
 
 

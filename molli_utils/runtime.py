@@ -7,15 +7,17 @@ What each profile *means* for each experiment is in :mod:`molli_utils.experiment
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
-__all__ = ["PROFILES", "REPOSITORY", "get_profile", "pick_device", "on_colab", "release_tag", "colab_install_spec",
+__all__ = ["PROFILES", "REPOSITORY", "MATMULS", "get_profile", "pick_device", "matmul_precision",
+           "bf16_matmul_supported", "on_colab", "release_tag", "colab_install_spec",
            "colab_setup_cell", "data_root", "git_commit", "git_dirty"]  # fmt: skip
 
 #: ``quick``: CI and laptops, minutes; ``colab``: one free Colab session on a T4; ``full``: the paper's settings.
@@ -37,6 +39,41 @@ def get_profile(default: Optional[str] = None, *, env: str = "MOLLI_PROFILE") ->
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r} (from ${env} or default); choose one of {list(PROFILES)}")
     return profile
+
+
+#: The arithmetic of float32 matrix products: ``fp32`` in full (PyTorch's default), or ``bf16``: inputs rounded to
+#: bfloat16 (8 significant bits), float32 accumulation and output (``torch.set_float32_matmul_precision("medium")``).
+MATMULS = ("fp32", "bf16")
+_PRECISION = {"fp32": "highest", "bf16": "medium"}
+
+
+def bf16_matmul_supported() -> bool:
+    """Whether this CPU has the bfloat16 instructions (AVX512-BF16, AMX) that oneDNN needs for ``bf16``
+    products; without them PyTorch silently keeps full float32 on the CPU."""
+    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@contextlib.contextmanager
+def matmul_precision(matmul: str, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Run the block with float32 matrix products in ``matmul`` arithmetic (:data:`MATMULS`), then restore
+    the previous setting (``torch.set_float32_matmul_precision`` is process-wide).
+
+    ``bf16`` on a CPU with AMX (Intel Xeon since Sapphire Rapids) runs a 100 x 512 x 512 product about 2.8x
+    faster than float32; on a GPU it allows TF32 or bf16 where the card has them. Asking for it on a CPU
+    without bf16 instructions raises a ``ValueError`` (PyTorch would quietly compute in float32, and the run
+    would be recorded as what it is not).
+    """
+    if matmul not in MATMULS:
+        raise ValueError(f"unknown matmul {matmul!r}; choose one of {list(MATMULS)}")
+    if matmul == "bf16" and torch.device(device).type == "cpu" and not bf16_matmul_supported():
+        raise ValueError("matmul='bf16' needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX), which this one "
+                         "lacks; use matmul='fp32'")  # fmt: skip
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(_PRECISION[matmul])
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 def pick_device(device: str | torch.device | None = None, *, env: str = "MOLLI_DEVICE") -> torch.device:

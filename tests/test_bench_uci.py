@@ -61,3 +61,16 @@ def test_hoisting_without_masking_the_gradient_is_seen(monkeypatch):
     monkeypatch.setattr(bench, "_mask_gradient", lambda weight, mask: None)
     out = bench.lever_timings("maf", members=2, repeats=1, steps=2, dim=4, compile_loss=False)
     assert out["hoisted_loss_gap"] > 0
+
+
+def test_bf16_products_change_the_numbers_by_bf16_rounding_only():
+    from molli_utils.runtime import bf16_matmul_supported
+
+    out = lever_timings("realnvp", members=2, repeats=1, steps=2, dim=4, compile_loss=False)
+    assert torch.get_float32_matmul_precision() == "highest"  # the lever does not leak its setting
+    if not bf16_matmul_supported():
+        assert "bf16_s" not in out
+        pytest.skip("this CPU has no bf16 instructions for oneDNN")
+    # 2 warm-up + 2 timed steps of a loss of about 4-6 nats: the products' rounding is seen, and stays small
+    assert 0 < out["bf16_loss_gap"] < 0.05
+    assert math.isfinite(out["bf16_s"]) and out["bf16_s"] > 0

@@ -4,6 +4,7 @@ process; the table resumes; a diverging run is reported."""
 import csv
 import math
 import pathlib
+from dataclasses import replace
 
 import pytest
 import torch
@@ -97,3 +98,37 @@ def test_live_model_is_returned_in_eval_mode_with_its_best_epoch_copy():
     test = torch.from_numpy(load_uci("redwine", SHARED).test)
     assert uci.mean_loglik(result.model, test) == result.row["test_loglik"]
     assert uci.mean_loglik(result.best_model, test) == result.row["test_loglik_best_val"]
+
+
+@needs_shared
+def test_bf16_products_are_recorded_change_training_only_and_stay_close():
+    """matmul='bf16' rounds the training products' inputs to bfloat16: another run (keyed and recorded as such),
+    close to the float32 one; the evaluation of a given model is float32 whatever the setting."""
+    from molli_utils.runtime import bf16_matmul_supported, matmul_precision
+
+    if not bf16_matmul_supported():
+        pytest.skip("this CPU has no bfloat16 instructions")
+    config = UCIRun("redwine", "maf", "mollification", 1, epochs=2, hidden=64, layers=2, matmul="bf16")
+    fp32, bf16 = uci.run(replace(config, matmul="fp32"), root=SHARED), uci.run(config, root=SHARED)
+    assert (fp32.row["matmul"], bf16.row["matmul"], bf16.curve[0]["matmul"]) == ("fp32", "bf16", "bf16")
+    assert uci.key(config) != uci.key(replace(config, matmul="fp32"))  # a table keeps both
+    assert bf16.row["test_loglik"] != fp32.row["test_loglik"]  # the rounding is seen ...
+    assert bf16.row["test_loglik"] == pytest.approx(fp32.row["test_loglik"], abs=1e-3)  # ... and is small here
+    assert torch.get_float32_matmul_precision() == "highest"  # restored after the run
+    test_x = torch.from_numpy(load_uci("redwine", SHARED).test)
+    with matmul_precision("bf16"):
+        inside = uci.mean_loglik(bf16.model, test_x)
+    assert inside == uci.mean_loglik(bf16.model, test_x) == bf16.row["test_loglik"]  # evaluated in float32
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_and_unknown_arithmetic_named(monkeypatch):
+    from molli_utils import runtime
+
+    monkeypatch.setattr(runtime, "bf16_matmul_supported", lambda: False)
+    with pytest.raises(ValueError, match="lacks; use matmul='fp32'"):
+        with runtime.matmul_precision("bf16"):
+            pass
+    with runtime.matmul_precision("fp32"):  # full float32 needs nothing
+        assert torch.get_float32_matmul_precision() == "highest"
+    with pytest.raises(ValueError, match=r"unknown matmul 'fp16'.*\['fp32', 'bf16'\]"):
+        UCIRun("redwine", "maf", "vanilla", 1, matmul="fp16")

@@ -74,7 +74,7 @@ def test_recorded_keys_skip_finished_runs_whatever_the_number_format(tmp_path):
     path = tmp_path / "uci.csv"
     done = {**uci.key(runs[0]), **{c: "" for c in results.FILES["uci.csv"].columns if c not in uci.key(runs[0])}}
     results.append(path, [{**done, "seed": "1", "epochs": "12"}])  # as a CSV reader sees them: strings
-    assert results.recorded(path) == {("redwine", "maf", "official", "vanilla", 1.0, 12.0, "adam-fused")}
+    assert results.recorded(path) == {("redwine", "maf", "official", "vanilla", 1.0, 12.0, "adam-fused", "fp32")}
     assert results.pending(runs, path, uci.key) == runs[1:]
     assert results.pending(runs, tmp_path / "absent.csv", uci.key, name="uci.csv") == runs
     other_epochs = uci.grid("full", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1])
@@ -82,6 +82,8 @@ def test_recorded_keys_skip_finished_runs_whatever_the_number_format(tmp_path):
     other_variant = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1],
                              variants=["paper-text"])  # fmt: skip
     assert results.pending(other_variant, path, uci.key) == other_variant
+    other_matmul = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1], matmul="bf16")
+    assert results.pending(other_matmul, path, uci.key) == other_matmul  # bf16 products: another run
     toy = toy2d.grid("quick", datasets=["von_mises"], modes=["vanilla"], seeds=[0])
     assert toy2d.key(toy[0]) == {"dataset": "von_mises", "mode": "vanilla", "seed": 0, "iterations": 2000}
 

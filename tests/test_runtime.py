@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from molli_utils.runtime import colab_install_spec, get_profile, on_colab, pick_device
+from molli_utils.runtime import colab_install_spec, get_profile, matmul_precision, on_colab, pick_device
 
 
 def test_profile_default_and_env_override(monkeypatch):
@@ -49,3 +49,14 @@ def test_pick_device_cuda_without_gpu_says_how_to_fix():
 def test_colab_helpers():
     assert on_colab() is False
     assert colab_install_spec("1.2.3").endswith("@v1.2.3")
+
+
+def test_matmul_precision_is_restored_even_after_an_error():
+    """The setting is process-wide: a failing block must not leave later code computing in bf16."""
+    before = torch.get_float32_matmul_precision()
+    with pytest.raises(RuntimeError):
+        with matmul_precision("bf16"):
+            assert torch.get_float32_matmul_precision() == "medium"
+            raise RuntimeError("inside")
+    assert torch.get_float32_matmul_precision() == before
+
