@@ -1,5 +1,6 @@
 """The stored results are what the book's code computes: re-run two stored rows of ``uci.csv`` (one per
-variant, with their learning curves) and one of ``indm_toy2d.csv`` at their stored settings and compare them.
+variant, with their learning curves), one of ``uci_bf16.csv`` and one of ``indm_toy2d.csv`` at their stored
+settings and compare them.
 
 On the machine that wrote a row the re-run is bitwise equal. On another CPU (another SIMD kernel of the
 same matrix product) the rounding differs and 150 epochs amplify it: seen here, the red-wine MAF's final
@@ -8,7 +9,7 @@ equal, the training loss per epoch within 1e-5 relative, the log-likelihoods wit
 neighbouring seed is 0.13 nats away, the seed sd 0.4), and INDM's sample metrics within 1e-3 relative
 (another seed moves them by percents). A wrong model, seed or schedule is far outside all of these.
 
-About two and a half minutes on one CPU thread (two red-wine MAFs for 150 epochs; a plain diffusion model for 20k
+About three minutes on one CPU thread (three red-wine MAFs for 150 epochs; a plain diffusion model for 20k
 steps).
 """
 
@@ -89,6 +90,35 @@ def test_a_stored_official_variant_row_is_reproduced():
     assert len(result.curve) == len(stored_curve) == 150
     val = [(c["val_loglik"], v) for c, v in zip(result.curve, stored_curve["val_loglik"])]
     assert all(_same(a, b, abs_=LOGLIK_ABS) for a, b in val), max(abs(a - b) for a, b in val)
+
+
+@pytest.mark.skipif(not (SHARED / "redwine" / "data.npy").exists(), reason="../shared/data/uci is absent")
+def test_a_stored_bf16_row_is_reproduced():
+    """``uci_bf16.csv`` is what ``matmul="bf16"`` computes: the same mollified red-wine MAF, seed 1, with
+    bfloat16 products (about 27 s). Only on a CPU with bf16 instructions; another one refuses the run."""
+    from molli_utils.runtime import bf16_matmul_supported
+
+    if not bf16_matmul_supported():
+        pytest.skip("this CPU has no bfloat16 instructions")
+    match = dict(dataset="redwine", flow="maf", variant="official", mode="mollification", seed=1)
+    stored = _stored_row("uci_bf16.csv", **match)
+    config = settings.uci("full", **match, optimizer=stored["optimizer"], matmul="bf16")
+    result = uci.run(config, root=SHARED)
+    diffs = {k: (result.row[k], stored[k]) for k in result.row
+             if k not in VOLATILE and not _same(result.row[k], stored[k], abs_=LOGLIK_ABS)}  # fmt: skip
+    assert not diffs, f"the stored row is not what the code computes: {diffs}"
+    fp32 = _stored_row("uci.csv", **match)
+    assert result.row["test_loglik"] != fp32["test_loglik"]  # really another arithmetic than the book's table
+
+
+def test_the_bf16_table_is_the_official_table_again():
+    """The same 72 runs (official variant, vanilla and mollified, 4 seeds) in both files, the book's all fp32."""
+    fp32, bf16 = results.load("uci.csv"), results.load("uci_bf16.csv")
+    assert set(fp32["matmul"]) == {"fp32"} and set(bf16["matmul"]) == {"bf16"}
+    official = fp32[(fp32.variant == "official") & fp32["mode"].isin(["vanilla", "mollification"])]
+    key = ["dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer"]
+    assert len(bf16) == 72 and sorted(map(tuple, bf16[key].values)) == sorted(map(tuple, official[key].values))
+    assert (bf16.nonfinite_steps == 0).all() and bf16.diverged_at.isna().all()
 
 
 def test_a_stored_indm_row_is_reproduced():

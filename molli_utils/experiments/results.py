@@ -66,6 +66,12 @@ _TOY2D_COLUMNS = (
     "wall_seconds_all_runs", "commit", "dirty", "date",
 )  # fmt: skip
 
+_UCI_COLUMNS = (
+    "dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "val_loglik",
+    "val_loglik_best", "nonfinite_steps", "diverged_at", "epochs", "steps", "hidden", "optimizer", "matmul",
+    "train_seconds", "eval_seconds", "commit", "date", "dirty",
+)  # fmt: skip
+
 #: Every results file of the book.
 FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ResultsFile(
@@ -96,13 +102,20 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ),
     ResultsFile(
         "uci.csv",
-        ("dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch",
-         "val_loglik", "val_loglik_best", "nonfinite_steps", "diverged_at", "epochs", "steps", "hidden", "optimizer",
-         "matmul", "train_seconds", "eval_seconds", "commit", "date", "dirty"),
+        _UCI_COLUMNS,
         ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul"),
         ("dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs",
          "commit", "date"),
         "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
+    ),
+    ResultsFile(
+        "uci_bf16.csv",
+        _UCI_COLUMNS,
+        ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul"),
+        ("dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs",
+         "matmul", "train_seconds", "commit", "date"),
+        "python -m molli_utils.experiments uci --all --matmul bf16 --results DIR; DIR/uci.csv is this file: the 72 "
+        "vanilla and mollification runs of uci.csv again, with bf16 matrix products (the book's table stays fp32)",
     ),
     ResultsFile(
         "uci_curves.csv.gz",
