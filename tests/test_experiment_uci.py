@@ -109,9 +109,10 @@ def test_bf16_products_are_recorded_change_training_only_and_stay_close():
     if not bf16_matmul_supported():
         pytest.skip("this CPU has no bfloat16 instructions")
     config = UCIRun("redwine", "maf", "mollification", 1, epochs=2, hidden=64, layers=2, matmul="bf16")
-    fp32, bf16 = uci.run(replace(config, matmul="fp32"), root=SHARED), uci.run(config, root=SHARED)
+    twin = replace(config, matmul="fp32")
+    fp32, bf16 = uci.run(twin, root=SHARED), uci.run(config, root=SHARED)
     assert (fp32.row["matmul"], bf16.row["matmul"], bf16.curve[0]["matmul"]) == ("fp32", "bf16", "bf16")
-    assert uci.key(config) != uci.key(replace(config, matmul="fp32"))  # a table keeps both
+    assert uci.key(config) != uci.key(twin)  # a table keeps both
     assert bf16.row["test_loglik"] != fp32.row["test_loglik"]  # the rounding is seen ...
     assert bf16.row["test_loglik"] == pytest.approx(fp32.row["test_loglik"], abs=1e-3)  # ... and is small here
     assert torch.get_float32_matmul_precision() == "highest"  # restored after the run

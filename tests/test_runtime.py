@@ -59,4 +59,3 @@ def test_matmul_precision_is_restored_even_after_an_error():
             assert torch.get_float32_matmul_precision() == "medium"
             raise RuntimeError("inside")
     assert torch.get_float32_matmul_precision() == before
-

@@ -42,6 +42,11 @@ def _same(new, stored, *, rel: float = 0.0, abs_: float = 0.0) -> bool:
     return new == stored
 
 
+def _uci_row_diffs(row: dict, stored: dict) -> dict:
+    """The columns of a re-run UCI row (other than the volatile ones) that differ from the stored row."""
+    return {k: (row[k], stored[k]) for k in row if k not in VOLATILE and not _same(row[k], stored[k], abs_=LOGLIK_ABS)}
+
+
 def _stored_row(name: str, **match) -> dict:
     frame = results.load(name)
     rows = frame[(frame[list(match)] == pd.Series(match)).all(axis=1)]
@@ -63,8 +68,7 @@ def test_a_stored_uci_row_and_its_curve_are_reproduced():
                           optimizer=stored["optimizer"])  # fmt: skip
     assert uci.key(config)["epochs"] == stored["epochs"] == 150
     result = uci.run(config, root=SHARED)
-    diffs = {k: (result.row[k], stored[k]) for k in result.row
-             if k not in VOLATILE and not _same(result.row[k], stored[k], abs_=LOGLIK_ABS)}  # fmt: skip
+    diffs = _uci_row_diffs(result.row, stored)
     assert not diffs, f"the stored row is not what the code computes: {diffs}"
     stored_curve = _red_wine_maf_curves().query("seed == 1").sort_values("epoch")
     assert len(result.curve) == len(stored_curve) == 150
@@ -82,8 +86,7 @@ def test_a_stored_official_variant_row_is_reproduced():
     stored = _stored_row("uci.csv", **match)
     config = settings.uci("full", **match, optimizer=stored["optimizer"])
     result = uci.run(config, root=SHARED)
-    diffs = {k: (result.row[k], stored[k]) for k in result.row
-             if k not in VOLATILE and not _same(result.row[k], stored[k], abs_=LOGLIK_ABS)}  # fmt: skip
+    diffs = _uci_row_diffs(result.row, stored)
     assert not diffs, f"the stored row is not what the code computes: {diffs}"
     curves = results.load("uci_curves.csv.gz")
     stored_curve = curves[(curves[list(match)] == pd.Series(match)).all(axis=1)].sort_values("epoch")
@@ -104,8 +107,7 @@ def test_a_stored_bf16_row_is_reproduced():
     stored = _stored_row("uci_bf16.csv", **match)
     config = settings.uci("full", **match, optimizer=stored["optimizer"], matmul="bf16")
     result = uci.run(config, root=SHARED)
-    diffs = {k: (result.row[k], stored[k]) for k in result.row
-             if k not in VOLATILE and not _same(result.row[k], stored[k], abs_=LOGLIK_ABS)}  # fmt: skip
+    diffs = _uci_row_diffs(result.row, stored)
     assert not diffs, f"the stored row is not what the code computes: {diffs}"
     fp32 = _stored_row("uci.csv", **match)
     assert result.row["test_loglik"] != fp32["test_loglik"]  # really another arithmetic than the book's table

@@ -71,6 +71,7 @@ _UCI_COLUMNS = (
     "val_loglik_best", "nonfinite_steps", "diverged_at", "epochs", "steps", "hidden", "optimizer", "matmul",
     "train_seconds", "eval_seconds", "commit", "date", "dirty",
 )  # fmt: skip
+_UCI_KEY = ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul")  # uci.key's columns
 
 #: Every results file of the book.
 FILES: dict[str, ResultsFile] = {f.name: f for f in [
@@ -103,7 +104,7 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ResultsFile(
         "uci.csv",
         _UCI_COLUMNS,
-        ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul"),
+        _UCI_KEY,
         ("dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs",
          "commit", "date"),
         "python -m molli_utils.experiments uci --all; then uci --all --modes constant",
@@ -111,7 +112,7 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ResultsFile(
         "uci_bf16.csv",
         _UCI_COLUMNS,
-        ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul"),
+        _UCI_KEY,
         ("dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "epochs",
          "matmul", "train_seconds", "commit", "date"),
         "python -m molli_utils.experiments uci --all --matmul bf16 --results DIR; DIR/uci.csv is this file: the 72 "
