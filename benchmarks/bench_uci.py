@@ -36,7 +36,13 @@ stepped alone (alternating, medians):
 * **bf16 products** (on a CPU with a bf16 matrix unit, e.g. Intel's AMX): a copy of the model stepped with
   ``torch.set_float32_matmul_precision("medium")``, under which oneDNN runs float32 matrix products on bf16
   inputs with float32 accumulation (:func:`molli_utils.runtime.matmul_precision`, the UCI experiment's
-  ``matmul="bf16"``); it changes the numbers, so the loss gap to the model stepped alone is reported too.
+  ``matmul="bf16"``); it changes the numbers, so the loss gap to the model stepped alone is reported too;
+* **compiled with bf16 products**: both of the last levers at once.
+
+``--profile`` shows where a step of ours goes (:func:`step_profile`): the matrix products and the fused Adam
+update (their self time under ``torch.profiler``) and the rest, in fp32 and, on a CPU with bf16 instructions,
+with bf16 products, and the minutes of Table 4 at those step times and if the rest cost nothing: what no
+loop of these models could go below while the products and Adam run as fast as they do here.
 
 Run:  make bench      (or: python -m benchmarks.bench_uci --help)
 """
@@ -363,6 +369,12 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
         out["compile_s"] = time.perf_counter() - start
         runs["compiled_s"] = lambda: _step(lambda: compiled(x[0]), twin_opt)
         per_call["compiled_s"] = 1
+        if bf16_matmul_supported():  # both levers at once: the loss compiled for, and stepped with, bf16 products
+            both = tabular_flow(kind, dim, seed=0).train()
+            both_opt = torch.optim.Adam(both.parameters(), **adam)
+            compiled_both = torch.compile(lambda xi: -flow_log_prob(both, xi).mean())
+            runs["compiled_bf16_s"] = lambda: _bf16_step(lambda: compiled_both(x[0]), both_opt)
+            per_call["compiled_bf16_s"] = 1
     times: dict[str, list[float]] = {k: [] for k in runs}
     for f in runs.values():  # warm-up
         f(), f()
@@ -377,6 +389,34 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
         for name, twin_model in (("hoisted", hoisted), ("bf16", bf16)):
             if f"{name}_s" in runs:
                 out[f"{name}_loss_gap"] = float((alone.forward_kld(x[0]) - twin_model.forward_kld(x[0])).abs())
+    return out
+
+
+#: The profiler's names of the matrix products (``Linear`` runs ``addmm`` forward and ``mm`` backward).
+PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
+
+
+def step_profile(kind: str, data: torch.Tensor, *, matmul: str = "fp32", epochs: int = 2,
+                 repeats: int = 3) -> dict[str, float]:  # fmt: skip
+    """Where the seconds of one step of the UCI loop (:func:`ours_epochs`, batch-norm pass included) go, with
+    ``matmul`` products (:func:`~molli_utils.runtime.matmul_precision`), medians of ``repeats`` timed runs of
+    ``epochs`` epochs alternating with as many under ``torch.profiler``: ``total_s`` timed without the profiler;
+    ``products_s`` and ``adam_s`` the self CPU time of the matrix products (:data:`PRODUCT_OPS`) and of the fused
+    Adam kernel under it; ``rest_s = total_s - products_s - adam_s``: the elementwise operations, autograd's
+    bookkeeping and Python, all that fusing (``torch.compile``) could still save."""
+    steps = epochs * math.ceil(len(data) / BATCH)
+    parts: dict[str, list[float]] = {"total_s": [], "products_s": [], "adam_s": []}
+    with matmul_precision(matmul):
+        ours_epochs(kind, data, 1)  # warm-up
+        for _ in range(repeats):
+            parts["total_s"].append(ours_epochs(kind, data, epochs))
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                ours_epochs(kind, data, epochs)
+            self_s = {e.key: e.self_cpu_time_total / 1e6 for e in prof.key_averages()}
+            parts["products_s"].append(sum(self_s.get(k, 0.0) for k in PRODUCT_OPS) / steps)
+            parts["adam_s"].append(self_s.get("aten::_fused_adam_", 0.0) / steps)
+    out = {k: statistics.median(v) for k, v in parts.items()}
+    out["rest_s"] = out["total_s"] - out["products_s"] - out["adam_s"]
     return out
 
 
@@ -410,6 +450,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--levers", action="store_true", help="also time a vmapped ensemble, torch.compile, MADE's masks hoisted and bf16 products")
     parser.add_argument("--members", type=int, default=4, help="ensemble size for --levers (default 4: the seeds)")
     parser.add_argument("--no-compile", action="store_true", help="with --levers: skip torch.compile")
+    parser.add_argument("--profile", action="store_true", help="also show where a step's time goes (matrix products, "
+                        "Adam, the rest), in fp32 and, where the CPU has them, bf16 products")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data, source = _data()
@@ -463,10 +505,37 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             if "bf16_s" in lev:
                 line += (f"; bf16 products {lev['bf16_s'] * 1e3:6.1f} ms (speed-up "
                          f"{lev['alone_s'] / lev['bf16_s']:.2f}x, loss gap {lev['bf16_loss_gap']:.1e})")
+            if "compiled_bf16_s" in lev:
+                line += (f"; compiled with bf16 products {lev['compiled_bf16_s'] * 1e3:6.1f} ms (speed-up "
+                         f"{lev['alone_s'] / lev['compiled_bf16_s']:.2f}x)")
             print(line)
         if not bf16_matmul_supported():
             print("  (bf16 products not timed: this CPU has no bf16 instructions for oneDNN)")
+    if args.profile:
+        _print_profiles(args.flows, data, out, epochs=args.epochs, repeats=args.repeats)
     return out
+
+
+def _print_profiles(flows: list[str], data: torch.Tensor, out: dict, *, epochs: int, repeats: int) -> None:
+    """``--profile``: :func:`step_profile` of each flow per matmul arithmetic, and the table at those step times
+    and at their products and Adam alone (what no loop of these models can go below at these kernels' speed)."""
+    print(f"Where a step of ours goes (torch.profiler, self CPU time; the total timed without it; medians of "
+          f"{repeats}):")
+    for matmul in ("fp32", "bf16") if bf16_matmul_supported() else ("fp32",):
+        prof = {}
+        for kind in flows:
+            p = prof[kind] = step_profile(kind, data, matmul=matmul, epochs=epochs, repeats=repeats)
+            out[kind].update({f"profile_{matmul}_{k}": v for k, v in p.items()})
+            share = {k: p[f"{k}_s"] / p["total_s"] for k in ("products", "adam", "rest")}
+            print(f"  {kind:8s} {matmul}: {p['total_s'] * 1e3:5.1f} ms/step = matrix products "
+                  f"{p['products_s'] * 1e3:5.1f} ({share['products']:.0%}) + fused Adam {p['adam_s'] * 1e3:4.1f} "
+                  f"({share['adam']:.0%}) + the rest {p['rest_s'] * 1e3:5.1f} ({share['rest']:.0%})")  # fmt: skip
+        if set(prof) == set(FLOWS):
+            table = table_projection({k: p["total_s"] for k, p in prof.items()},
+                                     {k: p["products_s"] + p["adam_s"] for k, p in prof.items()})  # fmt: skip
+            out[f"table_profile_{matmul}"] = table
+            print(f"  Table 4's {table['runs']} runs on 2 cores with {matmul} products: {table['ours_min']:.0f} min at "
+                  f"these step times, {table['bound_min']:.0f} min if the rest cost nothing")  # fmt: skip
 
 
 if __name__ == "__main__":

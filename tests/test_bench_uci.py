@@ -74,3 +74,30 @@ def test_bf16_products_change_the_numbers_by_bf16_rounding_only():
     # 2 warm-up + 2 timed steps of a loss of about 4-6 nats: the products' rounding is seen, and stays small
     assert 0 < out["bf16_loss_gap"] < 0.05
     assert math.isfinite(out["bf16_s"]) and out["bf16_s"] > 0
+
+
+@pytest.mark.parametrize("matmul", ["fp32", "bf16"])
+def test_step_profile_finds_the_products_and_adam(matmul):
+    """--profile splits a step of the UCI loop into matrix products, fused Adam and the rest; a wrong op name
+    would leave a part at 0."""
+    from benchmarks.bench_uci import step_profile
+    from molli_utils.runtime import bf16_matmul_supported
+
+    if matmul == "bf16" and not bf16_matmul_supported():
+        pytest.skip("this CPU has no bf16 instructions for oneDNN")
+    data = torch.randn(250, 4, generator=torch.Generator().manual_seed(0))  # 3 steps per epoch, the last of 50 rows
+    out = step_profile("realnvp", data, matmul=matmul, epochs=1, repeats=1)
+    assert torch.get_float32_matmul_precision() == "highest"  # restored
+    assert 0 < out["adam_s"] < out["products_s"]  # 2.7 M parameters, but 60 products of 512-wide layers a step
+    assert out["rest_s"] == pytest.approx(out["total_s"] - out["products_s"] - out["adam_s"])
+    assert out["products_s"] + out["adam_s"] < 1.5 * out["total_s"]  # parts of the step, not of several
+
+
+def test_compiled_levers_time_the_compiled_loss():
+    """torch.compile is timed alone and, on a CPU with bf16 instructions, together with bf16 products."""
+    from molli_utils.runtime import bf16_matmul_supported
+
+    out = lever_timings("maf", members=2, repeats=1, steps=1, dim=4)
+    assert math.isfinite(out["compiled_s"]) and out["compiled_s"] > 0 and out["compile_s"] > 0
+    assert ("compiled_bf16_s" in out) == bf16_matmul_supported()
+    assert torch.get_float32_matmul_precision() == "highest"
