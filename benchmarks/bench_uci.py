@@ -315,6 +315,14 @@ def _step(loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> None:
     opt.step()
 
 
+def _compiled_copy(kind: str, dim: int, adam: dict) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                                         torch.optim.Optimizer]:  # fmt: skip
+    """A fresh official flow (seed 0, training mode): its loss ``-flow_log_prob(model, x).mean()`` under
+    ``torch.compile``, and its Adam."""
+    model = tabular_flow(kind, dim, seed=0).train()
+    return torch.compile(lambda xi: -flow_log_prob(model, xi).mean()), torch.optim.Adam(model.parameters(), **adam)
+
+
 def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int = 10, dim: int = 11,
                   compile_loss: bool = True) -> dict[str, float]:  # fmt: skip
     """Seconds per member step of ``kind`` (official variant, batch 100, fused Adam, training mode): one model
@@ -361,18 +369,14 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
         runs["bf16_s"] = lambda: _bf16_step(lambda: bf16.forward_kld(x[0]), bf16_opt)
         per_call["bf16_s"] = 1
     if compile_loss:
-        twin = tabular_flow(kind, dim, seed=0).train()
-        twin_opt = torch.optim.Adam(twin.parameters(), **adam)
-        compiled = torch.compile(lambda xi: -flow_log_prob(twin, xi).mean())
+        compiled, twin_opt = _compiled_copy(kind, dim, adam)
         start = time.perf_counter()
         _step(lambda: compiled(x[0]), twin_opt)
         out["compile_s"] = time.perf_counter() - start
         runs["compiled_s"] = lambda: _step(lambda: compiled(x[0]), twin_opt)
         per_call["compiled_s"] = 1
         if bf16_matmul_supported():  # both levers at once: the loss compiled for, and stepped with, bf16 products
-            both = tabular_flow(kind, dim, seed=0).train()
-            both_opt = torch.optim.Adam(both.parameters(), **adam)
-            compiled_both = torch.compile(lambda xi: -flow_log_prob(both, xi).mean())
+            compiled_both, both_opt = _compiled_copy(kind, dim, adam)
             runs["compiled_bf16_s"] = lambda: _bf16_step(lambda: compiled_both(x[0]), both_opt)
             per_call["compiled_bf16_s"] = 1
     times: dict[str, list[float]] = {k: [] for k in runs}

@@ -71,7 +71,7 @@ _UCI_COLUMNS = (
     "val_loglik_best", "nonfinite_steps", "diverged_at", "epochs", "steps", "hidden", "optimizer", "matmul",
     "train_seconds", "eval_seconds", "commit", "date", "dirty",
 )  # fmt: skip
-_UCI_KEY = ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul")  # uci.key's columns
+_UCI_KEY = ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul")  # UCIRun fields
 
 #: Every results file of the book.
 FILES: dict[str, ResultsFile] = {f.name: f for f in [

@@ -93,9 +93,8 @@ class UCIRun:
 
 
 def key(r: UCIRun) -> dict[str, Any]:
-    """The recorded-run key of ``r`` in ``uci.csv``."""
-    return {"dataset": r.dataset, "flow": r.flow, "variant": r.variant, "mode": r.mode, "seed": r.seed,
-            "epochs": r.epochs, "optimizer": r.optimizer, "matmul": r.matmul}  # fmt: skip
+    """The recorded-run key of ``r`` in ``uci.csv``: its values of the file's key columns."""
+    return {k: getattr(r, k) for k in results.FILES[RESULTS].key}
 
 
 def mean_loglik(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> float:
@@ -190,10 +189,9 @@ def run(
     row.update(nonfinite_steps=result.num_nonfinite, train_seconds=round(train_seconds, 3),
                eval_seconds=round(eval_time[0], 3))  # fmt: skip
     losses = dict(zip(result.history["step"], result.history["loss"]))
-    curve = [{"dataset": config.dataset, "flow": config.flow, "variant": config.variant, "mode": config.mode,
-              "seed": config.seed, "optimizer": config.optimizer, "matmul": config.matmul, "epoch": e["epoch"],
-              "train_loss": losses.get(e["step"], math.nan), "val_loglik": -e["val_nll"],
-              "test_loglik": -e["test_nll"]} for e in result.evals]  # fmt: skip
+    run_key = {k: getattr(config, k) for k in results.FILES[CURVES].key if k != "epoch"}
+    curve = [{**run_key, "epoch": e["epoch"], "train_loss": losses.get(e["step"], math.nan),
+              "val_loglik": -e["val_nll"], "test_loglik": -e["test_nll"]} for e in result.evals]  # fmt: skip
     return UCIResult(config, row, curve, model.eval(), None if best is None else best.eval(), result)
 
 
