@@ -1,26 +1,32 @@
 """The prepared GPU check (issue 29): every GPU code path of the image chapters once on CUDA, with step times.
 
-Device tool, one line (from the repository root; the lent GPU machines have no network, so the packages
-their image lacks travel as wheels in ``.whl``, made here by the command below)::
+Device tool, one line (from the repository root; not run on a GPU yet: 1-2 minutes expected, an estimate,
+and at most 6 by the watchdog; the lent GPU machines have no network, so the packages their image lacks travel as wheels in
+``.whl/gpu-check``, made here as shown below; their image's ``python3`` holds torch with CUDA)::
 
-    run(command="python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m tools.gpu_check --json $OUT/gpu_check.json", carry=[".whl"], timeout_s=480)
+    run(command="python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/gpu-check/*.whl && PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m tools.gpu_check --json $OUT/gpu_check.json", carry=[".whl/gpu-check"], timeout_s=480)
 
-On a GPU machine with network: ``make gpu-check`` (``make install``, then ``.venv/bin/python -m tools.gpu_check``).
-On a CPU, to test this script: ``python -m tools.gpu_check --device cpu --smoke`` (about 25 s wall here, on 2
-busy cores; ``tests/test_gpu_check.py`` runs it). Without CUDA and without ``--smoke`` it refuses at once (exit 2).
+On a GPU machine with network: ``make gpu-check`` (``make install`` builds .venv first, then
+``.venv/bin/python -m tools.gpu_check``). On a CPU, to test this script: ``python -m tools.gpu_check --device
+cpu --smoke``: 18-21 s wall on the 2 cores here (load average 9, other jobs running; 11-13 s of it in the
+paths, the rest imports), 1.3 GB peak memory; ``tests/test_gpu_check.py`` runs it. Without CUDA and without
+``--smoke`` it refuses at once (exit 2).
 
-The wheels (here, once; the image already holds torch, torchvision, numpy, scipy, scikit-learn, pandas,
-matplotlib, tqdm, imageio, cloudpickle, pillow, typing-extensions)::
+The wheels, here, once (3 MB; ``.whl/`` is git-ignored; the image already holds torch, torchvision, numpy,
+scipy, scikit-learn, pandas, matplotlib, tqdm, imageio, cloudpickle and pillow; normflows is an sdist only
+on PyPI, so pip builds its pure-Python wheel)::
 
-    echo /.whl/ >> .git/info/exclude
+    rm -rf .whl/gpu-check && mkdir -p .whl/gpu-check
     .venv/bin/python -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \\
-        pythae==0.1.2 pytorch-fid==0.3.0 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \\
-        typing-inspection==0.4.5
-    .venv/bin/python -m pip wheel --no-deps -w .whl normflows==1.7.3      # sdist only on PyPI: a pure-Python wheel
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \\
+        -d .whl/gpu-check pythae==0.1.2 pytorch-fid==0.3.0 pydantic==2.14.4 pydantic-core==2.50.5 \\
+        annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
+    .venv/bin/python -m pip wheel --no-deps -w .whl/gpu-check normflows==1.7.3
 
-(3 MB). Never carry pythae's ``dataclasses`` requirement: that wheel is a Python 3.6 backport whose
-``dataclasses.py`` would shadow the standard library's from ``PYTHONPATH``.
+(the versions of this checkout's .venv). Never carry pythae's ``dataclasses`` requirement: that wheel is a
+Python 3.6 backport whose ``dataclasses.py`` would shadow the standard library's from ``PYTHONPATH``. Tried
+here: with these wheels installed by that command (cp311 builds) and ``python -S`` on a site-packages
+without pythae, normflows, pytorch-fid, pydantic and the installed molli_utils, the smoke run passes.
 
 What runs (``--only`` picks some; every path runs even when an earlier one failed, and all failures are
 reported together at the end):
