@@ -1,8 +1,9 @@
 """The prepared GPU check (issue 29): every GPU code path of the image chapters once on CUDA, with step times.
 
 Device tool, one line (from the repository root; not run on a GPU yet: 1-2 minutes expected, an estimate,
-and at most 6 by the watchdog; the lent GPU machines have no network, so the packages their image lacks travel as wheels in
-``.whl/gpu-check``, made here as shown below; their image's ``python3`` holds torch with CUDA)::
+and at most 6 by the watchdog; the lent GPU machines have no network, so the packages their image lacks
+travel as wheels in ``.whl/gpu-check``, made here as shown below; their image's ``python3`` holds torch with
+CUDA)::
 
     run(command="python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/gpu-check/*.whl && PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m tools.gpu_check --json $OUT/gpu_check.json", carry=[".whl/gpu-check"], timeout_s=480)
 
