@@ -51,15 +51,15 @@ def _log_rows(rows: Sequence[dict], keys: Sequence[str]) -> None:
         print(", ".join(f"{k}={row[k]}" for k in keys if k in row))
 
 
-def _toy_group(runs: list, threads: int, progress: bool) -> tuple[list[dict], float]:
-    """One worker of the toy command: its runs as one ensemble; the rows and the training seconds."""
+def _toy_group(runs: list, threads: int, progress: bool) -> tuple[list[dict], list[dict], float]:
+    """One worker of the toy command: its runs as one ensemble; the rows, the early curves, the training seconds."""
     import torch
 
     from . import toy2d
 
     torch.set_num_threads(threads)
     outcome = toy2d.run(runs, progress=progress)
-    return outcome.rows, outcome.train.elapsed
+    return outcome.rows, outcome.curve(), outcome.train.elapsed
 
 
 def _toy2d(args: argparse.Namespace) -> None:
@@ -87,10 +87,11 @@ def _toy2d(args: argparse.Namespace) -> None:
         with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             done = list(pool.map(_toy_group, groups, [args.threads] * workers, [False] * workers))
     wall = round(time.perf_counter() - start, 1)
-    rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for group, _ in done for row in group]
+    rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for group, _, _ in done for row in group]
     results.append(out, rows)
+    results.append(out.parent / toy2d.CURVES, [point for _, curve, _ in done for point in curve])
     _log_rows(rows, ("dataset", "mode", "seed", "mmd2", "test_loglik", "best_step", "mmd2_best_val"))
-    print(f"appended {len(rows)} runs to {out} ({wall:.0f} s wall; training {', '.join(f'{s:.0f}' for _, s in done)} "
+    print(f"appended {len(rows)} runs to {out} ({wall:.0f} s wall; training {', '.join(f'{s:.0f}' for *_, s in done)} "
           f"s per ensemble)")
 
 

@@ -50,6 +50,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .. import arithmetic
 from ..data.images import DIGITS, IMAGE_NAMES, SAMPLE_PATCHES, ImageData, load_digits, load_images, sample_patches
 from ..fid import (SCORE_FD_DIGITS, SCORE_FID, SCORE_KID_DIGITS, SCORE_STANDIN, activation_statistics, digits_classifier,
                    features, fid, frechet_distance, inception_extractor, kid, random_features_extractor,
@@ -442,6 +443,7 @@ class ImageResult:
     bpd: float = math.nan
     score_seconds: float = 0.0
     world_size: int = 1
+    arith: str = ""  #: :func:`molli_utils.arithmetic.fingerprint` of the training device
 
     @property
     def seconds_per_step(self) -> float:
@@ -543,7 +545,7 @@ def _run_flow(config, data, scorer, device, resume_root, callback, progress, dis
                           world_size=dist.world_size)  # fmt: skip
     loss = DistributedLoss(model, dist, batches, device)
     result = ImageResult(config, model, steps, mollifier.horizon if mollifier.kind != "none" else 0,
-                         device=_device_name(device))  # fmt: skip
+                         device=_device_name(device), arith=arithmetic.fingerprint(device))  # fmt: skip
     z = None
     extra = {"seconds": 0.0}
 
@@ -586,7 +588,8 @@ def _run_vae(config, data, scorer, device, resume_root, callback, progress, dist
     steps = config.epochs * math.ceil(len(data) / config.batch_size)
     horizon = mollification_horizon(config.epochs, len(data), config.batch_size, config.fraction)
     result = ImageResult(config, model, steps, horizon if config.mode != "vanilla" else 0,
-                         precision=resolve_precision(config.precision, device), device=_device_name(device))  # fmt: skip
+                         precision=resolve_precision(config.precision, device), device=_device_name(device),
+                         arith=arithmetic.fingerprint(device))  # fmt: skip
     trainer_config = BaseTrainerConfig(output_dir=tempfile.mkdtemp(prefix="molli-images-"), num_epochs=config.epochs,
                                        learning_rate=config.lr, per_device_train_batch_size=config.batch_size,
                                        per_device_eval_batch_size=config.batch_size, no_cuda=device.type != "cuda",
@@ -659,7 +662,8 @@ def result_row(result: ImageResult, data: ImageData) -> dict[str, Any]:
 
     common = {"dataset": data.name, "model": c.model, "schedule": c.schedule_label, "seed": c.seed, "epochs": c.epochs,
               "steps": result.steps, "profile": settings.profile_of("images", c), "device": result.device,
-              "world_size": result.world_size, "seconds_per_step": round(result.seconds_per_step, 6)}  # fmt: skip
+              "world_size": result.world_size, "seconds_per_step": round(result.seconds_per_step, 6),
+              "arith": result.arith}  # fmt: skip
     if data.name == DIGITS:
         return {**common, "family": c.family, "mode": c.mode, "tau": num(c.tau, 6) if c.tau is not None else "",
                 "fd": num(result.score), "kid": num(result.kid, 6), "bpd": num(result.bpd), "n_score": c.n_score,

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
+from .. import arithmetic
 from ..data import load_toy2d
 from ..metrics import circle_scores, mmd2_of_samples
 from ..models.indm import INDM, INDM_FLOWS, make_indm
@@ -99,6 +100,7 @@ def run(config: INDMRun, *, callback: Optional[Callable[[int, INDM], None]] = No
     circle = circle_scores(samples, x_test) if config.dataset == "von_mises" else {}
     bound, bound_se = model.mean_nll_bound(x_test, draws=config.draws, seed=config.seed)
     row = {"dataset": config.dataset, "model": config.model, "flow": config.flow, "seed": config.seed,
+           "arith": arithmetic.fingerprint(),
            "steps": config.steps, **scores, "test_loglik_bound": -bound, "test_loglik_bound_mc_se": bound_se,
            "nonfinite_steps": result.num_nonfinite, "sample_steps": config.sample_steps,
            "train_seconds": round(result.elapsed, 1),

@@ -63,13 +63,13 @@ _TOY2D_COLUMNS = (
     "test_loglik_best_val", "circle_dist_mean", "circle_dist_q50", "circle_dist_q90", "circle_dist_q99",
     "angle_tv", "mmd2_ls0.1", "circle_dist_mean_best_val", "circle_dist_q50_best_val", "circle_dist_q90_best_val",
     "circle_dist_q99_best_val", "angle_tv_best_val", "mmd2_ls0.1_best_val", "members", "train_seconds",
-    "wall_seconds_all_runs", "commit", "dirty", "date",
+    "wall_seconds_all_runs", "arith", "commit", "dirty", "date",
 )  # fmt: skip
 
 _UCI_COLUMNS = (
     "dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "val_loglik",
     "val_loglik_best", "nonfinite_steps", "diverged_at", "epochs", "steps", "hidden", "optimizer", "matmul",
-    "train_seconds", "eval_seconds", "commit", "date", "dirty",
+    "train_seconds", "eval_seconds", "arith", "commit", "date", "dirty",
 )  # fmt: skip
 _UCI_KEY = ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul")  # UCIRun fields
 
@@ -92,10 +92,18 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
         "held until 2026-12-05): the same code and seeds, other float rounding; chapter 3 compares the two",
     ),
     ResultsFile(
+        "toy2d_curves.csv",
+        ("dataset", "mode", "seed", "iterations", "step", "train_loss"),
+        ("dataset", "mode", "seed", "iterations", "step"),
+        ("dataset", "mode", "seed", "iterations", "step", "train_loss"),
+        "python -m molli_utils.experiments toy2d (with toy2d.csv): each run's first 2,000 steps of training loss",
+    ),
+    ResultsFile(
         "indm_toy2d.csv",
         ("dataset", "model", "flow", "seed", "steps", "mmd2", "nonfinite_samples", "test_loglik_bound",
          "test_loglik_bound_mc_se", "nonfinite_steps", "sample_steps", "train_seconds", "circle_dist_mean",
-         "circle_dist_q50", "circle_dist_q90", "circle_dist_q99", "angle_tv", "mmd2_ls0.1", "commit", "dirty", "date"),
+         "circle_dist_q50", "circle_dist_q90", "circle_dist_q99", "angle_tv", "mmd2_ls0.1", "arith", "commit", "dirty",
+         "date"),
         ("dataset", "flow", "seed", "steps"),
         ("dataset", "model", "flow", "seed", "steps", "mmd2", "test_loglik_bound", "test_loglik_bound_mc_se",
          "train_seconds", "commit", "date"),
@@ -139,7 +147,7 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
         "images.csv",
         ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "steps", "width", "profile",
          "precision", "skipped_steps", "seconds_per_step", "device", "schedule", "tau", "variant", "bpd", "world_size",
-         "commit", "date", "dirty"),
+         "arith", "commit", "date", "dirty"),
         ("dataset", "model", "mollifier", "schedule", "variant", "seed", "epochs", "width"),
         ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "width"),
         "python -m molli_utils.experiments images --dataset cifar10 (a GPU with network access); "
@@ -149,7 +157,7 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
         "images_digits.csv",
         ("dataset", "model", "family", "mode", "schedule", "tau", "seed", "fd", "kid", "bpd", "n_score", "epochs",
          "steps", "horizon", "batch_size", "lr", "nonfinite_steps", "train_seconds", "seconds_per_step",
-         "score_seconds", "profile", "device", "world_size", "commit", "date", "dirty"),
+         "score_seconds", "profile", "device", "world_size", "arith", "commit", "date", "dirty"),
         ("dataset", "model", "mode", "schedule", "seed", "epochs"),
         ("dataset", "model", "family", "mode", "schedule", "seed", "fd", "kid", "bpd", "epochs", "steps",
          "train_seconds", "commit", "date"),

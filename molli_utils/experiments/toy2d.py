@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .. import arithmetic
 from ..data import get_toy2d, load_toy2d
 from ..metrics import MMDReference, circle_scores
 from ..models.ensemble import FlowEnsemble
@@ -44,7 +45,7 @@ from ..models.toy import realnvp_2d
 from ..training import TrainConfig, TrainResult, train
 from . import settings
 
-__all__ = ["DATASETS", "MODES", "PAPER_MODES", "RESULTS", "Toy2DRun", "Toy2DResult", "BestByValidation", "grid",
+__all__ = ["DATASETS", "MODES", "PAPER_MODES", "RESULTS", "CURVES", "CURVE_STEPS", "Toy2DRun", "Toy2DResult", "BestByValidation", "grid",
            "run", "validation_set", "key"]  # fmt: skip
 
 DATASETS = ("mixture_of_gaussians", "von_mises")
@@ -54,7 +55,9 @@ PAPER_MODES = ("vanilla", "mollification")
 #: half of the run and then trains on clean data; ``clean-half`` keeps the whole run's (slower) annealing but
 #: stops it halfway: together they separate the speed of the annealing from the length of the clean phase.
 MODES = ("vanilla", "mollification", "constant", "half", "clean-half")
-RESULTS = "toy2d.csv"
+RESULTS, CURVES = "toy2d.csv", "toy2d_curves.csv"
+#: How much of each run's training loss ``toy2d_curves.csv`` keeps (steps).
+CURVE_STEPS = 2_000
 
 
 @dataclass(frozen=True)
@@ -184,6 +187,15 @@ class Toy2DResult:
         frame["best_step"] = frame["best_step"].astype("Int64")
         return frame
 
+    def curve(self, upto: int = CURVE_STEPS) -> list[dict[str, Any]]:
+        """The rows of ``toy2d_curves.csv``: each run's mean training loss per logged window (20 steps in the
+        full profile) up to step ``upto``, the part of a run that another float arithmetic has not yet moved
+        far (:mod:`molli_utils.experiments.reproduce`)."""
+        losses = self.train.member_losses
+        return [{"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "iterations": r.steps, "step": step,
+                 "train_loss": float(losses[j, i])}
+                for i, r in enumerate(self.runs) for j, step in enumerate(self.train.history["step"]) if step <= upto]  # fmt: skip
+
 
 #: The lengthscales of MMD^2 per toy: the paper's 1 for both, and 0.1 (the scale of a noise that blurs the ring)
 #: for the circle, where lengthscale 1 cannot see mass lying just off the manifold.
@@ -278,6 +290,7 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     with torch.inference_mode():
         test_ll, test_ll_best = ensemble.log_prob(test).mean(1), best.log_prob(test).mean(1)
     references = {d: MMDReference(splits[d][1], LENGTHSCALES[d]) for d in datasets}
+    arith = arithmetic.fingerprint()
     rows = []
     for i, (r, member) in enumerate(zip(runs, ensemble.members())):
         ref, test_d = references[r.dataset], splits[r.dataset][1]
@@ -299,5 +312,6 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
                      "best_step": step, "val_nll_best": tracker.best_nll[i] if step is not None else math.nan,
                      "val_nll_final": tracker.nll[-1][i],
                      "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan,
-                     **circle, **circle_best, "members": len(runs), "train_seconds": round(result.elapsed, 1)})  # fmt: skip
+                     **circle, **circle_best, "members": len(runs), "train_seconds": round(result.elapsed, 1),
+                     "arith": arith})  # fmt: skip
     return Toy2DResult(runs, rows, ensemble, best, result, tracker, splits)

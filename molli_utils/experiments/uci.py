@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
+from .. import arithmetic
 from ..data.uci import UCI_NAMES, load_uci
 from ..models.tabular import FLOWS, VARIANTS, recompute_batchnorm_statistics, tabular_flow
 from ..runtime import MATMULS, matmul_precision
@@ -164,7 +165,8 @@ def run(
     train_dev = train_x.to(device)
     epoch_end = (lambda epoch, m: recompute_batchnorm_statistics(m, train_dev)) if official else None
     row = {**{k: getattr(config, k) for k in ("dataset", "flow", "variant", "mode", "seed", "epochs", "hidden",
-                                              "optimizer", "matmul")}, "steps": total, "diverged_at": ""}  # fmt: skip
+                                              "optimizer", "matmul")}, "steps": total, "diverged_at": "",
+           "arith": arithmetic.fingerprint(device)}  # fmt: skip
     start = time.perf_counter()
     try:
         # every epoch: the validation NLL (which picks the early-stopped model) and, for the learning curve only,
