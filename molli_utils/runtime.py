@@ -47,10 +47,13 @@ MATMULS = ("fp32", "bf16")
 _PRECISION = {"fp32": "highest", "bf16": "medium"}
 
 
-def bf16_matmul_supported() -> bool:
-    """Whether this CPU has the bfloat16 instructions (AVX512-BF16, AMX) that oneDNN needs for ``bf16``
-    products; without them PyTorch silently keeps full float32 on the CPU."""
-    return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+def bf16_matmul_supported(device: str | torch.device = "cpu") -> bool:
+    """Whether ``bf16`` products on ``device`` really round their inputs to bfloat16: measured by
+    :func:`molli_utils.arithmetic.bf16_products`, not read from CPU flags (a CPU with AVX512-BF16 but no AMX
+    may keep float32, or run another float32 kernel that changes only the last bits; a GPU may use TF32)."""
+    from .arithmetic import bf16_products
+
+    return bf16_products(device)
 
 
 @contextlib.contextmanager
@@ -59,15 +62,16 @@ def matmul_precision(matmul: str, device: str | torch.device = "cpu") -> Iterato
     the previous setting (``torch.set_float32_matmul_precision`` is process-wide).
 
     ``bf16`` on a CPU with AMX (Intel Xeon since Sapphire Rapids) runs a 100 x 512 x 512 product about 2.8x
-    faster than float32; on a GPU it allows TF32 or bf16 where the card has them. Asking for it on a CPU
-    without bf16 instructions raises a ``ValueError`` (PyTorch would quietly compute in float32, and the run
-    would be recorded as what it is not).
+    faster than float32. Asking for it where the setting does not round the products' inputs to bfloat16
+    (:func:`bf16_matmul_supported`: most CPUs without AMX, GPUs that use TF32 instead) raises a ``ValueError``:
+    PyTorch would quietly compute in (nearly) float32, and the run would be recorded as what it is not.
     """
     if matmul not in MATMULS:
         raise ValueError(f"unknown matmul {matmul!r}; choose one of {list(MATMULS)}")
-    if matmul == "bf16" and torch.device(device).type == "cpu" and not bf16_matmul_supported():
-        raise ValueError("matmul='bf16' needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX), which this one "
-                         "lacks; use matmul='fp32'")  # fmt: skip
+    if matmul == "bf16" and not bf16_matmul_supported(device):
+        raise ValueError(f"matmul='bf16' needs a device whose 'medium' float32 products round their inputs to "
+                         f"bfloat16 (a CPU with AMX); on this {torch.device(device).type} they do not (measured), "
+                         "so use matmul='fp32'")  # fmt: skip
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(_PRECISION[matmul])
     try:

@@ -107,7 +107,7 @@ def test_bf16_products_are_recorded_change_training_only_and_stay_close():
     from molli_utils.runtime import bf16_matmul_supported, matmul_precision
 
     if not bf16_matmul_supported():
-        pytest.skip("this CPU has no bfloat16 instructions")
+        pytest.skip("bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)")
     config = UCIRun("redwine", "maf", "mollification", 1, epochs=2, hidden=64, layers=2, matmul="bf16")
     twin = replace(config, matmul="fp32")
     fp32, bf16 = uci.run(twin, root=SHARED), uci.run(config, root=SHARED)
@@ -125,8 +125,8 @@ def test_bf16_products_are_recorded_change_training_only_and_stay_close():
 def test_bf16_on_a_cpu_without_it_is_refused_and_unknown_arithmetic_named(monkeypatch):
     from molli_utils import runtime
 
-    monkeypatch.setattr(runtime, "bf16_matmul_supported", lambda: False)
-    with pytest.raises(ValueError, match="lacks; use matmul='fp32'"):
+    monkeypatch.setattr(runtime, "bf16_matmul_supported", lambda device="cpu": False)
+    with pytest.raises(ValueError, match="they do not \\(measured\\), so use matmul='fp32'"):
         with runtime.matmul_precision("bf16"):
             pass
     with runtime.matmul_precision("fp32"):  # full float32 needs nothing
