@@ -1,12 +1,16 @@
-"""In-memory FID: streaming statistics, pytorch-fid's distance, reference cache, offline Inception error.
+"""In-memory FID: streaming statistics, the Fréchet distance (pytorch-fid's value, closed forms), reference
+cache, offline Inception error.
 
 All numbers here use a small injected feature extractor: they test the pipeline, they are not FID.
 """
 
 import urllib.error
+import warnings
 
 import numpy as np
 import pytest
+import scipy
+import scipy.linalg
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
@@ -47,15 +51,95 @@ def test_streaming_statistics_equal_numpy():
     assert np.allclose(F.activation_statistics(data, ext)[1], sigma_it, atol=1e-10)
 
 
-@pytest.mark.filterwarnings("ignore:The `disp` argument is deprecated:DeprecationWarning")
-def test_fid_is_pytorch_fid_distance_and_batch_size_free():
+def _pytorch_fid(mu1, sigma1, mu2, sigma2):
+    """pytorch-fid's own ``calculate_frechet_distance``, or a skip where it cannot run: pytorch-fid 0.3.0 passes
+    ``scipy.linalg.sqrtm(..., disp=False)``, an argument scipy 1.18 (Python >= 3.12) removed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The `disp` argument is deprecated", category=DeprecationWarning)
+            return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+    except TypeError as err:
+        if "disp" not in str(err):
+            raise
+        pytest.skip(f"pytorch-fid's calculate_frechet_distance raises with scipy {scipy.__version__} ({err}); "
+                    "molli_utils.fid computes the distance itself, checked here by the closed forms and sqrtm")  # fmt: skip
+
+
+def _stats(feats):
+    return feats.mean(0), np.cov(feats, rowvar=False)
+
+
+def _feature_sets(d, n, seed):
+    """Two correlated, differently scaled feature sets [n, d] (non-commuting covariances)."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) + rng.standard_normal(d)
+    b = rng.standard_normal((n, d)) @ (rng.standard_normal((d, d)) * rng.uniform(0.2, 3.0, d)) + 0.3
+    return a, b
+
+
+def _sqrtm_distance(mu1, sigma1, mu2, sigma2):
+    """The textbook formula with scipy's general sqrtm (no ``disp``: runs on every scipy); an independent route."""
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean).real)
+
+
+# Feature sets [n, d]: full rank, and fewer samples than features (rank 19 of 64, a singular product).
+SETS = [(2, 40, 1), (3, 30, 0), (16, 200, 2), (64, 500, 3), (256, 1000, 4), (64, 20, 5)]
+
+
+@pytest.mark.parametrize("d, n, seed", SETS)
+def test_frechet_distance_is_pytorch_fids(d, n, seed):
+    a, b = _feature_sets(d, n, seed)
+    assert F.frechet_distance(*_stats(a), *_stats(b)) == pytest.approx(_pytorch_fid(*_stats(a), *_stats(b)), rel=1e-6)
+
+
+@pytest.mark.parametrize("d, n, seed", SETS)
+def test_frechet_distance_is_the_sqrtm_formula(d, n, seed):
+    a, b = _feature_sets(d, n, seed)
+    assert F.frechet_distance(*_stats(a), *_stats(b)) == pytest.approx(_sqrtm_distance(*_stats(a), *_stats(b)), rel=1e-6)
+
+
+def test_fid_is_the_distance_of_the_features_and_batch_size_free():
     gen, ref, ext = _images(seed=1), _images(seed=2), LinearFeatures()
     f_gen, f_ref = ext(gen).numpy(), ext(ref).numpy()
-    expected = calculate_frechet_distance(f_gen.mean(0), np.cov(f_gen, rowvar=False), f_ref.mean(0), np.cov(f_ref, rowvar=False))
     ref_stats = F.activation_statistics(ref, ext)
     values = [F.fid(gen, ref_stats, ext, batch_size=b) for b in (1, 13, 64, 500)]
-    assert abs(values[0] - expected) < 1e-6 * max(1.0, abs(expected))
     assert max(values) - min(values) < 1e-8
+    assert values[0] == pytest.approx(F.frechet_distance(*_stats(f_gen), *_stats(f_ref)), rel=1e-9)
+
+
+def test_frechet_distance_closed_forms():
+    rng = np.random.default_rng(0)
+    # Diagonal covariances commute: FD = sum (mu1 - mu2)^2 + sum (sqrt(a) - sqrt(b))^2.
+    mu1, mu2, a, b = rng.standard_normal(8), rng.standard_normal(8), rng.uniform(0.1, 4, 8), rng.uniform(0.1, 4, 8)
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert F.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+    assert F.frechet_distance(0.5, 4.0, -1.0, 9.0) == pytest.approx(1.5**2 + (2 - 3) ** 2, rel=1e-12)  # scalars: 1-D
+    # 2x2 covariances that do not commute: A = S1 S2 has eigenvalues >= 0, and tr A^(1/2) = sqrt(tr A + 2 sqrt(det A)).
+    s1 = np.array([[2.0, 0.9], [0.9, 1.0]])
+    s2 = np.array([[0.5, -0.3], [-0.3, 3.0]])
+    tr_root = np.sqrt(np.trace(s1 @ s2) + 2 * np.sqrt(np.linalg.det(s1) * np.linalg.det(s2)))
+    expected = np.trace(s1) + np.trace(s2) - 2 * tr_root
+    assert F.frechet_distance(np.zeros(2), s1, np.zeros(2), s2) == pytest.approx(expected, rel=1e-12)
+    # The closed form tells the formula from the usual slips: these wrong values are all far from it.
+    roots = [np.real(scipy.linalg.sqrtm(s)) for s in (s1, s2)]
+    wrong = {"factor 2 missing": np.trace(s1) + np.trace(s2) - tr_root,
+             "tr(S1^1/2 S2^1/2)": np.trace(s1) + np.trace(s2) - 2 * np.trace(roots[0] @ roots[1]),
+             "elementwise sqrt": np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.abs(s1 @ s2)).trace()}  # fmt: skip
+    for name, value in wrong.items():
+        assert abs(value - expected) > 1e-3, name
+
+
+def test_frechet_distance_is_symmetric_and_zero_for_one_set():
+    a, b = _feature_sets(64, 500, 5)
+    assert F.frechet_distance(*_stats(a), *_stats(b)) == pytest.approx(F.frechet_distance(*_stats(b), *_stats(a)), rel=1e-9)
+    # Fewer samples than features (rank 19 of 64): 0 against itself to rounding (sqrtm's route, pytorch-fid's,
+    # gives -1.6e-4 there: square roots of the product's rounded zero eigenvalues).
+    assert abs(F.frechet_distance(*_stats(a[:20]), *_stats(a[:20]))) < 1e-8
+    # Copies of one point: a zero covariance, FD = ||mu - f||^2 + tr(Sigma_ref) (the image scorer's one_image).
+    mu, sigma = _stats(b)
+    assert F.frechet_distance(a[0], np.zeros((64, 64)), mu, sigma) == pytest.approx(((a[0] - mu) ** 2).sum() + np.trace(sigma), rel=1e-12)
 
 
 def test_fid_of_a_set_against_itself_is_zero():
@@ -74,6 +158,14 @@ def test_bad_inputs():
         F.activation_statistics(_images(), ext, batch_size=0)
     with pytest.raises(ValueError, match="same feature extractor"):
         F.frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+    with pytest.raises(ValueError, match=r"\[D, D\]"):
+        F.frechet_distance(np.zeros(2), np.eye(3), np.zeros(2), np.eye(3))
+    with pytest.raises(ValueError, match="non-finite"):
+        F.frechet_distance(np.zeros(2), np.diag([1.0, np.nan]), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="sigma1 is not a covariance"):
+        F.frechet_distance(np.zeros(2), np.diag([1.0, -0.5]), np.zeros(2), np.eye(2))
+    with pytest.raises(ValueError, match="sigma2 is not a covariance"):  # eigenvalues 3 and -1
+        F.frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.array([[1.0, 2.0], [2.0, 1.0]]))
 
 
 def test_reference_statistics_are_cached_by_data_and_extractor(tmp_path):
