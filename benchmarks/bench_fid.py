@@ -11,6 +11,11 @@ With Inception (~0.5 s per image on a CPU) the network dominates both routes.
 8 bits so that both routes see identical pixels; reference statistics (the 520 grid
 patches) are precomputed for both (pytorch-fid reads them from an .npz).
 
+Both routes end in the package's ``molli_utils.fid.frechet_distance`` (patched into pytorch-fid for
+the file route): pytorch-fid 0.3.0's own ``calculate_frechet_distance`` passes
+``scipy.linalg.sqrtm(..., disp=False)``, which scipy 1.18 removed; tests/test_fid.py checks that the
+two distances agree where pytorch-fid's still runs.
+
 Run:  make bench   (or: python -m benchmarks.bench_fid [--n 10000] [--repeats 3])
 """
 
@@ -92,7 +97,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         folder = tmp / "generated"
         folder.mkdir()
         write_pngs(generated, folder)
-        with mock.patch.object(fid_score, "InceptionV3", fake_inception(extractor)), mock.patch.object(fid_score, "tqdm", lambda x: x):
+        with (mock.patch.object(fid_score, "InceptionV3", fake_inception(extractor)),
+              mock.patch.object(fid_score, "tqdm", lambda x: x),
+              mock.patch.object(fid_score, "calculate_frechet_distance", frechet_distance)):
             return fid_score.calculate_fid_given_paths([str(folder), str(tmp / "ref.npz")], args.batch_size, "cpu", DIMS, num_workers=0)
 
     times = {"in_memory": [], "png_files": []}
