@@ -118,7 +118,8 @@ def _run(args: list, **kwargs) -> subprocess.CompletedProcess:
     env.pop("PIP_CONSTRAINT", None)
     done = subprocess.run([str(a) for a in args], capture_output=True, text=True, env=env, **kwargs)
     if done.returncode:
-        raise RuntimeError(f"{' '.join(map(str, args))} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+        command = " ".join(map(str, args))
+        raise RuntimeError(f"{command} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
     return done
 
 
@@ -139,7 +140,8 @@ def report_installs(report: dict) -> dict[str, tuple[str, str]]:
             for item in report.get("install", [])}  # fmt: skip
 
 
-def resolve(python_exe: Path, roots: list[str], pins: dict[str, tuple[str, str]], work: Path) -> dict[str, tuple[str, str]]:
+def resolve(python_exe: Path, roots: list[str], pins: dict[str, tuple[str, str]], work: Path
+            ) -> dict[str, tuple[str, str]]:  # fmt: skip
     """What pip resolves for ``roots`` with ``pins`` as constraints, ignoring what is installed."""
     constraints = work / "pins.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.values()))
@@ -262,7 +264,8 @@ def make(freeze: Path, os_info: Path, commit: str, date: str, python: Optional[s
         "adds": " ".join(adds) or "-",
         "unpinned": (" ".join(loose) or "-") + " (torch's CUDA libraries: resolved unconstrained, not Colab's)",
         "dropped": f"{len(dropped)} direct-URL lines of the freeze; local labels (+cu128) stripped",
-        "made": f"python -m tools.colab_constraints make <freeze> --os-info <os-info> (Python {version}, pip {pip_version})",
+        "made": f"python -m tools.colab_constraints make <freeze> --os-info <os-info> --commit <hash> --date <date> "
+                f"(Python {version}, pip {pip_version})",
     }  # fmt: skip
     text = render(keep, header)
     out.parent.mkdir(parents=True, exist_ok=True)
