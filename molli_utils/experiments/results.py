@@ -32,6 +32,7 @@ __all__ = [
     "FILES",
     "stored_path",
     "load",
+    "select",
     "results_dir",
     "append",
     "recorded",
@@ -125,6 +126,24 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
          "matmul", "train_seconds", "commit", "date"),
         "python -m molli_utils.experiments uci --all --matmul bf16 --results DIR; DIR/uci.csv is this file: the 72 "
         "vanilla and mollification runs of uci.csv again, with bf16 matrix products (the book's table stays fp32)",
+    ),
+    ResultsFile(
+        "uci_rounding.csv",
+        _UCI_COLUMNS,
+        _UCI_KEY,
+        ("dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "arith",
+         "commit"),
+        "MKL_ENABLE_INSTRUCTIONS=AVX2 python -m molli_utils.experiments uci --datasets redwine --flows maf --seeds 1 "
+        "--results DIR; DIR/uci.csv and DIR/uci_curves.csv.gz are this file and uci_rounding_curves.csv.gz: chapter "
+        "4's two live runs again, with MKL's AVX2 kernels for the products (on a CPU with AVX-512: another rounding)",
+    ),
+    ResultsFile(
+        "uci_rounding_curves.csv.gz",
+        ("dataset", "flow", "variant", "mode", "seed", "optimizer", "matmul", "epoch", "train_loss", "val_loglik",
+         "test_loglik"),
+        ("dataset", "flow", "variant", "mode", "seed", "optimizer", "matmul", "epoch"),
+        ("dataset", "flow", "variant", "mode", "seed", "epoch", "train_loss", "val_loglik"),
+        "the uci_rounding.csv command above (with it)",
     ),
     ResultsFile(
         "uci_curves.csv.gz",
@@ -229,6 +248,16 @@ def load(name: str, folder: Union[str, os.PathLike, None] = None, required: Opti
     if missing:
         raise ValueError(f"results file {path} lacks the column(s) {missing} that the book needs "
                          f"(it has {list(frame.columns)}); re-create it with: {spec.produced_by}")  # fmt: skip
+    return frame
+
+
+def select(frame: Any, **match: Any) -> Any:
+    """The rows of ``frame`` (a DataFrame, or the name of a stored results file) whose columns equal ``match``."""
+    frame = load(frame) if isinstance(frame, str) else frame
+    for k, v in match.items():
+        if k not in frame.columns:
+            raise ValueError(f"no column {k!r} to select on; the columns are {list(frame.columns)}")
+        frame = frame[frame[k] == v]
     return frame
 
 
