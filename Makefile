@@ -17,7 +17,7 @@ ifneq ($(wildcard $(SHARED_DATA)/uci),)
 export MOLLI_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install book test bench check-site clean student
+.PHONY: install book test test-arith bench check-site clean student gpu-check gpu-check-wheels gpu-check-offline
 
 install: $(STAMP)
 
@@ -47,6 +47,32 @@ test: install
 	MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): check tests/ and pyproject's testpaths" >&2; fi; \
 	exit $$rc
+
+# The stored-result checks (pytest -m reproduction: chapter 3's and 4's live runs and the other re-runs of stored
+# rows) again under another float arithmetic than this machine's own, as on a reader's CPU of another type:
+# tools/other_arith.py picks MKL's AVX2 kernels, else ATen's and MKL's portable ones, and says which.
+test-arith: install
+	@ARITH="$$($(PY) -m tools.other_arith)" && echo "make test-arith: $$ARITH" && \
+	env $$ARITH MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest -m reproduction $(PYTEST_ARGS)
+
+# The prepared GPU check (tools/gpu_check.py). A GPU machine with network: `make gpu-check` (builds .venv first).
+# The lent GPU machines have no network: `make gpu-check-wheels` here, carry .whl/gpu-check, `make gpu-check-offline` there.
+GPU_CHECK_ARGS ?=
+GPU_WHEELS := pythae pytorch-fid pydantic pydantic-core annotated-types typing-inspection typing-extensions
+
+gpu-check: install
+	PYTHONUNBUFFERED=1 $(PY) -m tools.gpu_check $(GPU_CHECK_ARGS)
+
+gpu-check-wheels: install
+	rm -rf .whl/gpu-check && mkdir -p .whl/gpu-check
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl/gpu-check \
+	  $$($(PY) -c 'import importlib.metadata as m, sys; print(" ".join(f"{n}=={m.version(n)}" for n in sys.argv[1:]))' $(GPU_WHEELS))
+	$(PY) -m pip wheel --quiet --no-deps -w .whl/gpu-check normflows==$$($(PY) -c 'import importlib.metadata as m; print(m.version("normflows"))')
+
+gpu-check-offline:
+	python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/gpu-check/*.whl
+	PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 python3 -m tools.gpu_check $(GPU_CHECK_ARGS)
 
 # Open every page of the built book in headless Chromium (installed from Debian when missing).
 check-site: book

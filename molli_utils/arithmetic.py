@@ -112,12 +112,13 @@ def same(a: Optional[str], b: Optional[str]) -> bool:
 
 
 def describe(a: Optional[str]) -> str:
-    """A fingerprint in words, for a chapter's sentence: ``torch 2.14.1, cpu:AVX512, 1 thread``."""
+    """A fingerprint in words, for a chapter's sentence: ``torch 2.14.1, cpu:AVX512, 1 thread, probe 726a3fbddb``."""
     if not (isinstance(a, str) and a.count("/") == 3):
         return "not recorded"
-    version, device, threads, _ = a.split("/")
+    version, device, threads, digest = a.split("/")
     n = int(threads.rstrip("t"))
-    return f"{version.replace('torch', 'torch ')}, {device}" + (f", {n} thread{'s' * (n != 1)}" if n else "")
+    return (f"{version.replace('torch', 'torch ')}, {device}" + (f", {n} thread{'s' * (n != 1)}" if n else "")
+            + f", probe {digest}")
 
 
 def bf16_products(device: Union[str, torch.device] = "cpu") -> bool:

@@ -30,7 +30,7 @@ def test_the_fingerprint_names_torch_the_device_and_the_threads_and_is_stable(on
     assert version == "torch" + torch.__version__.split("+")[0]
     assert device == "cpu:" + torch.backends.cpu.get_cpu_capability()
     assert threads == "1t" and len(digest) == 10 and int(digest, 16) >= 0
-    assert arithmetic.describe(a).endswith(", 1 thread")
+    assert arithmetic.describe(a).endswith(f", 1 thread, probe {digest}")
 
 
 def test_the_fingerprint_leaves_the_callers_random_numbers_and_precision_alone():
