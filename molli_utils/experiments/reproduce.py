@@ -132,10 +132,14 @@ class Reproduction:
         if self.identical:
             return head + f"{why}, yet the live run is the stored row to the last bit."
         col, (live, stored, allowed) = next(iter(self.finals.items())) if self.finals else ("", (0.0, 0.0, 0.0))
+        col = _NAMES.get(col, col)
         final = (f"; the final {col} is {live:.4g} against {stored:.4g} stored, {abs(live - stored):.3g} apart (within the "
                  f"allowed {allowed:.3g}: the seeds' spread)" if self.finals else "")  # fmt: skip
         return (head + f"{why}, so it rounds differently: the training losses agree to {self.early_gap:.1e} (relative) "
                 f"over the first {self.early_upto:,} {self.unit}s and first differ at {self.unit} {self.parted_at}{final}.")
+
+
+_NAMES = {"test_loglik": "test log-likelihood", "mmd2": "MMD²"}
 
 
 def _missing(value: Any) -> bool:
