@@ -142,3 +142,11 @@ def test_a_toy_neighbouring_seed_fails_and_the_run_itself_passes():
     neighbour = reproduce.compare("t", {**other, "seed": 0, "arith": ARITH}, row, reproduce.TOYS, curve=other_curve,
                                   stored_curve=curve, spread=spread, point="step")  # fmt: skip
     assert not neighbour.ok and "training loss at step" in neighbour.problems[0]
+
+
+def test_a_run_frozen_after_non_finite_losses_is_not_judged_on_its_final_numbers():
+    run = _uci("vanilla", 1)
+    row, curve, spread = _drifted(run, final_shift=-50.0)
+    rep = _judge(({**row, "diverged_at": 1234}, curve, spread), run, live_arith=ARITH, stored_arith=OTHER)
+    assert rep.ok and not rep.finals and "final scores are not compared" in rep.sentence()
+    assert not _judge(({**row, "diverged_at": ""}, curve, spread), run, live_arith=ARITH, stored_arith=OTHER).ok
