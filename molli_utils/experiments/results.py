@@ -73,6 +73,8 @@ _UCI_COLUMNS = (
     "train_seconds", "eval_seconds", "arith", "commit", "date", "dirty",
 )  # fmt: skip
 _UCI_KEY = ("dataset", "flow", "variant", "mode", "seed", "epochs", "optimizer", "matmul")  # UCIRun fields
+_UCI_CURVE_KEY = ("dataset", "flow", "variant", "mode", "seed", "optimizer", "matmul", "epoch")
+_UCI_CURVE_COLUMNS = (*_UCI_CURVE_KEY, "train_loss", "val_loglik", "test_loglik")
 
 #: Every results file of the book.
 FILES: dict[str, ResultsFile] = {f.name: f for f in [
@@ -139,17 +141,15 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ),
     ResultsFile(
         "uci_rounding_curves.csv.gz",
-        ("dataset", "flow", "variant", "mode", "seed", "optimizer", "matmul", "epoch", "train_loss", "val_loglik",
-         "test_loglik"),
-        ("dataset", "flow", "variant", "mode", "seed", "optimizer", "matmul", "epoch"),
+        _UCI_CURVE_COLUMNS,
+        _UCI_CURVE_KEY,
         ("dataset", "flow", "variant", "mode", "seed", "epoch", "train_loss", "val_loglik"),
         "the uci_rounding.csv command above (with it)",
     ),
     ResultsFile(
         "uci_curves.csv.gz",
-        ("dataset", "flow", "variant", "mode", "seed", "optimizer", "matmul", "epoch", "train_loss", "val_loglik",
-         "test_loglik"),
-        ("dataset", "flow", "variant", "mode", "seed", "optimizer", "matmul", "epoch"),
+        _UCI_CURVE_COLUMNS,
+        _UCI_CURVE_KEY,
         ("dataset", "flow", "variant", "mode", "seed", "epoch", "val_loglik"),
         "python -m molli_utils.experiments uci --all; then uci --all --modes constant (with uci.csv)",
     ),
