@@ -330,21 +330,15 @@ class Scorer:
     kid_name: str = ""
 
     def score_images(self, images: torch.Tensor) -> dict[str, float]:
-        """``{"fd": ..., "kid": ...}`` of ``images`` (``kid`` is nan without reference features)."""
-        import warnings
-
-        from scipy.linalg import LinAlgWarning
-
+        """``{"fd": ..., "kid": ...}`` of ``images`` (``kid`` is nan without reference features). Early in training
+        the samples can be nearly constant and their feature covariance singular, which
+        :func:`~molli_utils.fid.frechet_distance` handles (no matrix square root of a singular matrix)."""
         images = _quantize(images, self.levels)
-        # Early in training the samples can be nearly constant and their feature covariance singular:
-        # pytorch-fid then adds a small offset to the diagonal and warns; the value stays usable.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=LinAlgWarning)
-            if self.reference_features is None:
-                return {"fd": fid(images, self.reference, self.extractor, device=self.device), "kid": math.nan}
-            feats = features(images, self.extractor, device=self.device)
-            mu, sigma = feats.mean(0).numpy(), np.cov(feats.numpy(), rowvar=False)
-            return {"fd": frechet_distance(mu, sigma, *self.reference), "kid": kid(feats, self.reference_features)}
+        if self.reference_features is None:
+            return {"fd": fid(images, self.reference, self.extractor, device=self.device), "kid": math.nan}
+        feats = features(images, self.extractor, device=self.device)
+        mu, sigma = feats.mean(0).numpy(), np.cov(feats.numpy(), rowvar=False)
+        return {"fd": frechet_distance(mu, sigma, *self.reference), "kid": kid(feats, self.reference_features)}
 
     def one_image(self, image: torch.Tensor) -> float:
         """The Fréchet distance of copies of one ``image`` ``[C, H, W]`` (what a model that always draws it scores):
