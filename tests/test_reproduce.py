@@ -150,3 +150,13 @@ def test_a_run_frozen_after_non_finite_losses_is_not_judged_on_its_final_numbers
     rep = _judge(({**row, "diverged_at": 1234}, curve, spread), run, live_arith=ARITH, stored_arith=OTHER)
     assert rep.ok and not rep.finals and "final scores are not compared" in rep.sentence()
     assert not _judge(({**row, "diverged_at": ""}, curve, spread), run, live_arith=ARITH, stored_arith=OTHER).ok
+
+
+def test_a_run_without_a_curve_is_judged_on_its_row_alone():
+    """No curve on either side (e.g. a row of a file without curves): settings and final numbers still judged."""
+    row, _, spread = _uci("mollification", 1)
+    rep = reproduce.compare("t", {**row, "arith": ARITH, "test_loglik": row["test_loglik"] + 0.01}, row, reproduce.UCI,
+                            spread=spread)  # fmt: skip
+    assert rep.ok and not rep.identical and "no learning curve to compare" in rep.sentence()
+    far = reproduce.compare("t", {**row, "arith": ARITH, "test_loglik": ""}, row, reproduce.UCI, spread=spread)
+    assert far.ok and "test_loglik" not in far.finals  # an empty score (a diverged run) is not judged

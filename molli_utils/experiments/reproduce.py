@@ -141,6 +141,8 @@ class Reproduction:
                  f"allowed {allowed:.3g}: the seeds' spread)" if self.finals else "")  # fmt: skip
         if self.diverged:
             final = "; it diverged (non-finite losses) on one side or both, so its final scores are not compared"
+        if self.early_upto is None:
+            return head + f"{why}, so it rounds differently (no learning curve to compare){final}."
         return (head + f"{why}, so it rounds differently: the training losses agree to {self.early_gap:.1e} (relative) "
                 f"over the first {self.early_upto:,} {self.unit}s and first differ at {self.unit} {self.parted_at}{final}.")
 
@@ -229,7 +231,7 @@ def compare(
     for col, floor in tolerance.floor.items():
         if col not in row or col not in stored:
             continue
-        live, old = float(row[col]), float(stored[col]) if not _missing(stored[col]) else math.nan
+        live, old = (math.nan if _missing(v) else float(v) for v in (row[col], stored[col]))
         if not (math.isfinite(live) and math.isfinite(old)):
             continue  # a divergence on one arithmetic only: chaotic, see the module docstring
         sd = spread.get(col, math.nan)
