@@ -51,8 +51,12 @@ def test_colab_helpers():
     assert colab_install_spec("1.2.3").endswith("@v1.2.3")
 
 
-def test_matmul_precision_is_restored_even_after_an_error():
-    """The setting is process-wide: a failing block must not leave later code computing in bf16."""
+def test_matmul_precision_is_restored_even_after_an_error(monkeypatch):
+    """The setting is process-wide: a failing block must not leave later code computing in bf16. (The block is
+    entered as on a CPU whose bf16 products are real: elsewhere matmul_precision refuses bf16 before it starts.)"""
+    from molli_utils import runtime
+
+    monkeypatch.setattr(runtime, "bf16_matmul_supported", lambda device="cpu": True)
     before = torch.get_float32_matmul_precision()
     with pytest.raises(RuntimeError):
         with matmul_precision("bf16"):
