@@ -45,8 +45,8 @@ from ..models.toy import realnvp_2d
 from ..training import TrainConfig, TrainResult, train
 from . import settings
 
-__all__ = ["DATASETS", "MODES", "PAPER_MODES", "RESULTS", "CURVES", "CURVE_STEPS", "Toy2DRun", "Toy2DResult", "BestByValidation", "grid",
-           "run", "validation_set", "key"]  # fmt: skip
+__all__ = ["DATASETS", "MODES", "PAPER_MODES", "RESULTS", "CURVES", "CURVE_STEPS", "Toy2DRun", "Toy2DResult",
+           "BestByValidation", "grid", "run", "validation_set", "key"]  # fmt: skip
 
 DATASETS = ("mixture_of_gaussians", "von_mises")
 #: The paper's two modes (the benchmarks time these).
