@@ -14,9 +14,9 @@ OTHER = "torch2.14.1/cpu:AVX2/1t/9876543210"
 
 def _uci(mode: str, seed: int):
     table = results.load("uci.csv")
-    row = reproduce._select(table, {**CELL, "mode": mode, "seed": seed}).iloc[0].to_dict()
+    row = results.select(table, **CELL, mode=mode, seed=seed).iloc[0].to_dict()
     curve_key = {k: v for k, v in {**CELL, "mode": mode, "seed": seed}.items() if k != "epochs"}
-    curve = reproduce._select(results.load("uci_curves.csv.gz"), curve_key).sort_values("epoch").to_dict("records")
+    curve = results.select("uci_curves.csv.gz", **curve_key).sort_values("epoch").to_dict("records")
     spread = reproduce._spread(table, {**CELL, "mode": mode}, list(reproduce.UCI.floor))
     return row, curve, spread
 
@@ -130,8 +130,8 @@ def test_a_toy_neighbouring_seed_fails_and_the_run_itself_passes():
 
     def run(mode, seed):
         key = {"dataset": "von_mises", "mode": mode, "seed": seed, "iterations": 20_000}
-        return (reproduce._select(table, key).iloc[0].to_dict(),
-                reproduce._select(curves, key).sort_values("step").to_dict("records"))  # fmt: skip
+        return (results.select(table, **key).iloc[0].to_dict(),
+                results.select(curves, **key).sort_values("step").to_dict("records"))  # fmt: skip
 
     spread = reproduce._spread(table, {"dataset": "von_mises", "mode": "vanilla", "iterations": 20_000},
                                list(reproduce.TOYS.floor))  # fmt: skip

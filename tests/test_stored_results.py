@@ -17,7 +17,6 @@ model for 20k steps each). Marked ``reproduction``: ``make test-arith`` runs the
 import math
 import pathlib
 
-import pandas as pd
 import pytest
 
 from molli_utils import arithmetic
@@ -25,8 +24,7 @@ from molli_utils.experiments import indm, reproduce, results, settings, toy2d, u
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.reproduction]
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "uci"
-#: Columns that describe the machine or the moment of a run, not its result.
-VOLATILE = {"train_seconds", "eval_seconds", "arith", "commit", "dirty", "date"}
+VOLATILE = results.VOLATILE
 #: INDM's sample metrics on another arithmetic (see the module docstring).
 METRIC_REL = 1e-3
 
@@ -41,8 +39,7 @@ def _same(new, stored, *, rel: float = 0.0) -> bool:
 
 
 def _stored_row(name: str, **match) -> dict:
-    frame = results.load(name)
-    rows = frame[(frame[list(match)] == pd.Series(match)).all(axis=1)]
+    rows = results.select(name, **match)
     assert len(rows) == 1, f"expected one stored row of {match} in {name}"
     return rows.iloc[0].to_dict()
 

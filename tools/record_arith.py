@@ -25,7 +25,7 @@ from pathlib import Path
 
 from molli_utils.experiments import results
 
-VOLATILE = {"train_seconds", "eval_seconds", "wall_seconds_all_runs", "members", "arith", "commit", "dirty", "date"}
+VOLATILE = results.VOLATILE
 CURVES = {"uci.csv": "uci_curves.csv.gz"}
 
 

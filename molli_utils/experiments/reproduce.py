@@ -174,8 +174,7 @@ def compare(
     stored_curve: Sequence[dict[str, Any]] = (),
     spread: Optional[dict[str, float]] = None,
     point: str = "epoch",
-    volatile: Sequence[str] = ("train_seconds", "eval_seconds", "wall_seconds_all_runs", "members", "arith", "commit",
-                               "dirty", "date"),
+    volatile: Sequence[str] = results.VOLATILE,
 ) -> Reproduction:  # fmt: skip
     """Judge a live ``row`` (and its learning ``curve``) against the ``stored`` row and curve.
 
@@ -245,14 +244,8 @@ def compare(
 
 def _spread(frame, match: dict[str, Any], columns: Sequence[str]) -> dict[str, float]:
     """The standard deviation of ``columns`` over the stored seeds of the cell ``match`` (finite values only)."""
-    cell = frame
-    for k, v in match.items():
-        cell = cell[cell[k] == v]
+    cell = results.select(frame, **match)
     return {c: float(cell[c][cell[c].abs() < math.inf].std()) for c in columns if c in cell}
-
-
-def _select(frame, match: dict[str, Any]):
-    return results.select(frame, **match)
 
 
 def uci(result, *, file: str = "uci.csv") -> Reproduction:
@@ -262,15 +255,15 @@ def uci(result, *, file: str = "uci.csv") -> Reproduction:
     """
     from . import uci as uci_
 
-    key = uci_.key(result.config)
-    rows = _select(results.load(file), key)
+    key, table = uci_.key(result.config), results.load(file)
+    rows = results.select(table, **key)
     if len(rows) != 1:
         raise LookupError(f"{len(rows)} stored runs in {file} with the settings {key}")
     stored = rows.iloc[0].to_dict()
     curve_key = {k: key[k] for k in results.FILES[uci_.CURVES].key if k != "epoch"}
-    stored_curve = _select(results.load(uci_.CURVES), curve_key).sort_values("epoch").to_dict("records")
+    stored_curve = results.select(results.load(uci_.CURVES), **curve_key).sort_values("epoch").to_dict("records")
     cell = {k: key[k] for k in ("dataset", "flow", "variant", "mode", "epochs", "optimizer", "matmul")}
-    spread = _spread(results.load(file), cell, list(UCI.floor))
+    spread = _spread(table, cell, list(UCI.floor))
     c = result.config
     what = f"{c.dataset}/{c.flow}/{c.variant}/{c.mode}, seed {c.seed}"
     return compare(what, result.row, stored, UCI, curve=result.curve, stored_curve=stored_curve, spread=spread)
@@ -289,11 +282,11 @@ def toys(result) -> list[Reproduction]:
     out = []
     for row in result.rows:
         key = {k: row[k] for k in ("dataset", "mode", "seed", "iterations")}
-        stored = _select(table, key)
+        stored = results.select(table, **key)
         if len(stored) != 1:
             continue
         mine = [p for p in live_curve if all(p[k] == v for k, v in key.items())]
-        theirs = _select(curves, key).sort_values("step").to_dict("records")
+        theirs = results.select(curves, **key).sort_values("step").to_dict("records")
         spread = _spread(pooled, {k: key[k] for k in ("dataset", "mode", "iterations")}, list(TOYS.floor))
         out.append(compare(f"{row['dataset']}/{row['mode']}, seed {row['seed']}", row, stored.iloc[0].to_dict(), TOYS,
                            curve=mine, stored_curve=theirs, spread=spread, point="step"))  # fmt: skip

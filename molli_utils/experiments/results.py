@@ -33,6 +33,7 @@ __all__ = [
     "stored_path",
     "load",
     "select",
+    "VOLATILE",
     "results_dir",
     "append",
     "recorded",
@@ -57,6 +58,8 @@ class ResultsFile:
 
 
 _PROVENANCE = ("commit", "dirty", "date")
+#: Columns that describe the machine or the moment of a run, not its result: never compared between two runs.
+VOLATILE = frozenset({"train_seconds", "eval_seconds", "wall_seconds_all_runs", "members", "arith", *_PROVENANCE})
 
 _TOY2D_COLUMNS = (
     "dataset", "mode", "seed", "mmd2", "nonfinite_samples", "test_loglik", "nonfinite_steps", "diverged_at",
