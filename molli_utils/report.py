@@ -5,17 +5,27 @@ Everything here reads the book's stored results (through
 report needs) and computes; no number is typed in.
 
 Verdicts compare paired differences ``mollification - vanilla`` over seeds (same seed =
-same initialisation and batch order, so the difference is the mollification alone):
+same initialisation and batch order, so the difference is the mollification alone). One rule,
+:func:`verdict`, judges every claim of the book, and its names say where our effect lies
+relative to the paper's, so that they read the same way for every claim:
 
-* ``not yet run here``: no paired seeds;
-* ``within seed noise``: the mean difference is smaller than the standard deviation of the
-  differences (or, with one seed, cannot be judged: ``one seed only``);
-* ``not reproduced``: ours favours the other side;
-* ``reproduced``: same side as the paper and at least half the paper's effect;
-* ``reproduced with a smaller effect``: same side, less than half the paper's effect.
+* :data:`SIMILAR` ``paper's direction, similar size``: same side as the paper, at least half
+  the paper's effect;
+* :data:`SMALLER` ``paper's direction, smaller``: same side, less than half the paper's effect;
+* :data:`NOISE` ``within seed noise``: the mean difference is smaller than the standard
+  deviation of the differences, ``|mean| < sd``;
+* :data:`OPPOSITE` ``opposite to the paper``: beyond seed noise, on the other side;
+* :data:`ONE_SEED` and :data:`NOT_RUN`: one paired seed cannot be judged, none is not run.
 
-Claims that something does *not* help (the paper's Sec. 2.2: "a small constant amount of
-noise does not provide any particular benefits") get :func:`no_benefit_verdict`.
+Where the paper gives a direction but no size on our scale (a measure it did not report),
+``verdict(..., sized=False)`` says :data:`DIRECTION` ``paper's direction`` in place of the two
+sized names.
+
+A claim that something brings *no benefit* (the paper's Sec. 2.2: "a small constant amount
+of noise does not provide any particular benefits") has the paper's difference ``0``: its
+direction is "no better than the control", so a treatment that is worse beyond seed noise is
+in the paper's direction, one that is better is opposite to it, and within seed noise is
+what the paper says. :func:`agrees` tells which verdicts agree with a claim.
 """
 
 from __future__ import annotations
@@ -28,7 +38,8 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-__all__ = ["say", "PAGE_WIDTH", "paired_differences", "verdict", "no_benefit_verdict", "UCI_VIEWS", "uci_table", "uci_verdicts",
+__all__ = ["say", "PAGE_WIDTH", "paired_differences", "verdict", "agrees", "VERDICTS", "SIMILAR", "SMALLER", "NOISE",
+           "OPPOSITE", "DIRECTION", "ONE_SEED", "NOT_RUN", "UCI_VIEWS", "uci_table", "uci_verdicts",
            "CODE_CHECK_EPOCHS", "uci_code_check"]
 
 
@@ -61,43 +72,54 @@ def paired_differences(
     return (wide[treated] - wide[control]).dropna().rename(metric)
 
 
-def verdict(diffs: Sequence[float], paper_diff: float, *, higher_is_better: bool = True) -> str:
-    """A verdict for one claim from our per-seed paired differences and the paper's difference.
+#: The verdicts of :func:`verdict`, from the strongest agreement with the paper to none.
+SIMILAR = "paper's direction, similar size"
+SMALLER = "paper's direction, smaller"
+NOISE = "within seed noise"
+OPPOSITE = "opposite to the paper"
+DIRECTION = "paper's direction"
+ONE_SEED = "one seed only"
+NOT_RUN = "not run here"
+VERDICTS = (SIMILAR, SMALLER, DIRECTION, NOISE, OPPOSITE, ONE_SEED, NOT_RUN)
 
-    ``higher_is_better``: whether a positive difference favours ``treated`` (log-likelihood:
-    yes; MMD^2 or FID: no, pass differences of the metric and ``False``).
+
+def verdict(diffs: Sequence[float], paper_diff: float, *, higher_is_better: bool = True, sized: bool = True) -> str:
+    """The verdict on one claim from our per-seed paired differences and the paper's difference.
+
+    ``diffs``: ``metric(treated) - metric(control)`` per seed (non-finite values are dropped);
+    ``paper_diff``: the paper's difference of the same quantity, ``0`` for a claim of *no
+    benefit*; ``higher_is_better``: whether a positive difference favours the treatment
+    (log-likelihood: yes; MMD², log FD: no); ``sized=False``: only the sign of ``paper_diff``
+    counts (a measure the paper did not report). Returns one of :data:`VERDICTS` (module
+    docstring). Raises ``ValueError`` for a non-finite ``paper_diff``.
     """
+    if not math.isfinite(paper_diff):
+        raise ValueError(f"paper_diff={paper_diff!r}: the paper's difference must be a finite number "
+                         "(0 for a claim of no benefit)")  # fmt: skip
     d = np.asarray([x for x in diffs if math.isfinite(x)], dtype=float)
     if d.size == 0:
-        return "not yet run here"
+        return NOT_RUN
+    if d.size == 1:
+        return ONE_SEED
+    if abs(d.mean()) < d.std(ddof=1):
+        return NOISE
     sign = 1.0 if higher_is_better else -1.0
     ours, paper = sign * d.mean(), sign * paper_diff
-    if d.size == 1:
-        return "one seed only"
-    if abs(d.mean()) < d.std(ddof=1):
-        return "within seed noise"
-    if ours * paper <= 0:
-        return "not reproduced"
-    return "reproduced" if abs(ours) >= 0.5 * abs(paper) else "reproduced with a smaller effect"
+    if paper == 0:  # "no benefit": the treatment better beyond noise contradicts it
+        return OPPOSITE if ours > 0 else SIMILAR
+    if ours * paper < 0:
+        return OPPOSITE
+    if not sized:
+        return DIRECTION
+    return SIMILAR if abs(ours) >= 0.5 * abs(paper) else SMALLER
 
 
-def no_benefit_verdict(diffs: Sequence[float], *, higher_is_better: bool = True) -> str:
-    """A verdict for a claim that ``treated`` brings *no benefit* over ``control``.
-
-    ``diffs`` are per-seed paired differences ``treated - control``. The claim is
-    ``reproduced`` when the mean difference is within seed noise (``|mean| < sd``) or
-    favours the control, and ``not reproduced`` when the treatment is better by more than
-    the seed noise; ``not yet run here`` / ``one seed only`` as in :func:`verdict`.
-    """
-    d = np.asarray([x for x in diffs if math.isfinite(x)], dtype=float)
-    if d.size == 0:
-        return "not yet run here"
-    if d.size == 1:
-        return "one seed only"
-    sign = 1.0 if higher_is_better else -1.0
-    if abs(d.mean()) < d.std(ddof=1) or sign * d.mean() < 0:
-        return "reproduced"
-    return "not reproduced"
+def agrees(label: str, paper_diff: float) -> bool:
+    """Whether verdict ``label`` agrees with the claim: the paper's direction at a similar size, or, for
+    a claim of no benefit (``paper_diff == 0``), no better than the control (within noise or worse)."""
+    if label not in VERDICTS:
+        raise ValueError(f"{label!r} is not a verdict; expected one of {VERDICTS}")
+    return label in (SIMILAR, DIRECTION) or (paper_diff == 0 and label == NOISE)
 
 
 # --- the UCI table (Table 4), per variant of the flows ------------------------------------------------------------
@@ -136,8 +158,8 @@ def uci_table(frame: pd.DataFrame, paper: dict, *, variant: str, modes: Sequence
 def uci_verdicts(frame: pd.DataFrame, paper: dict, *, variant: str) -> pd.DataFrame:
     """Per (data set, flow) with runs of ``variant``: the paired differences mollification - vanilla (mean,
     sd, seeds where mollification is better), the paper's difference and the :func:`verdict`, for the final
-    and the early-stopped models; and constant - vanilla (final) with :func:`no_benefit_verdict` (the paper's
-    "a small constant noise does not help"). One row per cell and view."""
+    and the early-stopped models; and constant - vanilla (final), judged as a claim of no benefit (the paper's
+    "a small constant noise does not help": :func:`verdict` with the paper's difference 0). One row per cell and view."""
     rows = []
     runs = frame[frame["variant"] == variant]
     for (dataset, flow), numbers in paper.items():
@@ -153,9 +175,8 @@ def uci_verdicts(frame: pd.DataFrame, paper: dict, *, variant: str) -> pd.DataFr
                 rows.append({"data set": dataset, "flow": flow, "view": view, "comparison": label,
                              "seeds": len(d), "better on": f"{int((d > 0).sum())}/{len(d)}",
                              "mean": d.mean() if len(d) else math.nan, "sd": d.std() if len(d) > 1 else math.nan,
-                             "paper": paper_diff if treated == "mollification" else math.nan,
-                             "verdict": (verdict(d.tolist(), paper_diff) if treated == "mollification"
-                                         else no_benefit_verdict(d.tolist()))})  # fmt: skip
+                             "paper": paper_diff if treated == "mollification" else 0.0,
+                             "verdict": verdict(d.tolist(), paper_diff if treated == "mollification" else 0.0)})
     return pd.DataFrame(rows)
 
 

@@ -55,3 +55,19 @@ def test_table2_disagrees_with_table1_only_on_realnvp_vanilla():
     for (dataset, model), row in paper.SCHEDULES_FID.items():
         vanilla = min(row["vanilla"], paper.IMAGES_FID[(dataset, model)]["vanilla"])
         assert all(row[s] < vanilla for s in ("sigmoid", "cosine", "linear")), model
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/paper is not beside this checkout")
+def test_table3_and_nvae_equal_the_reference_notes():
+    """The paper's Table 3 and NVAE figures as ../shared/paper/README.md records them."""
+    import re
+
+    notes = (SHARED / "README.md").read_text()
+    assert re.search(r"from 53\.64 \(vanilla\) to\s+52\.26", notes)
+    assert paper.NVAE_FID["cifar10"] == {"vanilla": 53.64, "gaussian": 52.26}
+    two = paper.TWO_STEP_FID["cifar10"]
+    for name in ("NF", "EBM", "AVB", "ARM"):
+        value = float(re.search(rf"VAE\+{name} ([0-9]+\.[0-9]+)", notes).group(1))
+        assert two[f"vae+{name.lower()}"] == value
+    table1 = paper.IMAGES_FID[("cifar10", "vae")]  # Table 3's mollification columns are Table 1's VAE row
+    assert (two["vae"], two["vae+gaussian"], two["vae+blur"]) == (table1["vanilla"], table1["gaussian"], table1["blur"])

@@ -3,7 +3,8 @@
 import pandas as pd
 import pytest
 
-from molli_utils.report import no_benefit_verdict, paired_differences, verdict
+from molli_utils.report import (DIRECTION, NOISE, NOT_RUN, ONE_SEED, OPPOSITE, SIMILAR, SMALLER, VERDICTS, agrees,
+                                paired_differences, verdict)
 
 
 def test_paired_differences_pair_by_seed():
@@ -14,30 +15,37 @@ def test_paired_differences_pair_by_seed():
 
 
 @pytest.mark.parametrize("diffs,paper,higher,expected", [
-    ([], 4.8, True, "not yet run here"),
-    ([3.0], 4.8, True, "one seed only"),
-    ([1.0, -1.2, 0.5], 4.8, True, "within seed noise"),
-    ([4.0, 4.5, 5.0], 4.8, True, "reproduced"),
-    ([1.0, 1.2, 0.9], 4.8, True, "reproduced with a smaller effect"),
-    ([-1.0, -1.2, -0.9], 4.8, True, "not reproduced"),
-    ([-0.02, -0.03, -0.025], -0.04, False, "reproduced"),       # MMD^2: lower is better
-    ([0.02, 0.03, 0.025], -0.04, False, "not reproduced"),
+    ([], 4.8, True, NOT_RUN),
+    ([3.0], 4.8, True, ONE_SEED),
+    ([1.0, -1.2, 0.5], 4.8, True, NOISE),
+    ([4.0, 4.5, 5.0], 4.8, True, SIMILAR),
+    ([1.0, 1.2, 0.9], 4.8, True, SMALLER),
+    ([-1.0, -1.2, -0.9], 4.8, True, OPPOSITE),
+    ([-0.02, -0.03, -0.025], -0.04, False, SIMILAR),       # MMD^2: lower is better
+    ([0.02, 0.03, 0.025], -0.04, False, OPPOSITE),
+    ([float("nan"), 4.0, 4.5], 4.8, True, SIMILAR),       # a non-finite seed is dropped
+    # a claim of no benefit (the paper's difference 0): better beyond noise is opposite to it
+    ([0.5, -0.6, 0.2], 0.0, True, NOISE),
+    ([-1.0, -1.5, -0.8], 0.0, True, SIMILAR),              # the treatment hurts: no benefit either
+    ([1.0, 1.5, 0.8], 0.0, True, OPPOSITE),
+    ([-0.02, -0.03, -0.025], 0.0, False, OPPOSITE),        # MMD^2 lower with the treatment
+    ([0.02, 0.03, 0.025], 0.0, False, SIMILAR),
 ])  # fmt: skip
 def test_verdict_rules(diffs, paper, higher, expected):
     assert verdict(diffs, paper, higher_is_better=higher) == expected
 
 
-@pytest.mark.parametrize("diffs,higher,expected", [
-    ([], True, "not yet run here"),
-    ([0.4], True, "one seed only"),
-    ([0.5, -0.6, 0.2], True, "reproduced"),          # within seed noise: no benefit
-    ([-1.0, -1.5, -0.8], True, "reproduced"),        # the treatment hurts: no benefit either
-    ([1.0, 1.5, 0.8], True, "not reproduced"),       # clearly better: the claim fails
-    ([-0.02, -0.03, -0.025], False, "not reproduced"),  # MMD^2 lower with the treatment
-    ([0.02, 0.03, 0.025], False, "reproduced"),
-])  # fmt: skip
-def test_no_benefit_verdict_rules(diffs, higher, expected):
-    assert no_benefit_verdict(diffs, higher_is_better=higher) == expected
+def test_verdict_names_read_the_same_for_every_claim_and_agrees_follows_the_claim():
+    assert set(VERDICTS) == {SIMILAR, SMALLER, DIRECTION, NOISE, OPPOSITE, ONE_SEED, NOT_RUN}
+    # the paper's direction without a size on our scale
+    assert verdict([-0.3, -0.4, -0.35], -1e-3, higher_is_better=False, sized=False) == DIRECTION
+    assert verdict([0.3, 0.4, 0.35], -1e-3, higher_is_better=False, sized=False) == OPPOSITE
+    assert agrees(SIMILAR, 4.8) and not agrees(SMALLER, 4.8) and not agrees(NOISE, 4.8)
+    assert agrees(NOISE, 0.0) and agrees(SIMILAR, 0.0) and not agrees(OPPOSITE, 0.0)
+    with pytest.raises(ValueError, match="not a verdict"):
+        agrees("reproduced", 4.8)
+    with pytest.raises(ValueError, match="finite"):
+        verdict([1.0, 2.0], float("nan"))
 
 
 def _uci_frame():
@@ -64,9 +72,9 @@ def test_uci_table_and_verdicts_per_variant():
     v = uci_verdicts(frame, paper, variant="official").set_index(["view", "comparison"])
     final = v.loc[("final", "mollification - vanilla")]
     assert final["better on"] == "3/3" and final["mean"] == pytest.approx(3.7667, abs=1e-3)
-    assert final["verdict"] == "reproduced"  # 3.8 of the paper's 4.8 nats, on every seed
-    assert v.loc[("early-stopped", "mollification - vanilla"), "verdict"] == "not reproduced"  # stopped vanilla wins
-    assert v.loc[("final", "constant - vanilla"), "verdict"] == "not reproduced"  # constant clearly helps
+    assert final["verdict"] == SIMILAR  # 3.8 of the paper's 4.8 nats, on every seed
+    assert v.loc[("early-stopped", "mollification - vanilla"), "verdict"] == OPPOSITE  # stopped vanilla wins
+    assert v.loc[("final", "constant - vanilla"), "verdict"] == OPPOSITE  # constant clearly helps
     assert len(uci_verdicts(frame, paper, variant="paper-text")) == 3  # final, early-stopped, constant
     assert uci_verdicts(frame, paper, variant="nonexistent").empty
 
