@@ -119,7 +119,7 @@ def test_a_divergence_on_one_arithmetic_only_is_not_judged_on_its_score():
 
 def test_the_toy_curves_are_stored_for_every_toy_run():
     table, curves = results.load(toy2d.RESULTS), results.load(toy2d.CURVES)
-    keys = ["dataset", "mode", "seed", "iterations"]
+    keys = ["dataset", "mode", "seed", "activation", "iterations"]
     counts = curves.groupby(keys).size()
     assert len(counts) == len(table) and set(counts.index) == set(map(tuple, table[keys].values))
     assert (counts == toy2d.CURVE_STEPS // 20).all() and curves.step.max() == toy2d.CURVE_STEPS

@@ -13,6 +13,7 @@ A chapter's live run calls the same ``run`` that wrote the stored results. The c
 
     python -m molli_utils.experiments toy2d                        # 2 toys x 3 modes x 3 seeds, 20k steps
     python -m molli_utils.experiments toy2d --modes half           # the first-half schedule too
+    python -m molli_utils.experiments toy2d --activation leaky_relu   # LeakyReLU(0.01) conditioners
     python -m molli_utils.experiments indm                         # INDM and plain diffusion, 12 runs
     python -m molli_utils.experiments uci --all                    # Table 4 (official flows): 72 runs on all cores
     python -m molli_utils.experiments uci --all --variants paper-text   # the flows of the paper's text
@@ -51,15 +52,25 @@ def _log_rows(rows: Sequence[dict], keys: Sequence[str]) -> None:
         print(", ".join(f"{k}={row[k]}" for k in keys if k in row))
 
 
-def _toy_group(runs: list, threads: int, progress: bool) -> tuple[list[dict], list[dict], float]:
-    """One worker of the toy command: its runs as one ensemble; the rows, the early curves, the training seconds."""
+def _toy_group(runs: list, threads: int, progress: bool) -> tuple[list[dict], list[dict], list[dict], float]:
+    """One worker of the toy command: its runs as one ensemble; the rows, the early curves, the dead units over
+    training (every ``steps // n_evals`` steps), the training seconds."""
     import torch
 
     from . import toy2d
 
     torch.set_num_threads(threads)
-    outcome = toy2d.run(runs, progress=progress)
-    return outcome.rows, outcome.curve(), outcome.train.elapsed
+    outcome = toy2d.run(runs, progress=progress, dead_units_every=max(1, runs[0].steps // runs[0].n_evals))
+    return outcome.rows, outcome.curve(), outcome.dead, outcome.train.elapsed
+
+
+def _activation(value: str) -> str:
+    """An argparse type: a toy flow's activation, or an error that names the choices."""
+    from ..models.toy import ACTIVATIONS
+
+    if value not in ACTIVATIONS:
+        raise argparse.ArgumentTypeError(f"unknown activation {value!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return value
 
 
 def _toy2d(args: argparse.Namespace) -> None:
@@ -71,26 +82,33 @@ def _toy2d(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     out = results.results_dir(args.results) / toy2d.RESULTS
-    runs = toy2d.grid(args.profile, datasets=args.datasets, modes=args.modes, seeds=args.seeds,
-                      **_given(args, "steps", "n_train", "n_test", "n_val", "n_samples", "n_evals"))  # fmt: skip
+    runs = [r for a in args.activation for r in
+            toy2d.grid(args.profile, datasets=args.datasets, modes=args.modes, seeds=args.seeds, activation=a,
+                       **_given(args, "steps", "n_train", "n_test", "n_val", "n_samples", "n_evals"))]  # fmt: skip
     todo = results.pending(runs, out, toy2d.key)
-    # one ensemble per worker, at least two runs each (a one-run ensemble takes other kernels: other last bits)
-    workers = max(1, min(args.workers or os.cpu_count() or 1, len(todo) // 2))
-    groups = [todo[i::workers] for i in range(workers)]
+    # one ensemble per worker and activation (one architecture per ensemble), at least two runs each (a one-run
+    # ensemble takes other kernels: other last bits)
+    groups = []
+    for activation in args.activation:
+        part = [r for r in todo if r.activation == activation]
+        workers = max(1, min(args.workers or os.cpu_count() or 1, len(part) // 2))
+        groups += [g for g in (part[i::workers] for i in range(workers)) if g]
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(groups)))
     print(f"{len(runs) - len(todo)} of {len(runs)} toy runs already in {out}; training {len(todo)} as "
-          f"{workers} ensemble(s) of {', '.join(str(len(g)) for g in groups)}")
+          f"{len(groups)} ensemble(s) of {', '.join(str(len(g)) for g in groups)} on {workers} worker(s)")
     if not todo:
         return
     if workers == 1:
-        done = [_toy_group(todo, args.threads, not args.no_progress)]
+        done = [_toy_group(g, args.threads, not args.no_progress) for g in groups]
     else:
         with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            done = list(pool.map(_toy_group, groups, [args.threads] * workers, [False] * workers))
+            done = list(pool.map(_toy_group, groups, [args.threads] * len(groups), [False] * len(groups)))
     wall = round(time.perf_counter() - start, 1)
-    rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for group, _, _ in done for row in group]
+    rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for group, *_ in done for row in group]
     results.append(out, rows)
-    results.append(out.parent / toy2d.CURVES, [point for _, curve, _ in done for point in curve])
-    _log_rows(rows, ("dataset", "mode", "seed", "mmd2", "test_loglik", "best_step", "mmd2_best_val"))
+    results.append(out.parent / toy2d.CURVES, [point for _, curve, *_ in done for point in curve])
+    results.append(out.parent / toy2d.DEAD_UNITS, [point for _, _, dead, _ in done for point in dead])
+    _log_rows(rows, ("dataset", "mode", "seed", "activation", "mmd2", "test_loglik", "best_step", "mmd2_best_val"))
     print(f"appended {len(rows)} runs to {out} ({wall:.0f} s wall; training {', '.join(f'{s:.0f}' for *_, s in done)} "
           f"s per ensemble)")
 
@@ -175,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--datasets", nargs="+", choices=toy2d.DATASETS, default=list(toy2d.DATASETS))
     t.add_argument("--modes", nargs="+", choices=toy2d.MODES, default=["vanilla", "mollification", "constant"])
     t.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
+    t.add_argument("--activation", "--activations", nargs="+", type=_activation, default=["relu"],
+                   help="the coupling nets' activation(s): relu (default; the stored rows') and/or leaky_relu "
+                        "(LeakyReLU(0.01)); the paper does not say which it used")  # fmt: skip
     for name, what in (("steps", "training iterations (paper: 20000)"), ("n-train", "training points (paper: 10000)"),
                        ("n-test", "test points (paper: 10000)"), ("n-val", "validation points for early stopping"),
                        ("n-samples", "model samples for MMD^2 (paper: 10000)"),

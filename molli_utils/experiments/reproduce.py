@@ -83,7 +83,7 @@ UCI = Tolerance(early=10, loss_rel=1e-4, val_abs=5e-3, envelope_sd=2.0,
 #: let the mixture's mollified seed 0 escape the one-Gaussian collapse (MMD^2 0.075 to 4e-4; its 6 stored
 #: runs: sd 0.038) and froze the vanilla circle at step 9,794.
 TOYS = Tolerance(early=5, loss_rel=1e-4, val_abs=None, envelope_sd=5.0, floor={"mmd2": 2e-4, "mmd2_best_val": 2e-4},
-                 exact=("dataset", "mode", "seed", "iterations"))  # fmt: skip
+                 exact=("dataset", "mode", "seed", "activation", "iterations"))  # fmt: skip
 
 
 class ReproductionError(AssertionError):
@@ -281,13 +281,13 @@ def toys(result) -> list[Reproduction]:
     live_curve = result.curve()
     out = []
     for row in result.rows:
-        key = {k: row[k] for k in ("dataset", "mode", "seed", "iterations")}
+        key = {k: row[k] for k in ("dataset", "mode", "seed", "activation", "iterations")}
         stored = results.select(table, **key)
         if len(stored) != 1:
             continue
         mine = [p for p in live_curve if all(p[k] == v for k, v in key.items())]
         theirs = results.select(curves, **key).sort_values("step").to_dict("records")
-        spread = _spread(pooled, {k: key[k] for k in ("dataset", "mode", "iterations")}, list(TOYS.floor))
+        spread = _spread(pooled, {k: key[k] for k in ("dataset", "mode", "activation", "iterations")}, list(TOYS.floor))
         out.append(compare(f"{row['dataset']}/{row['mode']}, seed {row['seed']}", row, stored.iloc[0].to_dict(), TOYS,
                            curve=mine, stored_curve=theirs, spread=spread, point="step"))  # fmt: skip
     return out

@@ -62,13 +62,15 @@ _PROVENANCE = ("commit", "dirty", "date")
 VOLATILE = frozenset({"train_seconds", "eval_seconds", "wall_seconds_all_runs", "members", "arith", *_PROVENANCE})
 
 _TOY2D_COLUMNS = (
-    "dataset", "mode", "seed", "mmd2", "nonfinite_samples", "test_loglik", "nonfinite_steps", "diverged_at",
-    "iterations", "mmd2_best_val", "nonfinite_samples_best_val", "best_step", "val_nll_best", "val_nll_final",
-    "test_loglik_best_val", "circle_dist_mean", "circle_dist_q50", "circle_dist_q90", "circle_dist_q99",
+    "dataset", "mode", "seed", "activation", "mmd2", "nonfinite_samples", "test_loglik", "nonfinite_steps",
+    "diverged_at", "iterations", "mmd2_best_val", "nonfinite_samples_best_val", "best_step", "val_nll_best",
+    "val_nll_final", "test_loglik_best_val", "circle_dist_mean", "circle_dist_q50", "circle_dist_q90", "circle_dist_q99",
     "angle_tv", "mmd2_ls0.1", "circle_dist_mean_best_val", "circle_dist_q50_best_val", "circle_dist_q90_best_val",
     "circle_dist_q99_best_val", "angle_tv_best_val", "mmd2_ls0.1_best_val", "members", "train_seconds",
     "wall_seconds_all_runs", "arith", "commit", "dirty", "date",
 )  # fmt: skip
+
+_TOY2D_KEY = ("dataset", "mode", "seed", "activation", "iterations")
 
 _UCI_COLUMNS = (
     "dataset", "flow", "variant", "mode", "seed", "test_loglik", "test_loglik_best_val", "best_epoch", "val_loglik",
@@ -84,25 +86,35 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ResultsFile(
         "toy2d.csv",
         _TOY2D_COLUMNS,
-        ("dataset", "mode", "seed", "iterations"),
+        _TOY2D_KEY,
         ("dataset", "mode", "seed", "mmd2", "test_loglik", "iterations", "mmd2_best_val", "best_step", "val_nll_best",
          "test_loglik_best_val", "commit", "date"),
-        "python -m molli_utils.experiments toy2d --modes vanilla mollification constant half clean-half",
+        "python -m molli_utils.experiments toy2d --modes vanilla mollification constant half clean-half; then "
+        "toy2d --datasets mixture_of_gaussians --modes vanilla mollification --seeds 0 1 2 3 4 --activation relu "
+        "leaky_relu (the activation ablation)",
     ),
     ResultsFile(
         "toy2d_other_cpu.csv",
         _TOY2D_COLUMNS,
-        ("dataset", "mode", "seed", "iterations"),
+        _TOY2D_KEY,
         ("dataset", "mode", "seed", "mmd2", "test_loglik", "mmd2_ls0.1", "circle_dist_q50", "circle_dist_q90", "commit"),
         "the toy2d command above, run on 2026-12-02 at 50e9218 on another CPU than toy2d.csv's (the rows toy2d.csv "
         "held until 2026-12-05): the same code and seeds, other float rounding; chapter 3 compares the two",
     ),
     ResultsFile(
         "toy2d_curves.csv",
-        ("dataset", "mode", "seed", "iterations", "step", "train_loss"),
-        ("dataset", "mode", "seed", "iterations", "step"),
-        ("dataset", "mode", "seed", "iterations", "step", "train_loss"),
+        ("dataset", "mode", "seed", "activation", "iterations", "step", "train_loss"),
+        (*_TOY2D_KEY, "step"),
+        ("dataset", "mode", "seed", "activation", "iterations", "step", "train_loss"),
         "python -m molli_utils.experiments toy2d (with toy2d.csv): each run's first 2,000 steps of training loss",
+    ),
+    ResultsFile(
+        "toy2d_dead_units.csv",
+        (*_TOY2D_KEY, "step", "coupling", "hidden_layer", "dead_fraction"),
+        (*_TOY2D_KEY, "step", "coupling", "hidden_layer"),
+        (*_TOY2D_KEY, "step", "coupling", "hidden_layer", "dead_fraction"),
+        "python -m molli_utils.experiments toy2d (with toy2d.csv, from the activation ablation on): every 1,000 "
+        "steps, the fraction of each coupling net's hidden units that are dead on the test points",
     ),
     ResultsFile(
         "indm_toy2d.csv",

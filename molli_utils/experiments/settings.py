@@ -95,7 +95,7 @@ MODES: dict[str, Mode] = {
 NOISE_SEED_OFFSET = {"toy2d": 1_000, "uci": 10_000, "images": 0}
 
 #: The seeds of the stored results (and the command line's default); ``images_digits``: Table 1 in miniature.
-SEEDS = {"toy2d": (0, 1, 2), "indm": (0, 1, 2), "uci": (1, 2, 3, 4), "images": (1,), "images_digits": (1, 2, 3)}
+SEEDS = {"toy2d": (0, 1, 2), "indm": (0, 1, 2), "uci": (1, 2, 3, 4), "images": (1,), "images_digits": (1, 2, 3, 4, 5)}
 
 #: Per experiment and profile, the run fields that differ from the paper's defaults.
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
@@ -240,7 +240,7 @@ def runnable_profile(experiment: str, profile_name: Optional[str] = None, device
 
 
 #: The fields that name a run (not its budget), per experiment.
-IDENTITY = {"toy2d": ("dataset", "mode", "seed"), "indm": ("dataset", "flow", "seed"),
+IDENTITY = {"toy2d": ("dataset", "mode", "seed", "activation"), "indm": ("dataset", "flow", "seed"),
             "uci": ("dataset", "flow", "mode", "seed"),
             "images": ("model", "mode", "seed", "schedule", "tau", "variant")}  # fmt: skip
 

@@ -23,6 +23,12 @@ test log-likelihood; on the circle also scores that see the manifold
 (:func:`~molli_utils.metrics.circle_scores`: the samples' distance from the circle, the error of
 the density along it, and MMD^2 at lengthscale 0.1).
 
+The conditioners' activation is a run setting (``activation``: ``relu``, the default and the
+stored rows' before it was a column, or ``leaky_relu``; the paper does not say which it used).
+With ``dead_units_every``, :func:`run` also records the fraction of each coupling net's hidden
+units that are dead on the test points (:func:`~molli_utils.models.toy.dead_units`) over training
+(``toy2d_dead_units.csv``): chapter 3's mechanism of the mixture's collapse.
+
 Command line: ``python -m molli_utils.experiments toy2d`` (see :mod:`molli_utils.experiments`).
 """
 
@@ -41,12 +47,12 @@ from .. import arithmetic
 from ..data import get_toy2d, load_toy2d
 from ..metrics import MMDReference, circle_scores
 from ..models.ensemble import FlowEnsemble
-from ..models.toy import realnvp_2d
+from ..models.toy import ACTIVATIONS, check_activation, dead_units, realnvp_2d
 from ..training import TrainConfig, TrainResult, train
 from . import settings
 
-__all__ = ["DATASETS", "MODES", "PAPER_MODES", "RESULTS", "CURVES", "CURVE_STEPS", "Toy2DRun", "Toy2DResult",
-           "BestByValidation", "grid", "run", "validation_set", "key"]  # fmt: skip
+__all__ = ["DATASETS", "MODES", "PAPER_MODES", "ACTIVATIONS", "RESULTS", "CURVES", "DEAD_UNITS", "CURVE_STEPS",
+           "Toy2DRun", "Toy2DResult", "BestByValidation", "grid", "run", "validation_set", "key"]  # fmt: skip
 
 DATASETS = ("mixture_of_gaussians", "von_mises")
 #: The paper's two modes (the benchmarks time these).
@@ -55,7 +61,7 @@ PAPER_MODES = ("vanilla", "mollification")
 #: half of the run and then trains on clean data; ``clean-half`` keeps the whole run's (slower) annealing but
 #: stops it halfway: together they separate the speed of the annealing from the length of the clean phase.
 MODES = ("vanilla", "mollification", "constant", "half", "clean-half")
-RESULTS, CURVES = "toy2d.csv", "toy2d_curves.csv"
+RESULTS, CURVES, DEAD_UNITS = "toy2d.csv", "toy2d_curves.csv", "toy2d_dead_units.csv"
 #: How much of each run's training loss ``toy2d_curves.csv`` keeps (steps).
 CURVE_STEPS = 2_000
 
@@ -75,27 +81,30 @@ class Toy2DRun:
     n_val: int = 10_000
     n_samples: int = 10_000
     n_evals: int = 20
+    activation: str = "relu"
 
     def __post_init__(self) -> None:
+        check_activation(self.activation)
         for name, value, valid in (("dataset", self.dataset, DATASETS), ("mode", self.mode, MODES)):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {list(valid)}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name not in ("dataset", "mode", "lr") and (isinstance(value, bool) or not isinstance(value, int)
+            if f.name not in ("dataset", "mode", "lr", "activation") and (isinstance(value, bool) or not isinstance(value, int)
                                                               or value < (0 if f.name == "seed" else 1)):  # fmt: skip
                 raise ValueError(f"{f.name} must be a {'non-negative' if f.name == 'seed' else 'positive'} integer, "
                                  f"got {value!r}")  # fmt: skip
 
     @property
     def training(self) -> tuple:
-        """The settings every member of one ensemble must share."""
-        return (self.steps, self.batch_size, self.lr, self.n_train, self.n_test, self.n_val, self.n_samples, self.n_evals)
+        """The settings every member of one ensemble must share (one architecture: one activation)."""
+        return (self.steps, self.batch_size, self.lr, self.n_train, self.n_test, self.n_val, self.n_samples, self.n_evals,
+                self.activation)  # fmt: skip
 
 
 def key(r: Toy2DRun) -> dict[str, Any]:
     """The recorded-run key of ``r`` in ``toy2d.csv``."""
-    return {"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "iterations": r.steps}
+    return {"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation, "iterations": r.steps}
 
 
 def grid(profile: Optional[str] = None, *, datasets: Sequence[str] = DATASETS,
@@ -172,6 +181,8 @@ class Toy2DResult:
     validation: BestByValidation
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
+    dead: list[dict[str, Any]] = field(default_factory=list)
+
     def index(self, dataset: str, mode: str, seed: int) -> int:
         """The member index of run (``dataset``, ``mode``, ``seed``)."""
         for i, r in enumerate(self.runs):
@@ -192,8 +203,8 @@ class Toy2DResult:
         full profile) up to step ``upto``, the part of a run that another float arithmetic has not yet moved
         far (:mod:`molli_utils.experiments.reproduce`)."""
         losses = self.train.member_losses
-        return [{"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "iterations": r.steps, "step": step,
-                 "train_loss": float(losses[j, i])}
+        return [{"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation,
+                 "iterations": r.steps, "step": step, "train_loss": float(losses[j, i])}
                 for i, r in enumerate(self.runs) for j, step in enumerate(self.train.history["step"]) if step <= upto]  # fmt: skip
 
 
@@ -243,13 +254,18 @@ def flush_denormals() -> Iterator[None]:
 
 
 def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callable[[int, FlowEnsemble], None]] = None,
-        progress: Optional[bool] = None) -> Toy2DResult:  # fmt: skip
+        progress: Optional[bool] = None, dead_units_every: Optional[int] = None) -> Toy2DResult:  # fmt: skip
     """Train ``runs`` together as one ensemble, score every member, and return a :class:`Toy2DResult`.
+
+    ``dead_units_every``: if given, at step 0 and every that many steps (and at the last) the fraction
+    of dead hidden units of every coupling net of every member on its test set
+    (:func:`~molli_utils.models.toy.dead_units`), in ``result.dead`` (the rows of ``toy2d_dead_units.csv``:
+    one per run, step, coupling and hidden layer). It reads the parameters only: the rows are the same.
 
     ``callback(steps_done, ensemble)`` runs after every step (after the validation tracker), e.g.
     to record live curves or snapshots; it must not touch the global RNG without
     ``torch.random.fork_rng``. Row columns:
-    ``dataset, mode, seed, mmd2, nonfinite_samples, test_loglik, nonfinite_steps, diverged_at,
+    ``dataset, mode, seed, activation, mmd2, nonfinite_samples, test_loglik, nonfinite_steps, diverged_at,
     iterations`` for the model at the last step, then ``mmd2_best_val, nonfinite_samples_best_val,
     best_step, val_nll_best, val_nll_final, test_loglik_best_val`` for the model at the step with the
     lowest finite validation NLL; for the circle also :data:`CIRCLE_COLUMNS` and the same with
@@ -262,19 +278,37 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     if not runs:
         raise ValueError("no runs to train")
     if len({r.training for r in runs}) > 1:
-        raise ValueError("runs trained as one ensemble must share steps, batch_size, lr and the data sizes; "
+        raise ValueError("runs trained as one ensemble must share steps, batch_size, lr, the data sizes and "
+                         "the activation; "
                          "call run() once per setting")  # fmt: skip
     first = runs[0]
     steps = first.steps
     datasets = list(dict.fromkeys(r.dataset for r in runs))
     splits = {d: load_toy2d(d, n_train=first.n_train, n_test=first.n_test, seed=0) for d in datasets}
     val = {d: validation_set(d, n_val=first.n_val, seed=0) for d in datasets}
-    ensemble = FlowEnsemble([realnvp_2d(seed=r.seed) for r in runs])
+    ensemble = FlowEnsemble([realnvp_2d(seed=r.seed, activation=r.activation) for r in runs])
     mollifiers = [settings.mollifier(r.mode, steps, r.seed, experiment="toy2d") for r in runs]
     tracker = BestByValidation(ensemble, torch.stack([val[r.dataset] for r in runs]), max(1, steps // first.n_evals), steps)
+    if dead_units_every is not None and (isinstance(dead_units_every, bool) or not isinstance(dead_units_every, int)
+                                         or dead_units_every < 1):  # fmt: skip
+        raise ValueError(f"dead_units_every must be a positive integer or None, got {dead_units_every!r}")
+    dead: list[dict[str, Any]] = []
+
+    def record_dead(step: int, ens: FlowEnsemble) -> None:
+        for i, r in enumerate(runs):
+            fractions = dead_units(ens.member(i), splits[r.dataset][1])
+            dead.extend({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation,
+                         "iterations": steps, "step": step, "coupling": k + 1, "hidden_layer": l + 1,
+                         "dead_fraction": frac}
+                        for k, layers in enumerate(fractions) for l, frac in enumerate(layers))  # fmt: skip
+
+    if dead_units_every is not None:
+        record_dead(0, ensemble)
 
     def after_step(step: int, ens: FlowEnsemble) -> None:
         tracker(step, ens)
+        if dead_units_every is not None and (step % dead_units_every == 0 or step == steps):
+            record_dead(step, ens)
         if callback is not None:
             callback(step, ens)
 
@@ -304,7 +338,8 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
             at_best = _score(_samples(best.member(i), r.n_samples, r.seed), r.dataset, ref, test_d)
         circle = {k: final.get(k, math.nan) for k in CIRCLE_COLUMNS}
         circle_best = {f"{k}_best_val": at_best.get(k, math.nan) for k in CIRCLE_COLUMNS}
-        rows.append({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "mmd2": final["mmd2"],
+        rows.append({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation,
+                     "mmd2": final["mmd2"],
                      "nonfinite_samples": final["nonfinite_samples"],
                      "test_loglik": float(test_ll[i]), "nonfinite_steps": result.member_nonfinite[i],
                      "diverged_at": result.diverged_at[i], "iterations": steps,
@@ -314,4 +349,4 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
                      "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan,
                      **circle, **circle_best, "members": len(runs), "train_seconds": round(result.elapsed, 1),
                      "arith": arith})  # fmt: skip
-    return Toy2DResult(runs, rows, ensemble, best, result, tracker, splits)
+    return Toy2DResult(runs, rows, ensemble, best, result, tracker, splits, dead)

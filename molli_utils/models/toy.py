@@ -7,6 +7,8 @@
   (:class:`~molli_utils.models.ensemble.FlowEnsemble`).
 * :func:`flow_to_base` -- the map from data to the flow's base space and its log-determinant.
 * :func:`plain_relu` -- normflows' ``LeakyReLU(0.0)`` activations swapped for ``nn.ReLU`` (same function, faster).
+* :func:`dead_units` -- the fraction of each coupling net's hidden units that are dead (never
+  active) on a set of points: the mechanism of the mixture's collapse in chapter 3.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import normflows as nf
 import torch
 from torch import nn
 
-__all__ = ["realnvp_2d", "plain_relu", "flow_log_prob", "flow_to_base"]
+__all__ = ["ACTIVATIONS", "LEAKY_SLOPE", "realnvp_2d", "plain_relu", "dead_units", "flow_log_prob", "flow_to_base"]
+
+#: The conditioners' activations :func:`realnvp_2d` builds; ``relu`` is the default (the stored rows' before the
+#: activation became a setting). The paper does not say which its toy flows used.
+ACTIVATIONS = ("relu", "leaky_relu")
+#: The negative slope of ``activation="leaky_relu"`` (PyTorch's default).
+LEAKY_SLOPE = 0.01
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -26,7 +34,15 @@ def _positive_int(value: Any, name: str) -> int:
     return value
 
 
-def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None) -> nf.NormalizingFlow:
+def check_activation(activation: Any) -> str:
+    """``activation`` if it is one of :data:`ACTIVATIONS`, else a ``ValueError`` naming them."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
+    return activation
+
+
+def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None,
+               activation: str = "relu") -> nf.NormalizingFlow:  # fmt: skip
     r"""REAL-NVP for 2D data (paper Appendix D.3.1), from normflows modules.
 
     ``layers`` blocks of ``AffineCouplingBlock(MLP([1, hidden, hidden, 2], init_zeros=True))``
@@ -40,18 +56,25 @@ def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None)
     :func:`plain_relu` swaps in ``nn.ReLU``, the same function (~12% of a toy training step;
     the same parameters bitwise after training, tested).
 
+    ``activation``: ``"relu"`` (the default) or ``"leaky_relu"`` (``LeakyReLU(0.01)``,
+    :data:`LEAKY_SLOPE`): a leaky unit still passes a gradient where its input is negative,
+    so it cannot die (chapter 3). The initial weights are the same for both (an activation
+    draws no random numbers).
+
     ``seed``: if given, the weights are drawn from ``torch.manual_seed(seed)`` inside
     ``torch.random.fork_rng`` (the global RNG is left as it was); if ``None``, from the
     global RNG (the caller seeds).
     """
     _positive_int(layers, "layers")
     _positive_int(hidden, "hidden")
+    check_activation(activation)
+    leaky = LEAKY_SLOPE if activation == "leaky_relu" else 0.0
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
         flows: list[nf.flows.Flow] = []
         for _ in range(layers):
-            flows.append(nf.flows.AffineCouplingBlock(nf.nets.MLP([1, hidden, hidden, 2], init_zeros=True)))
+            flows.append(nf.flows.AffineCouplingBlock(nf.nets.MLP([1, hidden, hidden, 2], leaky=leaky, init_zeros=True)))
             flows.append(nf.flows.Permute(2, mode="swap"))
         return plain_relu(nf.NormalizingFlow(nf.distributions.DiagGaussian(2), flows))
 
@@ -63,6 +86,47 @@ def plain_relu(model: nn.Module) -> nn.Module:
             if isinstance(child, nn.LeakyReLU) and child.negative_slope == 0.0:
                 setattr(module, name, nn.ReLU(inplace=child.inplace))
     return model
+
+
+def _couplings(model: nn.Module) -> list[nn.Module]:
+    """The conditioner nets (``param_map``) of ``model``'s affine couplings, in the flow's sampling order."""
+    return [m.param_map for m in model.modules() if isinstance(m, nf.flows.AffineCoupling)]
+
+
+@torch.no_grad()
+def dead_units(model: nf.NormalizingFlow, x: torch.Tensor) -> list[list[float]]:
+    r"""For each affine coupling of ``model`` (in sampling order: the first is the one next to the
+    base distribution), the fraction of each hidden layer's units that are **dead** on the points
+    ``x`` ``[n, 2]``: whose input to the activation is :math:`\le 0` at every point as the points
+    reach that coupling on their way from data to base (the direction ``log_prob``, and so
+    training, takes). ``result[k][l]``: coupling ``k``, hidden layer ``l`` (0: first).
+
+    A dead ReLU outputs 0 at every point and its weights get no gradient, so nothing the
+    training does to these points revives it. If every unit of a layer is dead, the coupling's
+    scale and shift are constants: the coupling is affine. (For ``leaky_relu`` nets the same
+    count means "inactive": the unit's output is its input times 0.01, and it still learns.)
+    """
+    x = torch.as_tensor(x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be points [n, d], got shape {tuple(x.shape)}")
+    nets = _couplings(model)
+    if not nets:
+        raise ValueError("model has no affine coupling (an AffineCouplingBlock of normflows) to inspect")
+    seen: dict[int, list[torch.Tensor]] = {}
+    hooks = []
+    for k, net in enumerate(nets):
+        acts = [m for m in net.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
+        seen[k] = []
+        for act in acts:
+            def hook(module, inputs, k=k):
+                seen[k].append((inputs[0] > 0).any(0))
+            hooks.append(act.register_forward_pre_hook(hook))
+    try:
+        flow_to_base(model, x.to(next(model.parameters()).dtype))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [[1.0 - float(alive.double().mean()) for alive in seen[k]] for k in range(len(nets))]
 
 
 #: normflows blocks whose ``inverse`` is the sum over their sub-flows' inverses (run in reverse).
