@@ -18,7 +18,23 @@ CommonMark, so write symbols in Unicode (τ, γ, σ) rather than ``$...$``.
 
 from __future__ import annotations
 
-__all__ = ["Findings"]
+__all__ = ["Findings", "glue"]
+
+
+def glue(name: str, value):
+    """Hand ``value`` to the book's prose as ``{glue:text}`name``` (myst-nb's ``glue``, not displayed here).
+
+    A number in a Markdown cell is then computed, not typed. Without myst-nb (a chapter opened
+    alone on Colab) nothing is stored. Returns ``value``, so a cell can glue and use it at once.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"glue name {name!r}: use a Python identifier (letters, digits, underscores)")
+    try:
+        from myst_nb import glue as _glue
+    except ImportError:
+        return value
+    _glue(name, value, display=False)
+    return value
 
 
 class Findings:

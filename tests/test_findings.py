@@ -21,3 +21,21 @@ def test_a_finding_that_stops_holding_fails_the_check_and_names_itself():
         Findings().check()
     with pytest.raises(ValueError, match="non-empty"):
         Findings().add("  ", True)
+
+
+def test_glue_returns_the_value_and_refuses_a_bad_name(monkeypatch):
+    import sys
+    import types
+
+    from molli_utils.findings import glue
+
+    stored = {}
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: stored.update({name: (value, display)})
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    assert glue("diverged_step", 7508) == 7508
+    assert stored == {"diverged_step": (7508, False)}
+    with pytest.raises(ValueError, match="identifier"):
+        glue("two words", 1)
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # not installed (Colab): nothing stored, value returned
+    assert glue("other", 3.5) == 3.5 and "other" not in stored
