@@ -3,13 +3,14 @@ paper's settings per model (and where its text and code differ), the schedules o
 end (offline stand-ins for CIFAR-10 and Inception; the digits miniature with its classifier)."""
 
 import csv
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from molli_utils import fid
+from molli_utils import fid, report
 from molli_utils.data.images import ImageData
 from molli_utils.experiments import images, main, results, settings
 from image_helpers import digits_root  # noqa: F401  (a fixture)
@@ -143,8 +144,28 @@ def test_schedules_and_temperatures_of_table2():
     runs = images.grid("quick", models=["glow", "vae"], modes=["vanilla", "gaussian"], schedules=["sigmoid", "cosine"],
                        taus=[0.2, 0.7], seeds=[1, 2])  # fmt: skip
     assert len(runs) == 2 * (1 + 3) * 2 and {r.schedule_label for r in runs} == {"none", "sigmoid-tau0.2", "sigmoid", "cosine"}
-    assert [r.seed for r in images.grid("quick", models=["vae"], modes=["vanilla"])] == [1, 2, 3]  # the digits: 3 seeds
+    assert [r.seed for r in images.grid("quick", models=["vae"], modes=["vanilla"])] == [1, 2, 3, 4, 5]  # the digits
     assert settings.profile_of("images", runs[-1]) == "quick"
+
+
+def test_decoder_variance_is_a_validated_vae_setting_with_the_papers_default():
+    from molli_utils.models.vae import PAPER_DECODER_VARIANCE
+
+    assert images.ImageRun("vae", "vanilla").decoder_variance == PAPER_DECODER_VARIANCE == 1.0  # CIFAR-10: pythae's mse
+    assert images.ImageRun("hvae", "blur", decoder_variance=0.25).decoder_variance == 0.25
+    assert images.ImageRun("glow", "vanilla").decoder_variance is None  # flows have no decoder
+    assert {r.decoder_variance for r in images.grid("quick", models=list(images.VAES))} == {0.1}  # the digits' value
+    assert settings.images("full", model="vae", mode="vanilla").decoder_variance == 1.0
+    for bad in (0, -1.0, float("nan"), float("inf"), "0.1"):
+        with pytest.raises(ValueError, match="decoder_variance must be a positive finite number"):
+            images.ImageRun("vae", "vanilla", decoder_variance=bad)
+    with pytest.raises(ValueError, match="has no decoder"):
+        images.ImageRun("realnvp", "vanilla", decoder_variance=0.1)
+    quick = settings.images("quick", model="iwae", mode="gaussian", seed=4)
+    assert settings.profile_of("images", quick) == "quick"
+    assert settings.profile_of("images", dataclasses.replace(quick, decoder_variance=1.0)) == "custom"
+    assert images.key(quick)["decoder_variance"] == 0.1 and images.key(images.grid("quick", models=["glow"])[0])[
+        "decoder_variance"] == ""  # fmt: skip
 
 
 def test_digits_rows_have_the_miniature_columns():
@@ -159,6 +180,7 @@ def test_digits_rows_have_the_miniature_columns():
     vae = images.result_row(images.ImageResult(settings.images("quick", model="vae", mode="blur"), None, 1380, 690,
                                                score_name=fid.SCORE_FD_DIGITS, score=3.0), data)  # fmt: skip
     assert vae["bpd"] == "" and vae["kid"] == "" and vae["schedule"] == "heat"
+    assert vae["decoder_variance"] == 0.1 and row["decoder_variance"] == ""
 
 
 def test_digits_command_trains_scores_records_and_skips(tmp_path, digits_root, capsys):
@@ -173,6 +195,7 @@ def test_digits_command_trains_scores_records_and_skips(tmp_path, digits_root, c
         ("realnvp", "flow", "gaussian", "sigmoid"), ("vae", "vae", "gaussian", "sigmoid")]  # fmt: skip
     assert float(rows[0]["bpd"]) > 0 and rows[1]["bpd"] == "" and all(float(r["fd"]) > 0 and r["kid"] for r in rows)
     assert all(r["profile"] == "custom" and r["epochs"] == "1" and r["commit"] for r in rows)
+    assert [r["decoder_variance"] for r in rows] == ["", "0.1"]
     assert not (tmp_path / "images.csv").exists()
     main([*argv, "--ablation", "--models", "vae", "--schedules", "sigmoid", "--taus", "0.7"])  # Table 2's row = Table 1's
     assert "1 of 1 image runs already" in capsys.readouterr().out
@@ -203,13 +226,23 @@ def test_miniature_and_ablation_tables_pair_seeds_and_apply_the_report_rules():
     table = images.miniature_table(frame).set_index(["model", "mollifier"])
     g, b = table.loc[("glow", "gaussian")], table.loc[("glow", "blur")]
     assert g["seeds"] == 3 and g["change %"] == pytest.approx(-50.0) and g["signs per seed"] == "---"
-    assert g["verdict (miniature)"] == "reproduced" and g["paper change % (FID, CIFAR-10)"] == pytest.approx(-13.066, abs=1e-3)
-    assert b["signs per seed"] == "++-" and b["verdict (miniature)"] == "within seed noise"
+    assert g["Δ log FD"] == pytest.approx(math.log(0.5)) and g["Δ log FD sd"] == pytest.approx(0.0, abs=1e-12)
+    assert g["paper Δ log FID (CIFAR-10)"] == pytest.approx(math.log(64.87 / 74.62))
+    assert g["verdict (miniature)"] == report.SIMILAR and g["paper change % (FID, CIFAR-10)"] == pytest.approx(-13.066, abs=1e-3)
+    assert b["signs per seed"] == "++-" and b["verdict (miniature)"] == report.NOISE
     assert g["bpd vanilla"] == 3.0 and g["bpd mollified"] == 2.5
+    # the verdict reads the paired log differences, not the relative changes: +100% and -50% cancel in logs
+    # (mean log change 0: within noise) while their relative changes average +25%
+    wide = frame.copy()
+    pick = (wide.model == "vae") & (wide["mode"] == "gaussian")
+    wide.loc[pick, "fd"] = [40.0, 11.0, 48.0]  # 2x, x0.5, 2x against 20, 22, 24
+    v = images.miniature_table(wide).set_index(["model", "mollifier"]).loc[("vae", "gaussian")]
+    assert v["Δ log FD"] == pytest.approx(math.log(2) / 3) and v["verdict (miniature)"] == report.NOISE
     abl = images.ablation_table(frame).set_index(["model", "schedule"])
-    assert abl.loc[("glow", "cosine"), "signs per seed"] == "+" and abl.loc[("glow", "cosine"), "verdict (miniature)"] == "one seed only"
-    assert abl.loc[("glow", "linear"), "verdict (miniature)"] == "not yet run here"
-    assert abl.loc[("glow", "sigmoid-tau0.2"), "paper change % (FID, CIFAR-10)"] != abl.loc[("glow", "sigmoid-tau0.2"), "paper change % (FID, CIFAR-10)"]
+    assert abl.loc[("glow", "cosine"), "signs per seed"] == "+" and abl.loc[("glow", "cosine"), "verdict (miniature)"] == report.ONE_SEED
+    assert abl.loc[("glow", "linear"), "verdict (miniature)"] == report.NOT_RUN
+    assert math.isnan(abl.loc[("glow", "sigmoid-tau0.2"), "paper change % (FID, CIFAR-10)"])
+    assert abl.loc[("glow", "sigmoid"), "verdict (miniature)"] == report.SIMILAR
 
 
 def test_the_score_of_one_repeated_image(digits_root):
@@ -230,6 +263,7 @@ def test_a_stored_miniature_row_is_what_the_code_computes(digits_root):
         stored = results.load("images_digits.csv")
     except FileNotFoundError:
         pytest.skip("no stored images_digits.csv yet")
+    stored = images.at_variance(stored)  # the VAEs of the miniature's likelihood
     cell = stored[(stored.model == "vae") & (stored["mode"] == "blur")].set_index("seed")
     if 2 not in cell.index:
         pytest.skip("the stored grid lacks vae/blur/seed 2")
@@ -242,4 +276,5 @@ def test_a_stored_miniature_row_is_what_the_code_computes(digits_root):
     result = images.run(config, data=data, scorer=images.make_scorer(data, log=lambda s: None))
     new = images.result_row(result, data)
     assert (new["steps"], new["epochs"], new["horizon"], new["profile"]) == (row["steps"], row["epochs"], row["horizon"], "quick")
+    assert new["decoder_variance"] == row["decoder_variance"] == images.miniature_variance()
     assert new["fd"] == pytest.approx(row["fd"], rel=FD_REL) and new["kid"] == pytest.approx(row["kid"], rel=KID_REL)

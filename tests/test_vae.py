@@ -335,3 +335,127 @@ def test_fp16_run_whose_gradients_never_become_finite_is_reported(tmp_path):
         for epoch in range(1, 40):
             trainer.train_step(epoch)
     assert trainer.skipped_steps == 17 and trainer.scaler.get_scale() == 0.5  # 2**16 halved 17 times
+
+
+# ---- the decoder variance (the likelihood's scale) ---------------------------------------------------------------
+
+
+def _gaussian_nll(x, x_hat, s2):
+    """-log N(x; x_hat, s2 I) per row, with its constant, written from the density."""
+    d = x.shape[-1]
+    return ((x - x_hat) ** 2).sum(-1) / (2 * s2) + 0.5 * d * math.log(2 * math.pi * s2)
+
+
+def _normal_logpdf(z, mu, log_var):
+    return (-0.5 * (math.log(2 * math.pi) + log_var + (z - mu) ** 2 / log_var.exp())).sum(-1)
+
+
+@pytest.mark.parametrize("s2", [1.0, 0.1, 0.01])
+def test_decoder_variance_vae_loss_is_the_gaussian_nll_plus_kl(s2):
+    # pythae's VAE and beta-VAE losses with decoder variance s2 are, per image, ||x - x_hat||^2 / (2 s2) + (beta) KL,
+    # i.e. the Gaussian negative log-likelihood without its constant (D/2) log(2 pi s2)
+    g = torch.Generator().manual_seed(0)
+    b, d, k = 3, 64, 4
+    x, x_hat = torch.rand(b, 1, 8, 8, generator=g), torch.rand(b, 1, 8, 8, generator=g)
+    mu, log_var, z = torch.randn(b, k, generator=g), torch.randn(b, k, generator=g), torch.randn(b, k, generator=g)
+    kl = 0.5 * (mu**2 + log_var.exp() - 1 - log_var).sum(-1)
+    rec = _gaussian_nll(x.reshape(b, -1), x_hat.reshape(b, -1), s2) - 0.5 * d * math.log(2 * math.pi * s2)
+    for kind, beta in (("vae", 1.0), ("beta_vae", 0.1)):
+        model = M.make_vae(kind, (1, 8, 8), k, decoder_variance=s2)
+        loss, rec_loss, kld = model.loss_function(x_hat, x, mu, log_var, z)
+        assert loss.item() == pytest.approx((rec + beta * kl).mean().item(), rel=1e-5)
+        assert rec_loss.item() == pytest.approx(rec.mean().item(), rel=1e-5)
+    iaf = M.make_vae("vae_iaf", (1, 8, 8), k, decoder_variance=s2)
+    jac = torch.randn(b, generator=g)
+    loss, rec_loss, _ = iaf.loss_function(x_hat, x, mu, log_var, z, z, jac)
+    kl_iaf = _normal_logpdf(z, mu, log_var) - _normal_logpdf(z, torch.zeros_like(z), torch.zeros_like(z)) - jac
+    assert loss.item() == pytest.approx((rec + kl_iaf).mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("s2", [1.0, 0.1])
+def test_decoder_variance_iwae_weights_use_the_scaled_likelihood(s2):
+    # IWAE's objective: -sum_k w~_k log w_k with log w_k = log N(x; x_hat_k, s2 I) + log p(z_k) - log q(z_k | x),
+    # w~ = softmax(log w) (no gradient). pythae leaves out the likelihood's constant, which shifts every log w_k
+    # alike: the weights are unchanged and the loss moves by that constant.
+    g = torch.Generator().manual_seed(1)
+    b, n, d, k = 2, 5, 64, 3
+    model = M.make_vae("iwae", (1, 8, 8), k, decoder_variance=s2)
+    assert model.n_samples == n
+    x, x_hat = torch.rand(b, 1, 8, 8, generator=g), torch.rand(b, n, d, generator=g)
+    mu = torch.randn(b, 1, k, generator=g).repeat(1, n, 1)
+    log_var = torch.randn(b, 1, k, generator=g).repeat(1, n, 1)
+    z = mu + (0.5 * log_var).exp() * torch.randn(b, n, k, generator=g)
+    log_w = (-_gaussian_nll(x.reshape(b, 1, d), x_hat, s2) + _normal_logpdf(z, torch.zeros_like(z), torch.zeros_like(z))
+             - _normal_logpdf(z, mu, log_var))  # fmt: skip
+    hand = -(torch.softmax(log_w, 1) * log_w).sum(1).mean()
+    loss, _, _ = model.loss_function(x_hat, x, mu, log_var, z)
+    assert loss.item() + 0.5 * d * math.log(2 * math.pi * s2) == pytest.approx(hand.item(), rel=1e-5)
+    if s2 != 1.0:  # the variance changes the weights themselves, not only the loss's scale (unlike a beta)
+        unit = M.make_vae("iwae", (1, 8, 8), k)
+        log_w1 = log_w + _gaussian_nll(x.reshape(b, 1, d), x_hat, s2) - _gaussian_nll(x.reshape(b, 1, d), x_hat, 1.0)
+        assert unit.loss_function(x_hat, x, mu, log_var, z)[0].item() + 0.5 * d * math.log(2 * math.pi) == \
+            pytest.approx(-(torch.softmax(log_w1, 1) * log_w1).sum(1).mean().item(), rel=1e-5)  # fmt: skip
+        assert not torch.allclose(torch.softmax(log_w, 1), torch.softmax(log_w1, 1), atol=1e-3)
+
+
+def test_decoder_variance_hvae_likelihood_drives_leapfrog_and_objective():
+    g = torch.Generator().manual_seed(2)
+    x, x_hat = torch.rand(3, 1, 8, 8, generator=g), torch.rand(3, 1, 8, 8, generator=g)
+    for s2 in (1.0, 0.1):
+        model = M.make_vae("hvae", (1, 8, 8), 4, decoder_variance=s2)
+        want = -((x - x_hat) ** 2).reshape(3, -1).sum(-1) / (2 * s2)
+        assert torch.allclose(model._log_p_x_given_z(x_hat, x), want, rtol=1e-5)
+    # the leapfrog gradient dU/dz = -d log p(x|z)/dz + z sees the variance: 10x the likelihood's gradient
+    torch.manual_seed(0)
+    unit = M.make_vae("hvae", (1, 8, 8), 4)
+    tenth = M.make_vae("hvae", (1, 8, 8), 4, decoder_variance=0.1)
+    tenth.load_state_dict(unit.state_dict())
+    unit.eval(), tenth.eval()
+    z = torch.randn(3, 4, generator=g, requires_grad=True)
+    g1, g01 = unit._dU_dz(z, x) - z, tenth._dU_dz(z, x) - z
+    assert torch.allclose(g01, 10 * g1, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", M.VAE_KINDS)
+def test_default_decoder_variance_is_pythaes_mse_loss_bitwise(kind):
+    from pythae.models import HVAE, IWAE, VAE, VAE_IAF, BetaVAE
+
+    pythae_cls = {"vae": VAE, "beta_vae": BetaVAE, "iwae": IWAE, "vae_iaf": VAE_IAF, "hvae": HVAE}[kind]
+    torch.manual_seed(0)
+    ours = M.make_vae(kind, (1, 8, 8), 4)
+    assert ours.decoder_variance == M.PAPER_DECODER_VARIANCE == 1.0 and isinstance(ours, pythae_cls)
+    theirs = pythae_cls(ours.model_config, encoder=ours.encoder, decoder=ours.decoder)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    torch.manual_seed(5)
+    a = ours({"data": x}).loss
+    torch.manual_seed(5)
+    b = theirs({"data": x}).loss
+    assert torch.equal(a, b)
+    torch.manual_seed(5)
+    c = M.make_vae(kind, (1, 8, 8), 4, decoder_variance=0.1)
+    c.load_state_dict(ours.state_dict())
+    assert not torch.equal(c({"data": x}).loss, a)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), float("inf"), "0.1", None, True])
+def test_bad_decoder_variance_raises(bad):
+    with pytest.raises(ValueError, match="decoder_variance must be a positive finite number"):
+        M.make_vae("vae", (1, 8, 8), 4, decoder_variance=bad)
+    with pytest.raises(ValueError, match="has none"):
+        M.make_vae("vae", (1, 8, 8), 4, decoder_variance=0.1, reconstruction_loss="bce")
+
+
+def test_resume_refuses_another_decoder_variance(tmp_path):
+    x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def trainer(s2):
+        torch.manual_seed(0)
+        model = M.make_vae("vae", (1, 8, 8), 4, decoder_variance=s2)
+        return T.MollifiedTrainer(model, _dataset(x), None, _config(tmp_path), mollifier=Mollifier("none"),
+                                  resume_dir=tmp_path / "resume")  # fmt: skip
+
+    T.quiet_pythae()
+    trainer(0.1).train()
+    with pytest.raises(checkpoints.CheckpointError, match="decoder_variance"):
+        trainer(1.0).train()

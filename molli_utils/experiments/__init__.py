@@ -22,6 +22,8 @@ A chapter's live run calls the same ``run`` that wrote the stored results. The c
     python -m molli_utils.experiments images --dataset cifar10     # Table 1 (a GPU, the network)
     python -m molli_utils.experiments images --dataset digits --workers 2            # Table 1 in miniature (CPU)
     python -m molli_utils.experiments images --dataset digits --ablation --workers 2 # Table 2 in miniature
+    python -m molli_utils.experiments images --dataset digits --modes vanilla --decoder-variance 1
+                                 # the digits' VAEs with the paper's unit-variance likelihood (chapter 6)
 
 Every command appends one row per finished run to ``--results DIR`` (default ``$MOLLI_RESULTS``, else
 ``./results``) and skips the runs already there, so an interrupted table resumes. ``--profile quick``
@@ -162,7 +164,8 @@ def _images(args: argparse.Namespace) -> None:
                 "schedules": args.schedules or list(ablation["schedules"]), "taus": args.taus or list(ablation["taus"])}
     grid_axes = {k: v for k, v in axes.items() if v is not None}
     runs = images.grid(profile, seeds=args.seeds, **grid_axes,
-                       **_given(args, "dataset", "variant", "epochs", "width", "n_score", "precision", "grad_clip"))  # fmt: skip
+                       **_given(args, "dataset", "variant", "epochs", "width", "n_score", "precision", "grad_clip",
+                                "decoder_variance"))  # fmt: skip
     try:
         images.run_many(runs, args.results, workers=args.workers, device=device, checkpoints=args.checkpoints,
                         use_fid="never" if args.stand_in else "always", threads=args.threads,
@@ -259,13 +262,16 @@ def _parser() -> argparse.ArgumentParser:
                         "(default models: glow vae)")  # fmt: skip
     i.add_argument("--variant", choices=images.VARIANTS, default=None,
                    help="code: GLOW as the paper's official code trains it (default); text: its Appendix D")
-    i.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 1 (digits: 1 2 3)")
+    i.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 1 (digits: 1 2 3 4 5)")
     i.add_argument("--epochs", type=int, default=None, help="default: the paper's (e.g. VAEs 200 on CIFAR-10)")
     i.add_argument("--width", type=float, default=None, help="channel multiplier of the networks (paper: 1)")
     i.add_argument("--n-score", "--samples", dest="n_score", type=int, default=None,
                    help="generated images for the final score (paper: 50,000)")
     i.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="VAEs. auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU")
+    i.add_argument("--decoder-variance", type=float, default=None,
+                   help="VAEs: variance s2 of the decoder's Gaussian likelihood, reconstruction term "
+                        "||x - x_hat||^2 / (2 s2) (paper: 1, pythae's mse; the digits miniature: 0.1)")  # fmt: skip
     i.add_argument("--grad-clip", type=float, default=None, help="flows: clip the gradients' 2-norm (default: off)")
     i.add_argument("--checkpoints", default="checkpoints/images", help="resume folder (one subfolder per run)")
     i.add_argument("--stand-in", action="store_true",

@@ -56,13 +56,14 @@ from ..fid import (SCORE_FD_DIGITS, SCORE_FID, SCORE_KID_DIGITS, SCORE_STANDIN, 
                    features, fid, frechet_distance, inception_extractor, kid, random_features_extractor,
                    reference_statistics)  # fmt: skip
 from ..models.image_flows import FLOW_KINDS
-from ..models.vae import VAE_KINDS
+from ..models.vae import PAPER_DECODER_VARIANCE, VAE_KINDS, check_decoder_variance
 from . import settings
 
 __all__ = ["MODES", "MODELS", "FLOWS", "VAES", "DATASETS", "SCHEDULES", "VARIANTS", "RESULTS", "RESULTS_DIGITS",
            "DIFFERENCES", "ImageRun", "ImageResult", "Scorer", "family", "paper_defaults", "schedule_label",
            "results_file", "make_scorer", "load_data", "grid", "run", "run_many", "sample", "key", "resume_dir",
-           "result_row", "miniature_runs", "miniature_table", "ablation_table", "paired"]  # fmt: skip
+           "result_row", "miniature_runs", "miniature_table", "ablation_table", "paired", "miniature_variance",
+           "at_variance"]  # fmt: skip
 
 #: Training modes of Table 1.
 MODES = ("vanilla", "gaussian", "blur")
@@ -162,6 +163,15 @@ class ImageRun:
     (``grad_clip``: the gradients' global 2-norm, ``None`` = off, as in the paper). ``width``
     multiplies the channels of either family (VAEs: Table 5's; flows: the coupling networks').
     ``n_images`` limits the training images (``None``: all; for the photo patches, their number).
+
+    ``decoder_variance`` (VAEs only; flows have no decoder and keep ``None``): the variance
+    ``s2`` of the decoder's Gaussian likelihood ``N(x; x_hat, s2 I)``, so the reconstruction
+    term is ``||x - x_hat||^2 / (2 s2)`` summed over the pixels, up to a constant
+    (:func:`~molli_utils.models.vae.make_vae`). ``None`` takes the paper's value,
+    :data:`~molli_utils.models.vae.PAPER_DECODER_VARIANCE` = 1: pythae's
+    ``reconstruction_loss="mse"``, ``0.5 * ||x - x_hat||^2``, exactly as before the field
+    existed (CIFAR-10, CelebA). The digits miniature uses 0.1
+    (:data:`~molli_utils.experiments.settings.IMAGE_MODEL_BUDGETS`; chapter 6 says why).
     """
 
     model: str
@@ -186,6 +196,7 @@ class ImageRun:
     snapshot_epochs: tuple[int, ...] = ()
     n_snapshot: int = 5_000
     precision: str = "auto"
+    decoder_variance: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name, value, valid in (("model", self.model, MODELS), ("mode", self.mode, MODES),
@@ -216,6 +227,13 @@ class ImageRun:
                     raise ValueError(f"tau must be > 0, got {self.tau}")
                 object.__setattr__(self, "tau", tau)
         object.__setattr__(self, "snapshot_epochs", tuple(int(e) for e in self.snapshot_epochs))
+        if self.family == "flow":
+            if self.decoder_variance is not None:
+                raise ValueError(f"decoder_variance is the VAEs' likelihood scale; the flow {self.model!r} has "
+                                 f"no decoder (leave it None), got {self.decoder_variance!r}")  # fmt: skip
+        else:
+            variance = PAPER_DECODER_VARIANCE if self.decoder_variance is None else self.decoder_variance
+            object.__setattr__(self, "decoder_variance", check_decoder_variance(variance))
         if not 0.0 < self.fraction <= 1.0:
             raise ValueError(f"fraction must lie in (0, 1] (0.5 = the first half of training), got {self.fraction}")
 
@@ -239,7 +257,13 @@ class ImageRun:
 def key(r: ImageRun) -> dict[str, Any]:
     """The recorded-run key of ``r`` (the fields of both results files' keys)."""
     return {"dataset": r.dataset, "model": r.model, "mollifier": r.mode, "mode": r.mode, "schedule": r.schedule_label,
-            "variant": r.variant, "seed": r.seed, "epochs": r.epochs, "width": r.width}  # fmt: skip
+            "variant": r.variant, "seed": r.seed, "epochs": r.epochs, "width": r.width,
+            "decoder_variance": _variance_cell(r)}  # fmt: skip
+
+
+def _variance_cell(r: ImageRun) -> Any:
+    """The ``decoder_variance`` column: the VAEs' value, empty for the flows."""
+    return "" if r.decoder_variance is None else r.decoder_variance
 
 
 def results_file(dataset: str) -> str:
@@ -253,7 +277,7 @@ def grid(profile: Optional[str] = None, *, models: Optional[Sequence[str]] = Non
     """Every (model, mode, schedule, seed) of ``profile``, model-major (Table 1's rows; default: all seven).
 
     ``schedules`` and ``taus`` (the sigmoid's temperatures; ``None`` = 0.7) multiply the Gaussian mode
-    only (Table 2). ``seeds`` default to ``settings.SEEDS["images_digits"]`` on the digits, else
+    only (Table 2). A ``decoder_variance`` among ``fields_`` applies to the VAEs only. ``seeds`` default to ``settings.SEEDS["images_digits"]`` on the digits, else
     ``settings.SEEDS["images"]``.
     """
     models = list(models or MODELS)
@@ -268,7 +292,10 @@ def grid(profile: Optional[str] = None, *, models: Optional[Sequence[str]] = Non
         for s in schedules:
             for t in taus if s == "sigmoid" else (None,):
                 variants.append((mode, s, t))
-    return [settings.images(profile, model=k, mode=m, seed=seed, schedule=s, tau=t, **fields_)
+    def own(model: str) -> dict[str, Any]:  # the flows have no decoder variance to set
+        return fields_ if family(model) == "vae" else {k: v for k, v in fields_.items() if k != "decoder_variance"}
+
+    return [settings.images(profile, model=k, mode=m, seed=seed, schedule=s, tau=t, **own(k))
             for k in models for m, s, t in variants for seed in seeds]  # fmt: skip
 
 
@@ -578,7 +605,7 @@ def _run_vae(config, data, scorer, device, resume_root, callback, progress, dist
 
     quiet_pythae()
     torch.manual_seed(config.seed)
-    model = make_vae(config.model, data.shape, config.latent_dim, config.width)
+    model = make_vae(config.model, data.shape, config.latent_dim, config.width, config.decoder_variance)
     steps = config.epochs * math.ceil(len(data) / config.batch_size)
     horizon = mollification_horizon(config.epochs, len(data), config.batch_size, config.fraction)
     result = ImageResult(config, model, steps, horizon if config.mode != "vanilla" else 0,
@@ -657,7 +684,7 @@ def result_row(result: ImageResult, data: ImageData) -> dict[str, Any]:
     common = {"dataset": data.name, "model": c.model, "schedule": c.schedule_label, "seed": c.seed, "epochs": c.epochs,
               "steps": result.steps, "profile": settings.profile_of("images", c), "device": result.device,
               "world_size": result.world_size, "seconds_per_step": round(result.seconds_per_step, 6),
-              "arith": result.arith}  # fmt: skip
+              "arith": result.arith, "decoder_variance": _variance_cell(c)}  # fmt: skip
     if data.name == DIGITS:
         return {**common, "family": c.family, "mode": c.mode, "tau": num(c.tau, 6) if c.tau is not None else "",
                 "fd": num(result.score), "kid": num(result.kid, 6), "bpd": num(result.bpd), "n_score": c.n_score,
@@ -762,8 +789,9 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
 
 
 def miniature_runs(ablation: bool = False) -> list[ImageRun]:
-    """The runs of Table 1 in miniature (the quick profile's grid: 7 models x 3 modes x 3 seeds), or with
-    ``ablation`` those of Table 2 in miniature (``settings.IMAGE_ABLATION``, the Gaussian mode only)."""
+    """The runs of Table 1 in miniature (the quick profile's grid: 7 models x 3 modes x the seeds of
+    ``settings.SEEDS["images_digits"]``), or with ``ablation`` those of Table 2 in miniature
+    (``settings.IMAGE_ABLATION``, the Gaussian mode only)."""
     if not ablation:
         return grid("quick")
     spec = settings.IMAGE_ABLATION
@@ -783,30 +811,63 @@ def paired(frame, model: str, mode: str, schedule: str, metric: str = "fd"):
     return base.loc[seeds].astype(float), treated.loc[seeds].astype(float)
 
 
-def miniature_table(frame, paper: Optional[dict] = None):
+def miniature_variance() -> float:
+    """The decoder variance of the miniature's VAEs (the quick profile's, ``IMAGE_MODEL_BUDGETS``)."""
+    return float(settings.IMAGE_MODEL_BUDGETS["quick"]["vae"]["decoder_variance"])
+
+
+def at_variance(frame, decoder_variance: Optional[float] = None):
+    """The rows of ``frame`` (``images_digits.csv``) of the flows and of the VAEs trained with ``decoder_variance``
+    (default: :func:`miniature_variance`); a frame without the column is returned as it is."""
+    if "decoder_variance" not in frame.columns:
+        return frame
+    value = miniature_variance() if decoder_variance is None else decoder_variance
+    column = frame["decoder_variance"].astype(float)
+    return frame[column.isna() | np.isclose(column, value)]
+
+
+def _log_changes(van, mol) -> list[float]:
+    """Per seed, ``log FD(mollified) - log FD(vanilla)``: the quantity every verdict on the images reads."""
+    return (np.log(mol.to_numpy()) - np.log(van.to_numpy())).tolist()
+
+
+def _change_columns(diffs: Sequence[float], paper_diff: float) -> dict[str, Any]:
+    """The columns shared by both tables: our mean and sd of ``log FD`` differences, the same as a percentage
+    (``100 (exp(mean) - 1)``, the geometric mean change), the signs per seed, and the paper's."""
+    mean = float(np.mean(diffs)) if diffs else math.nan
+    sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
+    return {"Δ log FD": mean, "Δ log FD sd": sd, "change %": 100 * math.expm1(mean),
+            "signs per seed": _signs(diffs), "paper Δ log FID (CIFAR-10)": paper_diff,
+            "paper change % (FID, CIFAR-10)": 100 * math.expm1(paper_diff)}  # fmt: skip
+
+
+def miniature_table(frame, paper: Optional[dict] = None, decoder_variance: Optional[float] = None):
     """Table 1 in miniature from the rows of ``images_digits.csv`` (a DataFrame): per model and mollifier, the
-    mean and standard deviation over seeds of the Fréchet distance (and of KID, and the flows' bits/dim), the
-    relative change against vanilla training of the same seed (mean, and its sign per seed), the paper's
-    relative change on CIFAR-10 (Table 1) and the report chapter's verdict (:func:`molli_utils.report.verdict`
-    on the per-seed relative changes, lower is better)."""
+    mean and standard deviation over seeds of the Fréchet distance (and of KID, and the flows' bits/dim), and
+    the change against vanilla training of the same seed as a paired difference of **log FD**,
+    ``log FD(mollified) - log FD(vanilla)`` per seed (mean ``Δ log FD``, its sd, the same as a percentage,
+    its sign per seed), beside the paper's ``log(FID_mollified / FID_vanilla)`` on CIFAR-10 (Table 1).
+    The verdict is the book's one rule, :func:`molli_utils.report.verdict` of the per-seed log
+    differences against the paper's, lower is better. The VAE rows are those of ``decoder_variance``
+    (:func:`at_variance`; default: the miniature's)."""
     import pandas as pd
 
     from ..paper import IMAGES_FID
     from ..report import verdict
 
     paper = IMAGES_FID if paper is None else paper
+    frame = at_variance(frame, decoder_variance)
     rows = []
     for model in MODELS:
         for mode, schedule in (("gaussian", "sigmoid"), ("blur", "heat")):
             van, mol = paired(frame, model, mode, schedule)
-            rel = ((mol - van) / van).tolist()
+            diffs = _log_changes(van, mol)
             p = paper[("cifar10", model)]
-            p_rel = (p[mode] - p["vanilla"]) / p["vanilla"]
-            row = {"model": model, "mollifier": mode, "seeds": len(rel),
+            p_diff = math.log(p[mode] / p["vanilla"])
+            row = {"model": model, "mollifier": mode, "seeds": len(diffs),
                    "FD vanilla": van.mean(), "FD vanilla sd": van.std(), "FD mollified": mol.mean(),
-                   "FD mollified sd": mol.std(), "change %": 100 * float(np.mean(rel)) if rel else math.nan,
-                   "signs per seed": _signs(rel), "paper change % (FID, CIFAR-10)": 100 * p_rel,
-                   "verdict (miniature)": verdict(rel, p_rel, higher_is_better=False)}  # fmt: skip
+                   "FD mollified sd": mol.std(), **_change_columns(diffs, p_diff),
+                   "verdict (miniature)": verdict(diffs, p_diff, higher_is_better=False)}  # fmt: skip
             for metric in ("kid", "bpd"):
                 v, m = paired(frame, model, mode, schedule, metric)
                 row[f"{metric} vanilla"], row[f"{metric} mollified"] = v.mean(), m.mean()
@@ -814,29 +875,38 @@ def miniature_table(frame, paper: Optional[dict] = None):
     return pd.DataFrame(rows)
 
 
-def ablation_table(frame, paper: Optional[dict] = None):
+def ablation_table(frame, paper: Optional[dict] = None, decoder_variance: Optional[float] = None):
     """Table 2 in miniature: per ablated model and Gaussian schedule (and sigmoid temperature), the mean FD over
-    seeds, its relative change against vanilla (mean and per-seed signs), the paper's relative change on
-    CIFAR-10 where it has one (Table 2, :data:`molli_utils.paper.SCHEDULES_FID`; none for the temperatures)
-    and the verdict."""
+    seeds and its paired change against vanilla as in :func:`miniature_table` (``Δ log FD`` per seed), the
+    paper's ``log(FID_schedule / FID_vanilla)`` on CIFAR-10 (Table 2, :data:`molli_utils.paper.SCHEDULES_FID`)
+    and the verdict of :func:`molli_utils.report.verdict`. Table 2 has no temperatures: for ``sigmoid-tau0.2``
+    and ``sigmoid-tau0.9`` the paper's number is empty (``paper number`` says so) and the verdict compares
+    with the direction of the paper's sigmoid (tau 0.7) only (``sized=False``). The VAE rows are those of
+    ``decoder_variance`` (:func:`at_variance`)."""
     import pandas as pd
 
     from .. import paper as paper_numbers
     from ..report import verdict
 
-    table2 = getattr(paper_numbers, "SCHEDULES_FID", {}) if paper is None else paper
+    table2 = paper_numbers.SCHEDULES_FID if paper is None else paper
+    frame = at_variance(frame, decoder_variance)
     rows = []
     for model in settings.IMAGE_ABLATION["models"]:
         labels = [schedule_label(s, t) for s in settings.IMAGE_ABLATION["schedules"]
                   for t in (settings.IMAGE_ABLATION["taus"] if s == "sigmoid" else (None,))]  # fmt: skip
+        p = table2[("cifar10", model)]
         for label in labels:
             van, mol = paired(frame, model, "gaussian", label)
-            rel = ((mol - van) / van).tolist()
-            p = table2.get(("cifar10", model), {})
-            p_rel = (p[label] - p["vanilla"]) / p["vanilla"] if label in p else math.nan
-            rows.append({"model": model, "schedule": label, "seeds": len(rel), "FD": mol.mean(), "FD sd": mol.std(),
-                         "FD vanilla": van.mean(), "change %": 100 * float(np.mean(rel)) if rel else math.nan,
-                         "signs per seed": _signs(rel), "paper change % (FID, CIFAR-10)": 100 * p_rel,
-                         "verdict (miniature)": verdict(rel, p_rel, higher_is_better=False) if math.isfinite(p_rel)
-                         else ("no paper number" if rel else "not yet run here")})  # fmt: skip
+            diffs = _log_changes(van, mol)
+            if label in p:
+                p_diff, sized, note = math.log(p[label] / p["vanilla"]), True, "Table 2"
+            else:  # a temperature of the sigmoid: Table 2 has none; the sigmoid's direction
+                p_diff, sized, note = math.log(p["sigmoid"] / p["vanilla"]), False, \
+                    "none (Table 2 has no temperatures): the direction of its sigmoid"  # fmt: skip
+            verdict_ = verdict(diffs, p_diff, higher_is_better=False, sized=sized)
+            if not sized:
+                p_diff = math.nan
+            rows.append({"model": model, "schedule": label, "seeds": len(diffs), "FD": mol.mean(), "FD sd": mol.std(),
+                         "FD vanilla": van.mean(), **_change_columns(diffs, p_diff), "paper number": note,
+                         "verdict (miniature)": verdict_})  # fmt: skip
     return pd.DataFrame(rows)

@@ -181,8 +181,8 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
         "images.csv",
         ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "steps", "width", "profile",
          "precision", "skipped_steps", "seconds_per_step", "device", "schedule", "tau", "variant", "bpd", "world_size",
-         "arith", "commit", "date", "dirty"),
-        ("dataset", "model", "mollifier", "schedule", "variant", "seed", "epochs", "width"),
+         "decoder_variance", "arith", "commit", "date", "dirty"),
+        ("dataset", "model", "mollifier", "schedule", "variant", "seed", "epochs", "width", "decoder_variance"),
         ("dataset", "model", "mollifier", "seed", "score_name", "score", "epochs", "width"),
         "python -m molli_utils.experiments images --dataset cifar10 (a GPU with network access); "
         "then images --dataset cifar10 --ablation",
@@ -190,13 +190,13 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
     ResultsFile(
         "images_digits.csv",
         ("dataset", "model", "family", "mode", "schedule", "tau", "seed", "fd", "kid", "bpd", "n_score", "epochs",
-         "steps", "horizon", "batch_size", "lr", "nonfinite_steps", "train_seconds", "seconds_per_step",
-         "score_seconds", "profile", "device", "world_size", "arith", "commit", "date", "dirty"),
-        ("dataset", "model", "mode", "schedule", "seed", "epochs"),
+         "steps", "horizon", "batch_size", "lr", "decoder_variance", "nonfinite_steps", "train_seconds",
+         "seconds_per_step", "score_seconds", "profile", "device", "world_size", "arith", "commit", "date", "dirty"),
+        ("dataset", "model", "mode", "schedule", "seed", "epochs", "decoder_variance"),
         ("dataset", "model", "family", "mode", "schedule", "seed", "fd", "kid", "bpd", "epochs", "steps",
-         "train_seconds", "commit", "date"),
-        "python -m molli_utils.experiments images --dataset digits --workers 2 --results molli_utils/results; "
-        "then the same with --ablation",
+         "decoder_variance", "train_seconds", "commit", "date"),
+        "python -m molli_utils.experiments images --dataset digits --results molli_utils/results; then the same "
+        "with --ablation; then with --modes vanilla --decoder-variance 1 (the VAEs' unit-variance likelihood)",
     ),
     ResultsFile(
         "chapter_times.csv",

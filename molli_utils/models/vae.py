@@ -10,6 +10,22 @@
 * :func:`make_vae`: VAE, beta-VAE (beta = 0.1), IWAE (K = 5), VAE-IAF (2 MADE blocks
   of 3 hidden layers of 128 units) and HVAE (1 leapfrog step, step size 1e-3,
   learned) through pythae's own config classes; 8 x 8 inputs get the small nets.
+* The decoder's likelihood scale (:data:`PAPER_DECODER_VARIANCE`, :func:`check_decoder_variance`):
+  ``make_vae(..., decoder_variance=s2)`` makes the reconstruction term the negative log-density
+  of ``N(x; x_hat, s2 I)``.
+
+The likelihood. pythae's ``reconstruction_loss="mse"`` (all five models, pythae 0.1.2) is
+``0.5 * ||x - x_hat||^2`` summed over the pixels: the negative log-density of a Gaussian
+``N(x; x_hat, I)`` without its constant ``(D / 2) log(2 pi)``. With ``decoder_variance`` ``s2``
+the term is ``||x - x_hat||^2 / (2 s2)`` (the constant ``(D / 2) log(2 pi s2)`` left out as
+pythae leaves it out), in *every* place pythae uses it: the VAE's and beta-VAE's loss (beta
+multiplies the KL only), IWAE's log importance weights ``log w_k = -(rec_k + log q - log p)``
+(so the weights and the bound change, not only the scale of the loss), VAE-IAF's loss, and
+HVAE's ``log p(x | z)``, which enters both its leapfrog gradient ``dU/dz`` and its objective.
+It is implemented by handing pythae's own code ``x_hat / s`` and ``x / s`` (``s = sqrt(s2)``),
+which turns ``0.5 * ||x - x_hat||^2`` into ``||x - x_hat||^2 / (2 s2)`` and leaves the rest of
+each objective pythae's. ``decoder_variance = 1`` (the default, :data:`PAPER_DECODER_VARIANCE`)
+calls pythae's code unchanged: the paper's CIFAR-10 / CelebA recipe as pythae runs it.
 
 Images are in ``[0, 1]`` and the decoders end in a sigmoid. Training with mollification
 is :class:`molli_utils.training.vae.MollifiedTrainer`.
@@ -27,7 +43,7 @@ from pythae.models import HVAE, IWAE, VAE, VAE_IAF, BetaVAE, BetaVAEConfig, HVAE
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 
-__all__ = ["VAE_KINDS", "PAPER_CHANNELS", "SMALL_CHANNELS", "ConvEncoder", "ConvDecoder", "SmallConvEncoder",
+__all__ = ["VAE_KINDS", "PAPER_DECODER_VARIANCE", "check_decoder_variance", "PAPER_CHANNELS", "SMALL_CHANNELS", "ConvEncoder", "ConvDecoder", "SmallConvEncoder",
            "SmallConvDecoder", "make_vae", "sample_images"]
 
 #: VAE variants of the paper's Table 3, as :func:`make_vae` names them.
@@ -36,6 +52,8 @@ VAE_KINDS = ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")
 PAPER_CHANNELS = (128, 256, 512, 1024)
 #: Channels of the two conv layers of the 8 x 8 nets at ``width=1``.
 SMALL_CHANNELS = (16, 32)
+#: The decoder variance of pythae's ``reconstruction_loss="mse"`` (a unit-variance Gaussian): the paper's.
+PAPER_DECODER_VARIANCE = 1.0
 _SIZES = (32, 64)
 _SMALL = 8
 
@@ -159,10 +177,55 @@ def _config(kind: str, input_dim: tuple[int, int, int], latent_dim: int, **overr
     return cls(**{**base, **settings, **overrides})
 
 
-_MODELS = {"vae": VAE, "beta_vae": BetaVAE, "iwae": IWAE, "vae_iaf": VAE_IAF, "hvae": HVAE}
+def check_decoder_variance(value: Any) -> float:
+    """``value`` as a float if it is a positive finite number (a decoder variance), else ``ValueError``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ValueError(
+            f"decoder_variance must be a positive finite number (the variance s2 of the Gaussian "
+            f"likelihood N(x; x_hat, s2 I); {PAPER_DECODER_VARIANCE} = pythae's 'mse' loss, the paper's), "
+            f"got {value!r}"
+        )
+    return float(value)
 
 
-def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0, **overrides: Any):
+class _ScaledReconstruction:
+    """Mixin for pythae's VAE, BetaVAE, IWAE and VAE_IAF, whose ``loss_function(recon_x, x, ...)``
+    compute ``0.5 * mse(recon_x, x).sum()``: with ``decoder_variance`` ``s2`` != 1 they get
+    ``recon_x / s`` and ``x / s`` (``s = sqrt(s2)``), i.e. ``||x - x_hat||^2 / (2 s2)``."""
+
+    decoder_variance: float = PAPER_DECODER_VARIANCE
+
+    def loss_function(self, recon_x, x, *args):
+        if self.decoder_variance == PAPER_DECODER_VARIANCE:
+            return super().loss_function(recon_x, x, *args)
+        s = math.sqrt(self.decoder_variance)
+        return super().loss_function(recon_x / s, x / s, *args)
+
+
+class _ScaledLikelihood:
+    """Mixin for pythae's HVAE: its ``_log_p_x_given_z`` (used by the leapfrog steps' gradient and by
+    the objective) with ``recon_x / s`` and ``x / s``, i.e. ``-||x - x_hat||^2 / (2 s2)``."""
+
+    decoder_variance: float = PAPER_DECODER_VARIANCE
+
+    def _log_p_x_given_z(self, recon_x, x):
+        if self.decoder_variance == PAPER_DECODER_VARIANCE:
+            return super()._log_p_x_given_z(recon_x, x)
+        s = math.sqrt(self.decoder_variance)
+        return super()._log_p_x_given_z(recon_x / s, x / s)
+
+
+_PYTHAE = {"vae": VAE, "beta_vae": BetaVAE, "iwae": IWAE, "vae_iaf": VAE_IAF, "hvae": HVAE}
+_MODELS = {k: type(f"{cls.__name__}WithDecoderVariance",
+                   (_ScaledLikelihood if k == "hvae" else _ScaledReconstruction, cls),
+                   {"__module__": __name__, "__doc__": f"pythae's {cls.__name__} with a decoder variance."})
+           for k, cls in _PYTHAE.items()}  # fmt: skip
+globals().update({cls.__name__: cls for cls in _MODELS.values()})  # importable by name (pickling)
+
+
+def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0,
+             decoder_variance: float = PAPER_DECODER_VARIANCE, **overrides: Any):
     """A pythae VAE variant with the Table 5 conv nets and the paper's settings (Appendix D.3.2).
 
     ``kind``: ``vae``; ``beta_vae`` (``BetaVAEConfig.beta = 0.1``); ``iwae``
@@ -172,15 +235,25 @@ def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int 
     paper's "adaptive" step size). All use ``reconstruction_loss = "mse"``.
     ``overrides`` replace config fields (e.g. ``beta=1.0``). ``input_dim`` ``(C, 8, 8)`` gets
     :class:`SmallConvEncoder` / :class:`SmallConvDecoder` (the miniature on the digits).
+    ``decoder_variance`` ``s2`` (positive, finite): the reconstruction term is
+    ``||x - x_hat||^2 / (2 s2)`` (see the module docstring); 1.0 is pythae's ``"mse"``, the
+    paper's. The model is a subclass of pythae's class (same ``model_name``) with the
+    attribute ``decoder_variance``.
     """
     if kind not in _MODELS:
         raise ValueError(f"unknown VAE kind {kind!r}; choose one of {list(VAE_KINDS)}")
     dim = _check_input_dim(input_dim, (*_SIZES, _SMALL))
     if not isinstance(latent_dim, int) or latent_dim <= 0:
         raise ValueError(f"latent_dim must be a positive integer (the paper uses 256), got {latent_dim!r}")
+    variance = check_decoder_variance(decoder_variance)
     config = _config(kind, dim, latent_dim, **overrides)
+    if variance != PAPER_DECODER_VARIANCE and config.reconstruction_loss != "mse":
+        raise ValueError(f"decoder_variance is the variance of the Gaussian ('mse') likelihood; "
+                         f"reconstruction_loss={config.reconstruction_loss!r} has none")  # fmt: skip
     encoder, decoder = (SmallConvEncoder, SmallConvDecoder) if dim[1] == _SMALL else (ConvEncoder, ConvDecoder)
-    return _MODELS[kind](config, encoder=encoder(dim, latent_dim, width), decoder=decoder(dim, latent_dim, width))
+    model = _MODELS[kind](config, encoder=encoder(dim, latent_dim, width), decoder=decoder(dim, latent_dim, width))
+    model.decoder_variance = variance
+    return model
 
 
 @torch.no_grad()

@@ -287,9 +287,13 @@ class MollifiedTrainer(BaseTrainer):
 
     def _fingerprint(self) -> dict[str, Any]:
         """What a resume file must match: the model, its parameter shapes, the mollifier and the arithmetic."""
-        return {"model": self.model_name, "mollifier": [self.mollifier.kind, self.mollifier.horizon],
-                "parameters": [[k, list(v.shape)] for k, v in self.bare_model.state_dict().items()],
-                "epochs": self.training_config.num_epochs, "precision": self.precision}  # fmt: skip
+        fingerprint = {"model": self.model_name, "mollifier": [self.mollifier.kind, self.mollifier.horizon],
+                       "parameters": [[k, list(v.shape)] for k, v in self.bare_model.state_dict().items()],
+                       "epochs": self.training_config.num_epochs, "precision": self.precision}  # fmt: skip
+        variance = getattr(self.bare_model, "decoder_variance", 1.0)
+        if variance != 1.0:  # (checkpoints of the paper's likelihood keep the fingerprint they had)
+            fingerprint["decoder_variance"] = variance
+        return fingerprint
 
     def _state(self, epoch: int, best: dict[str, Any]) -> dict[str, Any]:
         """Everything that changes during training, as plain data (the checkpoint's payload)."""
