@@ -198,3 +198,95 @@ def test_denormals_are_flushed_while_the_toys_train_and_not_after():
         assert float(tiny * 1.0) == 0.0
     assert float(tiny * 1.0) > 0.0
 
+
+
+# --- the activation ablation and the dead units of chapter 3 (#30) ---------------------------------------------------
+
+
+def test_activation_is_a_run_setting_with_the_same_initial_weights():
+    from molli_utils.models.toy import ACTIVATIONS
+
+    assert ACTIVATIONS == ("relu", "leaky_relu") and toy2d.Toy2DRun("von_mises", "vanilla", 0).activation == "relu"
+    relu, leaky = realnvp_2d(seed=4), realnvp_2d(seed=4, activation="leaky_relu")
+    acts = [type(m) for m in relu.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.LeakyReLU))]
+    leaks = [m.negative_slope for m in leaky.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert acts == [torch.nn.ReLU] * 10 and leaks == [0.01] * 10
+    assert all(torch.equal(a, b) for a, b in zip(relu.state_dict().values(), leaky.state_dict().values()))
+    for bad in ("tanh", "ReLU", None):
+        with pytest.raises(ValueError, match="unknown activation"):
+            realnvp_2d(activation=bad)
+        with pytest.raises(ValueError, match="unknown activation"):
+            toy2d.Toy2DRun("von_mises", "vanilla", 0, activation=bad)
+    assert settings.profile_of("toy2d", settings.toy2d("full", dataset="von_mises", mode="vanilla", seed=0,
+                                                       activation="leaky_relu")) == "full"  # fmt: skip
+
+
+def test_dead_units_of_a_hand_built_flow():
+    """Coupling 1 (next to the base) of a two-coupling flow with units killed by hand: 1 of 4 dead in its
+    first hidden layer, 3 of 4 in its second; coupling 2 untouched (its counts: those of its own weights)."""
+    from molli_utils.models.toy import dead_units
+
+    model = realnvp_2d(layers=2, hidden=4, seed=0)
+    net = model.flows[0].flows[1].param_map.net  # coupling 1's MLP: Linear, ReLU, Linear, ReLU, Linear
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0], [-1.0], [0.0], [0.0]]))
+        net[0].bias.copy_(torch.tensor([0.0, 0.0, -1.0, 1.0]))  # unit 2: -1 everywhere
+        net[2].weight.zero_()
+        net[2].bias.copy_(torch.tensor([-1.0, -1.0, 1.0, -1.0]))  # units 0, 1, 3: -1 everywhere
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
+    fractions = dead_units(model, x)
+    assert len(fractions) == 2 and all(len(f) == 2 for f in fractions)
+    assert fractions[0] == [0.25, 0.75]
+    # coupling 2 is the first the data meets and an identity at initialisation: its points are x's (swapped)
+    first = model.flows[2].flows[1].param_map.net[0]  # model.flows: coupling 1, swap, coupling 2, swap
+    w, b = first.weight, first.bias
+    x1 = x[:, 1:]  # the last swap undone, then normflows' Split gives the conditioner the first coordinate
+    expected = 1.0 - float(((x1 @ w.T + b) > 0).any(0).double().mean())
+    assert fractions[1][0] == pytest.approx(expected)
+    leaky = realnvp_2d(layers=2, hidden=4, seed=0, activation="leaky_relu")
+    leaky.load_state_dict(model.state_dict())
+    assert dead_units(leaky, x) == fractions  # for leaky nets: the units that are never positive
+    with pytest.raises(ValueError, match="shape"):
+        dead_units(model, x[0])
+
+
+def test_runs_record_their_dead_units_without_changing_their_numbers():
+    runs = toy2d.grid("full", datasets=["mixture_of_gaussians"], modes=("vanilla", "mollification"), seeds=(0,),
+                      steps=30, n_train=300, n_test=200, n_val=200, n_samples=200, n_evals=3)  # fmt: skip
+    plain, watched = toy2d.run(runs), toy2d.run(runs, dead_units_every=10)
+    assert plain.rows == [{**r, "train_seconds": p["train_seconds"]} for r, p in zip(watched.rows, plain.rows)]
+    assert not plain.dead and len(watched.dead) == 2 * 4 * 5 * 2  # runs x steps (0, 10, 20, 30) x couplings x layers
+    assert {d["step"] for d in watched.dead} == {0, 10, 20, 30} and all(0 <= d["dead_fraction"] <= 1
+                                                                         for d in watched.dead)  # fmt: skip
+    assert {r["activation"] for r in watched.rows} == {"relu"}
+    with pytest.raises(ValueError, match="dead_units_every"):
+        toy2d.run(runs, dead_units_every=0)
+    with pytest.raises(ValueError, match="activation"):
+        toy2d.run([runs[0], toy2d.Toy2DRun(**{**runs[1].__dict__, "activation": "leaky_relu"})])
+
+
+def test_command_takes_the_activation_and_writes_the_dead_units_and_the_noise_floor(tmp_path, capsys):
+    small = ["toy2d", "--profile", "quick", "--steps", "6", "--n-evals", "3", "--seeds", "0",
+             "--datasets", "mixture_of_gaussians", "--modes", "vanilla", "mollification", "--n-train", "300",
+             "--n-test", "200", "--n-val", "200", "--n-samples", "200", "--results", str(tmp_path),
+             "--no-progress", "--workers", "1"]  # fmt: skip
+    main([*small, "--activation", "relu", "leaky_relu"])
+    frame = results.load("toy2d.csv", tmp_path)
+    assert sorted(frame["activation"]) == ["leaky_relu"] * 2 + ["relu"] * 2 and set(frame["members"]) == {2}
+    dead = results.load("toy2d_dead_units.csv", tmp_path)
+    assert len(dead) == 4 * 4 * 5 * 2 and set(dead["step"]) == {0, 2, 4, 6}
+    curves = results.load("toy2d_curves.csv", tmp_path)
+    assert set(curves["activation"]) == {"relu", "leaky_relu"}
+    main([*small, "--activation", "leaky_relu"])
+    assert "2 of 2 toy runs already" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([*small, "--activation", "tanh"])
+    assert "unknown activation 'tanh'" in capsys.readouterr().err
+    floor = ["toy2d", "--noise-floor", "3", "--n-samples", "50", "--n-test", "40", "--results", str(tmp_path)]
+    main(floor)
+    table = results.load("toy2d_noise_floor.csv", tmp_path)
+    assert len(table) == 6 and list(table["repeat"]) == [0, 1, 2] * 2 and table["mmd2"].abs().lt(0.5).all()
+    main(floor)  # nothing new
+    assert len(results.load("toy2d_noise_floor.csv", tmp_path)) == 6
+    row = toy2d.noise_floor("von_mises", 3, n_samples=50, n_test=40)
+    assert [r["mmd2"] for r in row] == list(table[table["dataset"] == "von_mises"]["mmd2"])

@@ -185,3 +185,24 @@ def test_circle_scores_drops_and_counts_nonfinite_samples():
         circle_scores(_ring(10, 1), torch.tensor([[float("nan"), 0.0], [1.0, 0.0]]))
     with pytest.raises(ValueError, match="quantiles"):
         circle_scores(_ring(10, 1), _ring(10, 2), quantiles=(1.5,))
+
+
+def test_mmd2_noise_floor_is_seeded_centred_and_shrinks_with_n():
+    from molli_utils.data import get_toy2d
+    from molli_utils.metrics import mmd2_noise_floor
+
+    sample = get_toy2d("mixture_of_gaussians").sample
+    ref = sample(300, torch.Generator().manual_seed(99))
+    a = mmd2_noise_floor(sample, ref, n_samples=300, repeats=12, seed=1)
+    assert a.shape == (12,) and np.array_equal(a, mmd2_noise_floor(sample, MMDReference(ref), n_samples=300,
+                                                                   repeats=12, seed=1))  # fmt: skip
+    x = sample(300, torch.Generator().manual_seed(1))
+    assert a[0] == mmd2(x, ref)  # the first repeat: the generator's first draw, the unbiased estimator
+    assert not np.array_equal(a, mmd2_noise_floor(sample, ref, n_samples=300, repeats=12, seed=2))
+    assert abs(a.mean()) < 3 * a.std() and (a < 0).any()  # centred on 0: some values negative
+    big = mmd2_noise_floor(sample, sample(1_200, torch.Generator().manual_seed(98)), n_samples=1_200, repeats=12)
+    assert np.quantile(big, 0.9) < np.quantile(a, 0.9)
+    with pytest.raises(ValueError, match="repeats"):
+        mmd2_noise_floor(sample, ref, repeats=0)
+    with pytest.raises(ValueError, match="lengthscales"):
+        mmd2_noise_floor(sample, MMDReference(ref), lengthscale=0.5)

@@ -14,6 +14,7 @@ A chapter's live run calls the same ``run`` that wrote the stored results. The c
     python -m molli_utils.experiments toy2d                        # 2 toys x 3 modes x 3 seeds, 20k steps
     python -m molli_utils.experiments toy2d --modes half           # the first-half schedule too
     python -m molli_utils.experiments toy2d --activation leaky_relu   # LeakyReLU(0.01) conditioners
+    python -m molli_utils.experiments toy2d --noise-floor 20       # MMD^2 of the truth itself, 20 times
     python -m molli_utils.experiments indm                         # INDM and plain diffusion, 12 runs
     python -m molli_utils.experiments uci --all                    # Table 4 (official flows): 72 runs on all cores
     python -m molli_utils.experiments uci --all --variants paper-text   # the flows of the paper's text
@@ -84,6 +85,18 @@ def _toy2d(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     out = results.results_dir(args.results) / toy2d.RESULTS
+    if args.noise_floor is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        floor = out.parent / toy2d.NOISE_FLOOR
+        done, key = results.recorded(floor), results.FILES[toy2d.NOISE_FLOOR].key
+        rows = [{**row, **results.provenance()} for d in args.datasets
+                for row in toy2d.noise_floor(d, args.noise_floor, **_given(args, "n_samples", "n_test"))
+                if results.record_key(row, key) not in done]  # fmt: skip
+        results.append(floor, rows)
+        print(f"appended {len(rows)} noise-floor values to {floor} ({time.perf_counter() - start:.0f} s)")
+        return
     runs = [r for a in args.activation for r in
             toy2d.grid(args.profile, datasets=args.datasets, modes=args.modes, seeds=args.seeds, activation=a,
                        **_given(args, "steps", "n_train", "n_test", "n_val", "n_samples", "n_evals"))]  # fmt: skip
@@ -208,6 +221,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=int, default=None,
                    help="parallel processes, one ensemble each (default: all cores; the rows do not depend on it)")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--noise-floor", type=int, default=None, metavar="REPEATS",
+                   help="train nothing: the MMD^2 of REPEATS sets of n-samples fresh draws of each toy against its "
+                        "test set (what a perfect model scores) into toy2d_noise_floor.csv")  # fmt: skip
     t.set_defaults(func=_toy2d)
 
     d = sub.add_parser("indm", help="INDM (a diffusion in a flow's latent space) vs plain diffusion on the toys")

@@ -117,6 +117,14 @@ FILES: dict[str, ResultsFile] = {f.name: f for f in [
         "steps, the fraction of each coupling net's hidden units that are dead on the test points",
     ),
     ResultsFile(
+        "toy2d_noise_floor.csv",
+        ("dataset", "n_samples", "n_test", "lengthscale", "seed", "repeat", "mmd2", "commit", "dirty", "date"),
+        ("dataset", "n_samples", "n_test", "lengthscale", "seed", "repeat"),
+        ("dataset", "n_samples", "n_test", "lengthscale", "repeat", "mmd2"),
+        "python -m molli_utils.experiments toy2d --noise-floor 20: the MMD^2 of 10,000 fresh draws of each toy "
+        "against its test set, 20 times (what a perfect model scores)",
+    ),
+    ResultsFile(
         "indm_toy2d.csv",
         ("dataset", "model", "flow", "seed", "steps", "mmd2", "nonfinite_samples", "test_loglik_bound",
          "test_loglik_bound_mc_se", "nonfinite_steps", "sample_steps", "train_seconds", "circle_dist_mean",

@@ -45,14 +45,15 @@ import torch
 
 from .. import arithmetic
 from ..data import get_toy2d, load_toy2d
-from ..metrics import MMDReference, circle_scores
+from ..metrics import MMDReference, circle_scores, mmd2_noise_floor
 from ..models.ensemble import FlowEnsemble
 from ..models.toy import ACTIVATIONS, check_activation, dead_units, realnvp_2d
 from ..training import TrainConfig, TrainResult, train
 from . import settings
 
 __all__ = ["DATASETS", "MODES", "PAPER_MODES", "ACTIVATIONS", "RESULTS", "CURVES", "DEAD_UNITS", "CURVE_STEPS",
-           "Toy2DRun", "Toy2DResult", "BestByValidation", "grid", "run", "validation_set", "key"]  # fmt: skip
+           "NOISE_FLOOR", "Toy2DRun", "Toy2DResult", "BestByValidation", "grid", "run", "validation_set", "key",
+           "noise_floor"]  # fmt: skip
 
 DATASETS = ("mixture_of_gaussians", "von_mises")
 #: The paper's two modes (the benchmarks time these).
@@ -62,6 +63,7 @@ PAPER_MODES = ("vanilla", "mollification")
 #: stops it halfway: together they separate the speed of the annealing from the length of the clean phase.
 MODES = ("vanilla", "mollification", "constant", "half", "clean-half")
 RESULTS, CURVES, DEAD_UNITS = "toy2d.csv", "toy2d_curves.csv", "toy2d_dead_units.csv"
+NOISE_FLOOR = "toy2d_noise_floor.csv"
 #: How much of each run's training loss ``toy2d_curves.csv`` keeps (steps).
 CURVE_STEPS = 2_000
 
@@ -350,3 +352,18 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
                      **circle, **circle_best, "members": len(runs), "train_seconds": round(result.elapsed, 1),
                      "arith": arith})  # fmt: skip
     return Toy2DResult(runs, rows, ensemble, best, result, tracker, splits, dead)
+
+
+def noise_floor(dataset: str, repeats: int = 20, *, n_samples: int = 10_000, n_test: int = 10_000,
+                lengthscale: float = 1.0, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """The MMD^2 that a perfect model of ``dataset`` scores (:func:`~molli_utils.metrics.mmd2_noise_floor`):
+    ``repeats`` sets of ``n_samples`` fresh draws of the true distribution against the runs' test set
+    (``load_toy2d(dataset, n_test=n_test, seed=0)``, as :func:`run` scores), at ``lengthscale``; the draws from
+    seed ``seed``. One row of ``toy2d_noise_floor.csv`` per repeat."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+    test = load_toy2d(dataset, n_train=1, n_test=n_test, seed=0)[1]
+    values = mmd2_noise_floor(get_toy2d(dataset).sample, test, n_samples=n_samples, repeats=repeats, seed=seed,
+                              lengthscale=lengthscale)  # fmt: skip
+    return [{"dataset": dataset, "n_samples": n_samples, "n_test": n_test, "lengthscale": lengthscale, "seed": seed,
+             "repeat": i, "mmd2": float(v)} for i, v in enumerate(values)]  # fmt: skip
