@@ -73,7 +73,7 @@ def test_recorded_keys_skip_finished_runs_whatever_the_number_format(tmp_path):
     runs = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla", "mollification"], seeds=[1, 2])
     path = tmp_path / "uci.csv"
     done = {**uci.key(runs[0]), **{c: "" for c in results.FILES["uci.csv"].columns if c not in uci.key(runs[0])}}
-    results.append(path, [{**done, "seed": "1", "epochs": "12"}])  # as a CSV reader sees them: strings
+    results.append(path, [{**done, "seed": "1", "epochs": "12", "test_loglik": "-12.5"}])  # as a CSV reader sees them
     assert results.recorded(path) == {("redwine", "maf", "official", "vanilla", 1.0, 12.0, "adam-fused", "fp32")}
     assert results.pending(runs, path, uci.key) == runs[1:]
     assert results.pending(runs, tmp_path / "absent.csv", uci.key, name="uci.csv") == runs
@@ -85,7 +85,8 @@ def test_recorded_keys_skip_finished_runs_whatever_the_number_format(tmp_path):
     other_matmul = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1], matmul="bf16")
     assert results.pending(other_matmul, path, uci.key) == other_matmul  # bf16 products: another run
     toy = toy2d.grid("quick", datasets=["von_mises"], modes=["vanilla"], seeds=[0])
-    assert toy2d.key(toy[0]) == {"dataset": "von_mises", "mode": "vanilla", "seed": 0, "iterations": 2000}
+    assert toy2d.key(toy[0]) == {"dataset": "von_mises", "mode": "vanilla", "seed": 0, "activation": "relu",
+                              "iterations": 2000}
 
 
 def test_provenance_names_the_commit_the_state_of_the_checkout_and_the_date():
@@ -94,3 +95,73 @@ def test_provenance_names_the_commit_the_state_of_the_checkout_and_the_date():
     p = results.provenance()
     assert set(p) == {"commit", "dirty", "date"} and len(p["commit"]) >= 7 and p["dirty"] in (True, False)
     assert p["date"] == dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+def _uci_row(seed, score="-12.5", **extra):
+    cols = results.FILES["uci.csv"].columns
+    row = {c: "" for c in cols}
+    row.update(dataset="redwine", flow="maf", variant="official", mode="vanilla", seed=seed, epochs=12,
+               optimizer="adam-fused", matmul="fp32", test_loglik=score, **extra)
+    return row
+
+
+def test_a_row_without_a_score_is_not_done_unless_it_records_a_divergence(tmp_path):
+    path = tmp_path / "uci.csv"
+    results.append(path, [_uci_row(1, "nan"), _uci_row(2, ""), _uci_row(3, "-inf"), _uci_row(4)])
+    assert {k[4] for k in results.recorded(path)} == {3.0, 4.0}  # -inf is a result (one test row at zero density)
+    toy = tmp_path / "toy2d.csv"
+    base = {"dataset": "von_mises", "mode": "vanilla", "activation": "relu", "iterations": 20000}
+    results.append(toy, [{**base, "seed": 0, "mmd2": "", "diverged_at": 7508}, {**base, "seed": 1, "mmd2": "nan"}])
+    assert {k[2] for k in results.recorded(toy)} == {0.0}  # the diverged run is done; the unscored one is not
+
+
+def test_a_cut_csv_or_gzip_is_refused_before_anything_is_appended(tmp_path):
+    path = tmp_path / "uci.csv"
+    results.append(path, [_uci_row(1), _uci_row(2)])
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-7])  # the last line cut mid-row
+    for act in (lambda: results.append(path, [_uci_row(3)]), lambda: results.recorded(path),
+                lambda: results.load("uci.csv", tmp_path)):
+        with pytest.raises(results.DamagedResultsError, match="cut.*git checkout"):
+            act()
+    assert path.read_bytes() == whole[:-7]  # nothing was written
+    gz = tmp_path / "uci_curves.csv.gz"
+    curve = {"dataset": "redwine", "flow": "maf", "mode": "vanilla", "seed": 1, "epoch": 1}
+    results.append(gz, [curve])
+    results.append(gz, [{**curve, "epoch": 2}])
+    data = gz.read_bytes()
+    gz.write_bytes(data[:-5])
+    with pytest.raises(results.DamagedResultsError, match="damaged"):
+        results.append(gz, [{**curve, "epoch": 3}])
+    assert gz.read_bytes() == data[:-5]
+
+
+def test_the_same_run_twice_is_refused_and_a_run_recorded_meanwhile_is_not_written_again(tmp_path):
+    path = tmp_path / "uci.csv"
+    with pytest.raises(ValueError, match="same run twice"):
+        results.append(path, [_uci_row(1), _uci_row(1)])
+    results.append(path, [_uci_row(1)])
+    with pytest.warns(UserWarning, match="already recorded"):
+        results.append(path, [_uci_row(1, "-11.0"), _uci_row(2)])
+    frame = pd.read_csv(path)
+    assert frame["seed"].tolist() == [1, 2] and frame["test_loglik"].tolist() == [-12.5, -12.5]
+
+
+def _append_many(args):
+    folder, start = args
+    for seed in range(start, start + 40):
+        results.append(folder / "uci.csv", [_uci_row(seed)])
+        results.append(folder / "uci_curves.csv.gz", [{"dataset": "redwine", "flow": "maf", "seed": seed, "epoch": 1}])
+
+
+def test_two_processes_appending_to_one_folder_lose_and_duplicate_nothing(tmp_path):
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_append_many, [(tmp_path, 0), (tmp_path, 40)])
+    frame = pd.read_csv(tmp_path / "uci.csv")
+    assert sorted(frame["seed"]) == list(range(80)) and list(frame.columns) == list(results.FILES["uci.csv"].columns)
+    curves = pd.read_csv(tmp_path / "uci_curves.csv.gz")
+    assert sorted(curves["seed"]) == list(range(80))
+    with gzip.open(tmp_path / "uci_curves.csv.gz", "rt") as f:
+        assert f.read().count("dataset") == 1  # one header, written once

@@ -8,7 +8,13 @@
   current directory (:func:`results_dir`) -- never into an installed package. The book's own
   tables are updated from a checkout with ``--results molli_utils/results``.
 * Runs already in a file are skipped (:func:`recorded`, :func:`pending`), so an interrupted
-  table resumes where it stopped.
+  table resumes where it stopped. A row whose score is missing (NaN or empty, and no
+  divergence recorded) does not count as done.
+* Appends are safe to run from several processes at once: each takes an exclusive lock on
+  the file, writes the header only into an empty file, skips rows whose run is already
+  recorded (warning), and is flushed to disk before the lock is released. A file whose last
+  line was cut, or a ``.gz`` file whose stream was cut, is refused before anything is
+  written, with the fix (:func:`check_intact`).
 * Every row carries its **provenance** (:func:`provenance`): the commit, whether the checkout had
   uncommitted changes (``dirty``), and the date.
 """
@@ -20,7 +26,9 @@ import datetime as dt
 import gzip
 import importlib.resources
 import io
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeVar, Union
@@ -40,6 +48,8 @@ __all__ = [
     "pending",
     "provenance",
     "record_key",
+    "check_intact",
+    "DamagedResultsError",
 ]
 
 Run = TypeVar("Run")
@@ -55,6 +65,17 @@ class ResultsFile:
     key: tuple[str, ...]
     required: tuple[str, ...]
     produced_by: str
+
+
+#: The column whose value says a run finished with a result, per file (a NaN or empty value: not done,
+#: unless the row records a divergence in ``diverged_at``).
+SCORES = {"toy2d.csv": "mmd2", "toy2d_other_cpu.csv": "mmd2", "indm_toy2d.csv": "mmd2", "uci.csv": "test_loglik",
+          "uci_bf16.csv": "test_loglik", "uci_rounding.csv": "test_loglik", "images.csv": "fd",
+          "images_digits.csv": "fd"}  # fmt: skip
+
+
+class DamagedResultsError(ValueError):
+    """A results file that was cut while being written (a partial last line, a truncated gzip stream)."""
 
 
 _PROVENANCE = ("commit", "dirty", "date")
@@ -264,6 +285,7 @@ def load(name: str, folder: Union[str, os.PathLike, None] = None, required: Opti
     path = stored_path(name) if folder is None else Path(folder) / name
     if not path.exists():
         raise FileNotFoundError(f"no results file {path}; produce it with: {spec.produced_by}")
+    check_intact(path)
     # A short hash such as 50e9218 parses as a float (inf) unless the column is read as text.
     frame = pd.read_csv(path, dtype={"commit": str})
     need = list(spec.required if required is None else required)
@@ -292,30 +314,103 @@ def provenance(root: Union[str, os.PathLike, None] = None) -> dict[str, Any]:
             "date": dt.datetime.now(dt.timezone.utc).date().isoformat()}  # fmt: skip
 
 
+def check_intact(path: Union[str, os.PathLike]) -> None:
+    """Raise :class:`DamagedResultsError` if the results file at ``path`` was cut while being written.
+
+    A CSV must end with a newline (a run interrupted mid-write leaves a partial last line, and
+    a row appended to it would be glued onto that line); a ``.gz`` file must decompress to the
+    end of its last member and end with a newline. An empty file is intact (a new file).
+    """
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    fix = (f"move {path} away and restore it from git (git checkout -- {path}), or delete its partial last "
+           "line by hand, then run the command again (its finished runs are kept; the cut one is re-run)")
+    if path.suffix == ".gz":
+        try:
+            with gzip.open(path, "rb") as f:
+                last = b""
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    last = chunk
+        except (EOFError, OSError, gzip.BadGzipFile) as err:
+            raise DamagedResultsError(f"{path} is damaged ({err}): {fix}") from None
+    else:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            last = f.read(1)
+    if not last.endswith(b"\n"):
+        raise DamagedResultsError(f"the last line of {path} is cut (no newline at the end): {fix}")
+
+
+class _Locked:
+    """An exclusive advisory lock on ``path`` (``fcntl.flock``; none where fcntl is missing, e.g. Windows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> "_Locked":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except ImportError:  # pragma: no cover - Windows
+            pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        os.close(self.fd)  # closing the descriptor releases the lock
+
+
 def append(path: Union[str, os.PathLike], rows: Iterable[dict[str, Any]], name: Optional[str] = None) -> Path:
     """Append ``rows`` to the results file at ``path`` (its name picks the columns unless ``name`` is given).
 
-    A new file gets the header; an existing file must have the file's columns, else the rows are
-    refused (a file of an older version: re-create it). Keys outside the columns are ignored; a
-    ``.gz`` file gets one more gzip member per call.
+    A new (or empty) file gets the header; an existing file must have the file's columns, else the
+    rows are refused (a file of an older version: re-create it). Keys outside the columns are
+    ignored; a ``.gz`` file gets one more gzip member per call. The append holds an exclusive lock
+    on the file, refuses a damaged file before writing (:func:`check_intact`), refuses two rows of
+    the same run in ``rows`` (``ValueError``), skips with a warning the rows whose run another
+    process has recorded meanwhile, and is flushed and synced to disk before the lock is released.
     """
     path = Path(path)
     spec = _file(name or path.name)
-    if path.exists():
-        with _open_text(path, "r") as f:
-            header = next(csv.reader(f), [])
-        if tuple(header) != spec.columns:
-            raise ValueError(f"{path} has the columns {header}, not those of {spec.name} {list(spec.columns)}; "
-                             f"move it away and re-create it with: {spec.produced_by}")  # fmt: skip
-    new = not path.exists()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(spec.columns), extrasaction="ignore")
-    if new:
-        writer.writeheader()
-    writer.writerows(rows)
-    with _open_text(path, "a") as f:
-        f.write(text.getvalue())
+    rows = list(rows)
+    if spec.key:
+        keys = [_row_key(r, spec.key) for r in rows]
+        twice = sorted({k for k in keys if keys.count(k) > 1}, key=str)
+        if twice:
+            raise ValueError(f"the rows for {path} hold the same run twice ({dict(zip(spec.key, twice[0]))}); "
+                             "de-duplicate the runs before training them")  # fmt: skip
+    with _Locked(path):
+        check_intact(path)
+        new = path.stat().st_size == 0
+        if not new:
+            with _open_text(path, "r") as f:
+                header = next(csv.reader(f), [])
+            if tuple(header) != spec.columns:
+                raise ValueError(f"{path} has the columns {header}, not those of {spec.name} {list(spec.columns)}; "
+                                 f"move it away and re-create it with: {spec.produced_by}")  # fmt: skip
+            if spec.key:
+                done = recorded(path, spec.name)
+                fresh = [r for r in rows if _row_key(r, spec.key) not in done]
+                if len(fresh) < len(rows):
+                    warnings.warn(f"{len(rows) - len(fresh)} run(s) are already recorded in {path} (another process "
+                                  "wrote them meanwhile); not written twice", stacklevel=2)  # fmt: skip
+                rows = fresh
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=list(spec.columns), extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+        if rows or new:
+            with _open_text(path, "a") as f:
+                f.write(text.getvalue())
+                f.flush()
+                os.fsync(f.fileno()) if path.suffix != ".gz" else None
+            if path.suffix == ".gz":
+                with open(path, "rb") as raw:
+                    os.fsync(raw.fileno())
     return path
 
 
@@ -332,14 +427,31 @@ def record_key(values: dict[str, Any], key: Sequence[str]) -> tuple:
     return tuple(_norm(values[k]) for k in key)
 
 
+def _row_key(row: dict[str, Any], key: Sequence[str]) -> tuple:
+    """The key of a row about to be written: a missing key column is written (and read back) empty."""
+    return tuple(_norm(row.get(k, "")) for k in key)
+
+
 def recorded(path: Union[str, os.PathLike], name: Optional[str] = None) -> set[tuple]:
     """The keys of the runs already in the results file at ``path`` (empty if there is none)."""
     path = Path(path)
     spec = _file(name or path.name)
     if not path.exists():
         return set()
+    check_intact(path)
+    score = SCORES.get(spec.name)
     with _open_text(path, "r") as f:
-        return {record_key(row, spec.key) for row in csv.DictReader(f)}
+        return {record_key(row, spec.key) for row in csv.DictReader(f) if score is None or _finished(row, score)}
+
+
+def _finished(row: dict[str, Any], score: str) -> bool:
+    """Whether a row holds a result: its score is a number (±inf included), or it records a divergence."""
+    if (row.get("diverged_at") or "").strip():
+        return True
+    try:
+        return not math.isnan(float(row.get(score) or "nan"))
+    except ValueError:
+        return False
 
 
 def pending(runs: Sequence[Run], path: Union[str, os.PathLike], key: Callable[[Run], dict[str, Any]],
