@@ -1,26 +1,51 @@
-"""Grade submitted assignment notebooks from the checks' structured records.
+"""Grade submitted assignment notebooks from check records that only the grader can produce.
 
     python -m molli_utils.grade SUBMISSION.ipynb [SUBMISSION.ipynb ...] [--reference book/assignments]
                                 [--profile quick] [--json report.json] [--executed DIR]
+                                [--timeout S] [--wall S] [--cpu S] [--memory MIB] [--sandbox auto|bwrap|none]
 
-Each submission is executed top to bottom in a fresh kernel, **with errors allowed** (a failing
-cell does not stop the later ones), in an empty temporary folder, after its saved outputs are
-cleared (so nothing saved in the file counts). Every call of a check of :mod:`molli_utils.checks`
-leaves a record of its verdict in the outputs (MIME type :data:`~molli_utils.checks.RECORD_MIME`);
-the report gives, per check:
+Each submission is executed top to bottom, **with errors allowed** (a failing cell does not stop the later
+ones), after its saved outputs are cleared (nothing saved in the file counts), and under these rules:
 
-* ``passed``: every call of the check passed;
-* ``failed``: a call failed (the check's message), or the cell that calls the check stopped
-  with an error of the student's code before the check ran;
-* ``not attempted``: the student's code raised ``NotImplementedError`` (an unfinished exercise),
-  or the check never ran (e.g. the submission no longer calls it).
+* **isolated**: a fresh temporary folder per submission holds a copy of its file only (never its original
+  folder), a copy of ``molli_utils`` that the kernel imports, and the kernel's ``HOME``; the kernel starts
+  with a cleaned environment (``PATH``, ``LANG``, ``HOME`` and ``TMPDIR`` in the temporary folder, the
+  copy on ``PYTHONPATH``, ``MOLLI_PROFILE``, the grader's other ``MOLLI_*`` variables, thread counts),
+  under :mod:`molli_utils.sandbox`: its own session, limits on wall time (``--wall``), CPU time (``--cpu``),
+  memory (``--memory``) and processes, every process it started killed at the end. Where ``bwrap``
+  (bubblewrap) works, the kernel runs under it: the whole filesystem read-only except the temporary folder,
+  the package copy read-only too, ``/tmp``, the submissions' and the reference's folders and ``HOME``
+  hidden, its own PID namespace. :func:`isolation` says which applies;
+* **checks restored**: with ``--reference``, every code cell of the instructor notebook that calls a check
+  (and is not a ``solution`` cell) is put back over the submission's cell of the same id (or, without ids,
+  the cell that calls the same checks), as nbgrader does;
+* **verified verdicts**: after the submission's cells, the grader appends its own cells that re-run each
+  cell calling a check, with ``checks`` imported afresh (under a private module name) from the package
+  copy, each module's SHA-256 compared with the grader's before it is executed; the records of those cells
+  carry an HMAC whose key is per submission and appears only in the grader's cells. Only such records
+  count: records the submission displays itself, before or after, are ignored;
+* **tampering**: the SHA-256 of the package copy, of the checks' modules in the checkout, of every
+  submission and of the reference notebooks is compared before and after each submission; a change makes
+  the submission ``tampered`` (not graded), submissions are restored from the grader's copy, and every
+  submission is graded from the bytes read at the start of the batch.
 
-The checks to expect are those the submission's code calls; with ``--reference`` (an instructor
-notebook, or a folder of them: the one sharing the most checks with the submission is used), those
-the instructor version calls, so that a deleted check cell counts as not attempted. Written answers
-are graded by hand; the report counts those left as the empty answer box.
+The report gives, per check:
 
-The kernel runs the student's code, so the records are only as trustworthy as that code: read it.
+* ``passed``: every verified call of the check passed;
+* ``failed``: a call failed (the check's message), the cell that calls the check stopped with an error
+  of the student's code before the check ran, or the check could not be verified (the kernel died);
+* ``not attempted``: the student's code raised ``NotImplementedError`` (an unfinished exercise), or the
+  check never ran (the submission no longer calls it, or execution stopped before).
+
+The checks to expect are those the submission's code calls; with ``--reference`` (an instructor notebook,
+or a folder of them: the one sharing the most checks with the submission is used), those the instructor
+version calls, so that a deleted check cell counts as not attempted. A submission with no check to expect
+(``0 of 0``) is an error, as is a file that is not a notebook (``not gradable: ...``); the batch goes on.
+Written answers are graded by hand; the report counts those left as the empty answer box.
+
+What remains (see book/instructors.md): the student's code runs in the same process as the checks, so
+code written to do it can still tamper with what a check inspects (patch ``torch``, read the key from the
+grader's cell while a check calls it); without ``bwrap`` it can read what the instructor's user can read.
 Needs nbclient, nbformat and ipykernel (``pip install "molli-utils[teach]"``).
 """
 
@@ -29,22 +54,33 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
-from .assignments import ANSWER_CELL
+from .assignments import ANSWER_CELL, SOLUTION_TAG
 from .checks import CHECKS, RECORD_MIME
 
-__all__ = ["CheckResult", "Report", "grade_notebook", "grade", "expected_checks", "records", "format_report", "main"]
+__all__ = ["CheckResult", "Report", "Limits", "NotGradable", "grade_notebook", "grade", "expected_checks",
+           "records", "signed_records", "restore_check_cells", "read_notebook", "isolation", "format_report",
+           "main"]  # fmt: skip
 
 _CHECK_CALL = re.compile(r"\b(check_\w+)\s*\(")
+#: MIME type of the records signed by the grader's own cells (the only ones that count).
+SIGNED_MIME = "application/vnd.molli-grade-signed+json"
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -60,7 +96,10 @@ class CheckResult:
 @dataclass
 class Report:
     """The grading of one submission: a :class:`CheckResult` per expected check, the errors of its cells
-    (``{"cell", "ename", "evalue"}``, cells counted from 1), the written answers left empty, and how it ran."""
+    (``{"cell", "ename", "evalue"}``, cells counted from 1), the written answers left empty, and how it ran:
+    ``stopped`` says why it was not executed to the end or not graded (``not gradable: ...``, a timeout, a
+    dead kernel, ``tampered: ...``, no checks), else ``""``; ``restored`` the cells put back from the
+    reference; ``tampered`` the files it changed outside its copy; ``isolation`` how it was isolated."""
 
     submission: str
     checks: list[CheckResult] = field(default_factory=list)
@@ -68,12 +107,32 @@ class Report:
     empty_answers: int = 0
     profile: str = "quick"
     seconds: float = 0.0
-    stopped: str = ""  # why execution stopped early (a cell timed out, the kernel died), else ""
+    stopped: str = ""
+    restored: list[int] = field(default_factory=list)
+    tampered: list[str] = field(default_factory=list)
+    isolation: str = ""
 
     @property
     def passed(self) -> int:
         """How many checks passed."""
         return sum(c.status == "passed" for c in self.checks)
+
+
+@dataclass
+class Limits:
+    """Limits of one submission's kernel: ``wall`` seconds in all (both passes), ``cpu`` seconds of CPU time,
+    ``memory_mib`` MiB of address space, ``nproc`` processes more than the user runs (not enforced for root),
+    ``fsize_mib`` MiB per written file. The per-cell limit is ``timeout`` of :func:`grade_notebook`."""
+
+    wall: float = 3600.0
+    cpu: int = 4 * 3600
+    memory_mib: int = 16384
+    nproc: int = 256
+    fsize_mib: int = 1024
+
+
+class NotGradable(ValueError):
+    """A submission that is not a notebook the grader can execute (the message says why)."""
 
 
 def _nb_modules():
@@ -88,35 +147,105 @@ def _nb_modules():
     return nbformat, nbclient
 
 
+# --------------------------------------------------------------------------- reading notebooks
+
+
+def read_notebook(data: bytes | str) -> Any:
+    """The notebook (nbformat 4) in ``data``, or :class:`NotGradable` saying what is wrong with it (not JSON,
+    not an object, no list of cells, a cell that is not a cell...). Never raises anything else."""
+    nbformat, _ = _nb_modules()
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError) as err:
+        raise NotGradable(f"not a notebook: not JSON ({type(err).__name__}: {str(err)[:200]})") from None
+    if not isinstance(obj, dict):
+        raise NotGradable(f"not a notebook: the file holds a JSON {type(obj).__name__}, not an object")
+    if not isinstance(obj.get("nbformat"), int):
+        raise NotGradable("not a notebook: no 'nbformat' version number")
+    if obj["nbformat"] < 4:
+        raise NotGradable(f"not a notebook this grader reads: nbformat {obj['nbformat']} (save it with Jupyter 4+)")
+    if not isinstance(obj.get("cells"), list):
+        raise NotGradable(f"not a notebook: 'cells' is a {type(obj.get('cells')).__name__}, not a list of cells")
+    if not isinstance(obj.get("metadata", {}), dict):
+        raise NotGradable("not a notebook: its 'metadata' is not an object")
+    for i, cell in enumerate(obj["cells"], 1):
+        if not isinstance(cell, dict):
+            raise NotGradable(f"not a notebook: cell {i} is a JSON {type(cell).__name__}, not an object")
+        if cell.get("cell_type") not in ("code", "markdown", "raw"):
+            raise NotGradable(f"not a notebook: cell {i} has cell_type {cell.get('cell_type')!r}")
+        source = cell.get("source", "")
+        if not (isinstance(source, str) or isinstance(source, list) and all(isinstance(s, str) for s in source)):
+            raise NotGradable(f"not a notebook: the source of cell {i} is not text")
+        if not isinstance(cell.get("metadata", {}), dict):
+            raise NotGradable(f"not a notebook: the metadata of cell {i} is not an object")
+        if cell["cell_type"] == "code":
+            cell["outputs"], cell["execution_count"] = [], None  # never read; cleared before nbformat sees them
+    try:
+        return nbformat.reads(json.dumps(obj), as_version=4)
+    except Exception as err:  # noqa: BLE001 - any failure of nbformat means the file cannot be graded
+        raise NotGradable(f"not a notebook nbformat can read: {type(err).__name__}: {str(err)[:200]}") from None
+
+
 def _code(nb: Any) -> list[tuple[int, str]]:
     """(position counting from 1, source) of every code cell."""
     return [(i + 1, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
 
 
+def _called(source: str) -> list[str]:
+    """The checks of :mod:`molli_utils.checks` that ``source`` calls, in order of first call."""
+    return [n for n in dict.fromkeys(m.group(1) for m in _CHECK_CALL.finditer(source)) if n in CHECKS]
+
+
 def expected_checks(nb: Any) -> list[str]:
     """The checks of :mod:`molli_utils.checks` that the code of ``nb`` calls, in order of first call."""
-    names = [m.group(1) for _, src in _code(nb) for m in _CHECK_CALL.finditer(src)]
-    return [n for n in dict.fromkeys(names) if n in CHECKS]
+    return list(dict.fromkeys(n for _, src in _code(nb) for n in _called(src)))
 
 
 def records(nb: Any) -> list[dict[str, Any]]:
     """The check records (``{"check", "status", "message"}``) in the outputs of an executed notebook, with their
-    ``cell`` (its position in the notebook, counting from 1)."""
+    ``cell`` (its position in the notebook, counting from 1). Anything can display these: the grader counts
+    only :func:`signed_records`."""
     out = []
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
             data = o.get("data", {}) if o.get("output_type") in ("display_data", "execute_result") else {}
             if RECORD_MIME in data:
                 rec = data[RECORD_MIME]
-                rec = json.loads(rec) if isinstance(rec, str) else dict(rec)
+                try:
+                    rec = json.loads(rec) if isinstance(rec, str) else dict(rec)
+                except (ValueError, TypeError):
+                    continue
                 out.append({**rec, "cell": i + 1})
     return out
 
 
-def _errors(nb: Any) -> list[dict[str, Any]]:
-    """The error outputs of an executed notebook: ``{"cell", "ename", "evalue"}``, cells counted from 1."""
+def signed_records(nb: Any, key: str, *, first_cell: int = 0) -> list[dict[str, Any]]:
+    """The records of cells ``first_cell`` (counting from 0) onwards whose HMAC-SHA256 under ``key`` is valid:
+    ``{"kind": "check", "check", "status", "message", "cell", "seq"}`` and ``{"kind": "done", "ename", "evalue",
+    "cell", "seq"}`` (``cell``: the submission's cell the grader re-ran). Anything else is ignored."""
+    out = []
+    for cell in nb.cells[first_cell:]:
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = o.get("data", {}) if o.get("output_type") in ("display_data", "execute_result") else {}
+            signed = data.get(SIGNED_MIME)
+            if not isinstance(signed, dict) or not isinstance(signed.get("body"), str):
+                continue
+            mac = hmac.new(key.encode(), signed["body"].encode(), hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(mac, str(signed.get("hmac", ""))):
+                continue
+            try:
+                rec = json.loads(signed["body"])
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                out.append(rec)
+    return out
+
+
+def _errors(nb: Any, cells: Optional[int] = None) -> list[dict[str, Any]]:
+    """The error outputs of an executed notebook (of its first ``cells`` cells): ``{"cell", "ename", "evalue"}``."""
     return [{"cell": i + 1, "ename": o.get("ename", ""), "evalue": o.get("evalue", "")}
-            for i, c in enumerate(nb.cells) if c.cell_type == "code"
+            for i, c in enumerate(nb.cells[:cells]) if c.cell_type == "code"
             for o in c.get("outputs", []) if o.get("output_type") == "error"]  # fmt: skip
 
 
@@ -142,8 +271,8 @@ def _verdict(nb: Any, check: str, recs: list[dict[str, Any]], errors: list[dict[
         for status in ("failed", "not attempted"):
             bad = [r for r in mine if r.get("status") == status]
             if bad:
-                return CheckResult(check, status, bad[0].get("message", ""), len(mine))
-        return CheckResult(check, "passed", mine[-1].get("message", ""), len(mine))
+                return CheckResult(check, status, str(bad[0].get("message", "")), len(mine))
+        return CheckResult(check, "passed", str(mine[-1].get("message", "")), len(mine))
     cells = _calling_cells(nb, check)
     if not cells:
         return CheckResult(check, "not attempted", "the submission does not call this check")
@@ -154,14 +283,93 @@ def _verdict(nb: Any, check: str, recs: list[dict[str, Any]], errors: list[dict[
     return CheckResult(check, "not attempted" if stop["ename"] == "NotImplementedError" else "failed", why)
 
 
-def _pick_reference(nb: Any, reference: Path) -> Optional[Any]:
-    """The instructor notebook ``reference``, or in a folder the one sharing the most checks with ``nb``."""
+def _verified_verdict(nb: Any, check: str, signed: list[dict[str, Any]], reached: int, stopped: str) -> CheckResult:
+    """The verdict on ``check`` from the grader's signed records: its check records, else the ``done`` record of
+    the re-run of the cell that should have called it; ``reached``: the last cell of the submission executed."""
+    recs = [r for r in signed if r.get("kind") == "check"]
+    done = {r.get("cell"): r for r in signed if r.get("kind") == "done"}
+    mine = [r for r in recs if r.get("check") == check]
+    if mine:
+        return _verdict(nb, check, mine, [])
+    cells = _calling_cells(nb, check)
+    if not cells:
+        return CheckResult(check, "not attempted", "the submission does not call this check")
+    ran = [i for i in cells if i <= reached]
+    if not ran:
+        return CheckResult(check, "not attempted", f"never ran (called in cell {cells[0]}; {stopped or 'not reached'})")
+    for i in ran:
+        d = done.get(i)
+        if d is None:
+            why = stopped or "the grader's records were suppressed"
+            why = f"could not be verified: the grader's re-run of cell {i} did not finish ({why})"
+            return CheckResult(check, "failed", why)
+        if d.get("ename"):
+            why = f"cell {i} stopped before the check ran: {d['ename']}: {d.get('evalue', '')}"
+            return CheckResult(check, "not attempted" if d["ename"] == "NotImplementedError" else "failed", why)
+    return CheckResult(check, "not attempted", f"never ran (called in cell {cells[0]}, which did not reach it)")
+
+
+# --------------------------------------------------------------------------- the reference
+
+
+def _is_solution(cell: Any) -> bool:
+    return SOLUTION_TAG in (cell.get("metadata", {}).get("tags", []) or [])
+
+
+def _check_cells(nb: Any) -> list[Any]:
+    """The instructor's check cells of ``nb``: code cells, not ``solution``, that call a check."""
+    return [c for c in nb.cells if c.cell_type == "code" and not _is_solution(c) and _called(c.source)]
+
+
+def restore_check_cells(nb: Any, reference: Any) -> list[int]:
+    """Put the instructor's check cells of ``reference`` back into ``nb`` (in place), as nbgrader does: a cell of
+    ``nb`` with the id of a reference check cell, else (for the reference cells left) the first cell not yet
+    matched that calls the same checks, gets the reference cell's source, type and metadata. Returns the
+    positions (from 1) of the cells whose content changed. A check cell the submission deleted stays deleted."""
     nbformat, _ = _nb_modules()
-    if reference.is_file():
-        return nbformat.read(reference, as_version=4)
-    candidates = [nbformat.read(p, as_version=4) for p in sorted(reference.glob("*.ipynb"))]
-    if not candidates:
+    refs = _check_cells(reference)
+    by_id = {c.get("id"): c for c in refs if c.get("id")}
+    matched: dict[int, Any] = {}
+    for i, cell in enumerate(nb.cells):
+        ref = by_id.get(cell.get("id"))
+        if ref is not None and all(r is not ref for r in matched.values()):
+            matched[i] = ref
+    for ref in refs:
+        if any(r is ref for r in matched.values()):
+            continue
+        want = set(_called(ref.source))
+        for i, cell in enumerate(nb.cells):
+            free = i not in matched and cell.cell_type == "code" and not _is_solution(cell)
+            if free and set(_called(cell.source)) == want:
+                matched[i] = ref
+                break
+    changed = []
+    for i, ref in sorted(matched.items()):
+        cell = nb.cells[i]
+        if cell.cell_type != "code" or cell.source != ref.source:
+            changed.append(i + 1)
+        new = nbformat.from_dict(copy.deepcopy(dict(ref)))
+        new.outputs, new.execution_count = [], None
+        if cell.get("id"):
+            new["id"] = cell["id"]
+        nb.cells[i] = new
+    return changed
+
+
+def _pick_reference(nb: Any, reference: Path) -> Optional[Any]:
+    """The instructor notebook ``reference``, or in a folder the one sharing the most checks with ``nb``
+    (None when none shares any). A reference that is not a notebook raises ValueError."""
+    paths = [reference] if reference.is_file() else sorted(reference.glob("*.ipynb"))
+    if not paths:
         raise ValueError(f"--reference {reference}: no notebooks (*.ipynb) there; pass an instructor notebook or its folder")
+    candidates = []
+    for p in paths:
+        try:
+            candidates.append(read_notebook(p.read_bytes()))
+        except (OSError, NotGradable) as err:
+            raise ValueError(f"--reference {p}: {err}") from None
+    if reference.is_file():
+        return candidates[0]
     mine = set(expected_checks(nb))
     overlap = [len(mine & set(expected_checks(c))) for c in candidates]
     best = max(overlap)
@@ -170,53 +378,486 @@ def _pick_reference(nb: Any, reference: Path) -> Optional[Any]:
     return candidates[overlap.index(best)]
 
 
+# --------------------------------------------------------------------------- isolation
+
+_BWRAP: dict[str, bool] = {}
+
+
+def _bwrap_works() -> bool:
+    """Whether ``bwrap`` is on PATH and can make a read-only sandbox with its own PID namespace here."""
+    exe = shutil.which("bwrap")
+    if exe is None:
+        return False
+    if exe not in _BWRAP:
+        try:
+            done = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
+                                   "--die-with-parent", "true"], capture_output=True, timeout=30)  # fmt: skip
+            _BWRAP[exe] = done.returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _BWRAP[exe] = False
+    return _BWRAP[exe]
+
+
+def isolation(sandbox: str = "auto") -> str:
+    """How submissions are isolated with ``sandbox`` (``auto``: bwrap where it works; ``bwrap``: required;
+    ``none``): a sentence for the report. ``sandbox="bwrap"`` where bwrap does not work raises RuntimeError."""
+    if sandbox not in ("auto", "bwrap", "none"):
+        raise ValueError(f"sandbox={sandbox!r}: choose auto, bwrap or none")
+    use = sandbox == "bwrap" or (sandbox == "auto" and _bwrap_works())
+    if sandbox == "bwrap" and not _bwrap_works():
+        raise RuntimeError("--sandbox bwrap: bwrap (bubblewrap) is not on PATH or cannot create a sandbox here "
+                           "(apt-get install bubblewrap; in a container it may need user namespaces)")
+    if use:
+        return ("bwrap: filesystem read-only except the submission's temporary folder; /tmp, the submissions' and "
+                "the reference's folders and HOME (unless Python is installed in it) hidden; own PID namespace; "
+                "limits and clean environment")
+    return ("no bwrap: process limits, clean environment, own session, temporary folder; the student's code "
+            "can still read (and write) what your user can; changes to the checks and submissions are detected")
+
+
+def _uses_bwrap(sandbox: str) -> bool:
+    return sandbox == "bwrap" or (sandbox == "auto" and _bwrap_works())
+
+
+def _hidden_paths(paths: Iterable[Path], keep: Iterable[Path]) -> list[str]:
+    """Of ``paths``, the existing folders that hold none of ``keep`` (so hiding them leaves those visible)."""
+    keep = [Path(k).resolve() for k in keep]
+    out = []
+    for p in paths:
+        p = Path(p).resolve()
+        if p.is_dir() and str(p) != "/" and not any(k == p or p in k.parents for k in keep) and str(p) not in out:
+            out.append(str(p))
+    return out
+
+
+def _bwrap_prefix(work: Path, hide: Sequence[str]) -> list[str]:
+    """The bwrap command line that runs the kernel with ``work`` writable, its ``pkg`` read-only, ``hide`` empty."""
+    cmd = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+           "--tmpfs", "/tmp"]  # fmt: skip
+    for h in hide:
+        cmd += ["--tmpfs", h]
+    cmd += ["--bind", str(work), str(work), "--ro-bind", str(work / "pkg"), str(work / "pkg"),
+            "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
+            "--unsetenv", "JPY_PARENT_PID", "--"]  # fmt: skip  (ipykernel would exit: its parent is pid 1 there)
+    return cmd
+
+
+def _kernel_env(work: Path, profile: str, token: str) -> dict[str, str]:
+    """The kernel's whole environment (see the module docstring)."""
+    keep = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VIRTUAL_ENV")
+    env = {k: os.environ[k] for k in keep if k in os.environ}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("MOLLI_")})
+    env.update({
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
+        "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": str(work / "home"), "TMPDIR": str(work / "tmp"),
+        "PYTHONPATH": str(work / "pkg"), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+        "MOLLI_PROFILE": profile, "MPLBACKEND": "Agg", "MOLLI_GRADE_RUN": token,
+    })  # fmt: skip
+    return env
+
+
+def _kill_leftovers(token: str, pgid: Optional[int]) -> int:
+    """SIGKILL the kernel's process group and every process whose environment carries ``token``; how many."""
+    killed = 0
+    if pgid and pgid != os.getpgrp():
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+            killed += 1
+        except OSError:
+            pass
+    needle = f"MOLLI_GRADE_RUN={token}".encode()
+    for _ in range(3):
+        found = 0
+        for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if needle not in f.read():
+                        continue
+                os.kill(int(name), signal.SIGKILL)
+                found += 1
+            except OSError:
+                continue
+        killed += found
+        if not found:
+            break
+        time.sleep(0.05)
+    return killed
+
+
+# --------------------------------------------------------------------------- the package and the guarded files
+
+
+def _package_snapshot() -> dict[str, bytes]:
+    """Every file of the molli_utils package (relative path -> bytes), bytecode caches left out."""
+    return {p.relative_to(_PACKAGE_DIR).as_posix(): p.read_bytes() for p in sorted(_PACKAGE_DIR.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}  # fmt: skip
+
+
+def _check_modules(files: dict[str, bytes]) -> list[str]:
+    """``checks.py`` and every module of the package it imports, directly or not (relative imports, anywhere)."""
+    todo, seen = ["checks.py"], []
+    while todo:
+        rel = todo.pop()
+        if rel in seen or rel not in files:
+            continue
+        seen.append(rel)
+        parts = rel.split("/")[:-1]
+        try:
+            tree = ast.parse(files[rel])
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            base = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+            mods = [node.module.split(".")] if node.module else [[a.name] for a in node.names]
+            for mod in mods:
+                for k in range(1, len(mod) + 1):
+                    todo.append("/".join(base + mod[:k] + ["__init__.py"]))
+                todo.append("/".join(base + mod) + ".py")
+            for k in range(1, len(base) + 1):
+                todo.append("/".join(base[:k] + ["__init__.py"]))
+    return sorted(seen)
+
+
+def _sha(data: Optional[bytes]) -> str:
+    return "" if data is None else hashlib.sha256(data).hexdigest()
+
+
+def _read(path: Path) -> Optional[bytes]:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+class _Guard:
+    """Files a submission must not change: their bytes at the start; :meth:`changed` lists what differs now."""
+
+    def __init__(self, paths: Iterable[Path], restore: Iterable[Path] = ()):
+        self.saved = {Path(p): _read(Path(p)) for p in paths}
+        self.restorable = {Path(p) for p in restore}
+
+    def changed(self) -> list[Path]:
+        return [p for p, data in self.saved.items() if _sha(_read(p)) != _sha(data)]
+
+    def restore(self, paths: Iterable[Path]) -> list[Path]:
+        """Write back those of ``paths`` that may be restored (the submissions); return them."""
+        done = []
+        for p in paths:
+            if p in self.restorable and self.saved.get(p) is not None:
+                try:
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    p.write_bytes(self.saved[p])
+                    done.append(p)
+                except OSError:
+                    pass
+        return done
+
+
+# --------------------------------------------------------------------------- the grader's cells
+
+_GRADER_CELL = '''\
+# Added by the grading command (python -m molli_utils.grade): re-runs cell @CELL@ of the submission with the
+# checks imported afresh from the grader's verified copy of molli_utils. Only the records signed here count.
+def _molli_grade_cell(key, root, manifest, cell, source):
+    import hashlib, hmac, importlib.abc, importlib.util, json, sys, types
+    from IPython import get_ipython
+    from IPython.display import display
+
+    private = "_molli_verified_%s_%d" % (hashlib.sha256(key.encode()).hexdigest()[:12], cell)
+    seq = [0]
+
+    def emit(entry):
+        seq[0] += 1
+        body = json.dumps(dict(entry, cell=cell, seq=seq[0]), sort_keys=True)
+        mac = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+        text = "grader: %s %s" % (entry.get("check", "cell %d" % cell), entry.get("status", "done"))
+        display({@MIME@: {"body": body, "hmac": mac}, "text/plain": text}, raw=True)
+
+    def relpath(name):
+        rel = name[len(private) + 1:].replace(".", "/")
+        return rel + ".py" if rel + ".py" in manifest else rel + "/__init__.py"
+
+    class Verified(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if not name.startswith(private + ".") or relpath(name) not in manifest:
+                return None
+            return importlib.util.spec_from_loader(name, self, is_package=relpath(name).endswith("__init__.py"))
+
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            rel = relpath(module.__name__)
+            with open(root + "/" + rel, "rb") as f:
+                data = f.read()
+            if hashlib.sha256(data).hexdigest() != manifest[rel]:
+                raise ImportError("molli_utils/" + rel + " differs from the grader's copy")
+            module.__file__ = root + "/" + rel
+            if rel.endswith("__init__.py"):
+                module.__path__ = []
+            exec(compile(data, module.__file__, "exec"), module.__dict__)
+
+    finder = Verified()
+    package = types.ModuleType(private)
+    package.__path__ = []
+    sys.modules[private] = package
+    sys.meta_path.insert(0, finder)
+    try:
+        checks = importlib.import_module(private + ".checks")
+
+        def record(check, status, message):
+            if status not in checks.STATUSES:
+                raise ValueError("unknown status %r" % (status,))
+            emit({"kind": "check", "check": check, "status": status, "message": str(message)})
+            return {"check": check, "status": status, "message": message}
+
+        checks.record = record
+        shell = get_ipython()
+        shell.user_ns["checks"] = checks
+        sys.modules["molli_utils.checks"] = checks  # so that the cell's own `from molli_utils import checks` gets it
+        if sys.modules.get("molli_utils") is not None:
+            try:
+                sys.modules["molli_utils"].checks = checks
+            except Exception:
+                pass
+        code = compile(shell.transform_cell(source), "<cell %d, re-run by the grader>" % cell, "exec")
+        exec(code, shell.user_ns)
+    except BaseException as err:
+        emit({"kind": "done", "ename": type(err).__name__, "evalue": str(err)[:2000]})
+    else:
+        emit({"kind": "done", "ename": "", "evalue": ""})
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+
+
+_molli_grade_cell(@KEY@, @ROOT@, @MANIFEST@, @CELL@, @SOURCE@)
+del _molli_grade_cell
+'''
+
+
+def _grader_cell(key: str, root: str, manifest: dict[str, str], cell: int, source: str) -> str:
+    """The source of the grader's cell that re-runs ``source`` (cell ``cell`` of the submission)."""
+    values = {"@MIME@": repr(SIGNED_MIME), "@KEY@": repr(key), "@ROOT@": repr(root), "@MANIFEST@": repr(manifest),
+              "@SOURCE@": repr(source)}  # fmt: skip
+    text = _GRADER_CELL.replace("@CELL@", str(cell))
+    for k, v in values.items():
+        text = text.replace(k, v)
+    return text
+
+
+# --------------------------------------------------------------------------- grading
+
+
+def _sandboxed_manager(nbclient_mod: Any, prefix: list[str], connection_file: str) -> Any:
+    """A kernel manager whose kernel command starts with ``prefix`` and is interrupted by message."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _SandboxedKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: Optional[list[str]] = None) -> list[str]:
+            return prefix + super().format_kernel_cmd(extra_arguments)
+
+    km = _SandboxedKernelManager(kernel_name="python3")
+    km.connection_file = connection_file
+    km.kernel_spec.interrupt_mode = "message"  # a signal would not reach a kernel in its own session
+    return km
+
+
+def _grader_client(nbclient_mod: Any) -> type:
+    """nbclient's NotebookClient, except that ``clear_output`` never clears the outputs of the grader's cells."""
+
+    class _GraderClient(nbclient_mod.NotebookClient):
+        molli_first_grader_cell = 10**9
+
+        def clear_output(self, outs: Any, msg: dict[str, Any], cell_index: int) -> None:
+            if cell_index < self.molli_first_grader_cell:
+                super().clear_output(outs, msg, cell_index)
+
+    return _GraderClient
+
+
 def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "quick", timeout: int = 600,
-                   name: str = "submission") -> tuple[Report, Any]:  # fmt: skip
-    """Execute a copy of ``nb`` (errors allowed, outputs cleared first) and grade it; return the report and the executed copy."""
+                   name: str = "submission", limits: Optional[Limits] = None, sandbox: str = "auto",
+                   hide: Sequence[str | os.PathLike] = (), _package: Optional[dict[str, bytes]] = None,
+                   _guard: Optional[_Guard] = None) -> tuple[Report, Any]:  # fmt: skip
+    """Execute a copy of ``nb`` as the module docstring says and grade it; return the report and the executed copy
+    (the submission's cells, then the grader's). ``timeout``: seconds per cell; ``limits``: the kernel's limits
+    (default :class:`Limits`); ``sandbox``: ``auto``, ``bwrap`` or ``none`` (:func:`isolation`); ``hide``: more
+    folders bwrap hides from the kernel. Never raises for what the submission does."""
     nbformat, nbclient = _nb_modules()
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    limits = limits or Limits()
+    package = _package if _package is not None else _package_snapshot()
+    modules = _check_modules(package)
+    manifest = {rel: _sha(package[rel]) for rel in modules}
+    guard = _guard if _guard is not None else _Guard([_PACKAGE_DIR / rel for rel in modules])
+    report = Report(name, profile=profile, isolation=isolation(sandbox))
 
     nb = nbformat.from_dict(copy.deepcopy(nb))
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    if reference is not None:
+        report.restored = restore_check_cells(nb, reference)
     expected = expected_checks(reference if reference is not None else nb)
-    report = Report(name, profile=profile)
-    env = {**os.environ, "MOLLI_PROFILE": profile, "MPLBACKEND": "Agg"}
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="molli-grade-") as work:
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                         resources={"metadata": {"path": work}})  # fmt: skip
-        try:
-            client.execute(env=env)
-        except CellTimeoutError:
-            report.stopped = f"a cell ran longer than {timeout} s: execution stopped there"
-        except DeadKernelError as err:
-            report.stopped = f"the kernel died ({err}): execution stopped there"
-    report.seconds = time.perf_counter() - start
-    recs, report.errors = records(nb), _errors(nb)
-    extra = [c for c in dict.fromkeys(r["check"] for r in recs) if c not in expected]
-    report.checks = [_verdict(nb, c, recs, report.errors) for c in [*expected, *extra]]
     report.empty_answers = sum(c.cell_type == "markdown" and c.source.strip() == ANSWER_CELL.strip() for c in nb.cells)
+    if not expected:
+        report.stopped = ("no checks to grade (0 of 0): " + ("the reference calls no check of molli_utils.checks"
+                          if reference is not None else "the submission calls no check of molli_utils.checks; "
+                          "pass the instructor notebook with --reference"))  # fmt: skip
+        return report, nb
+
+    key = secrets.token_hex(32)
+    token = secrets.token_hex(16)
+    n_student = len(nb.cells)
+    rerun = sorted({i for c in expected for i in _calling_cells(nb, c)})
+    start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="molli-grade-"))
+    reached, pgid = 0, None
+    try:
+        for sub in ("nb", "home", "tmp", "pkg/molli_utils"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        for rel, data in package.items():
+            target = work / "pkg" / "molli_utils" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        root = str(work / "pkg" / "molli_utils")
+        for i in rerun:
+            nb.cells.append(nbformat.v4.new_code_cell(_grader_cell(key, root, manifest, i, nb.cells[i - 1].source),
+                                                      metadata={"molli_grader": {"cell": i}}))  # fmt: skip
+        nbformat.write(nb, work / "nb" / (Path(name).name if name.endswith(".ipynb") else "submission.ipynb"))
+        prefix = [sys.executable, "-I", str(work / "pkg" / "molli_utils" / "sandbox.py"), "--wall", str(limits.wall),
+                  "--cpu", str(limits.cpu), "--memory", str(limits.memory_mib), "--nproc", str(limits.nproc),
+                  "--fsize", str(limits.fsize_mib), "--"]  # fmt: skip
+        if _uses_bwrap(sandbox):
+            keep = [work, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
+            hidden = _hidden_paths([Path.home(), _PACKAGE_DIR, *map(Path, hide)], keep)
+            prefix += _bwrap_prefix(work, hidden)
+        client = _grader_client(nbclient)(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                                          resources={"metadata": {"path": str(work / "nb")}})  # fmt: skip
+        client.molli_first_grader_cell = n_student
+        client.km = _sandboxed_manager(nbclient, prefix, str(work / "kernel.json"))
+        client.owns_km = True
+        client.reset_execution_trackers()
+        dead = False
+
+        # on a timeout nbclient interrupts the kernel and waits for the cell's last outputs (nothing is lost)
+        client.interrupt_on_timeout = True
+        client.error_on_timeout = {"ename": "CellTimeoutError", "evalue": f"the cell ran longer than {timeout} s"}
+
+        def run(index: int) -> bool:
+            """Execute cell ``index``; whether it ran past the timeout (and was interrupted)."""
+            begin = time.perf_counter()
+            try:
+                client.execute_cell(nb.cells[index], index)
+            except CellTimeoutError:  # the IOPub output did not finish in time
+                return True
+            return time.perf_counter() - begin >= timeout
+
+        try:
+            with client.setup_kernel(env=_kernel_env(work, profile, token), cwd=str(work / "nb")):
+                pgid = getattr(client.km.provisioner, "pgid", None)
+                for index in range(n_student):
+                    if nb.cells[index].cell_type != "code":
+                        continue
+                    reached = index + 1
+                    if run(index):
+                        report.stopped = f"a cell ran longer than {timeout} s: execution stopped there"
+                        break
+                for index in range(n_student, len(nb.cells)):
+                    if nb.cells[index].metadata["molli_grader"]["cell"] <= reached and run(index):
+                        report.stopped = report.stopped or f"a cell re-run by the grader ran longer than {timeout} s"
+        except DeadKernelError as err:
+            dead = True
+            elapsed = time.perf_counter() - start
+            why = (f"the wall-time limit of {limits.wall:g} s" if elapsed >= limits.wall - 1
+                   else f"the kernel died ({err}: a crash, or the memory or CPU-time limit)")  # fmt: skip
+            report.stopped = report.stopped or f"{why}: execution stopped there"
+        except Exception as err:  # noqa: BLE001 - the kernel could not be started or driven
+            dead = True
+            report.stopped = report.stopped or f"the kernel failed: {type(err).__name__}: {err}"
+        _kill_leftovers(token, pgid)
+        report.seconds = time.perf_counter() - start
+        report.errors = _errors(nb, n_student)
+        copy_changed = [f"molli_utils/{rel} (the grader's copy)" for rel, data in package.items()
+                        if _sha(_read(work / "pkg" / "molli_utils" / rel)) != _sha(data)]  # fmt: skip
+    finally:
+        _kill_leftovers(token, pgid)
+        shutil.rmtree(work, ignore_errors=True)
+    changed = guard.changed()
+    restored = guard.restore(changed)
+    report.tampered = copy_changed + [str(p) + (" (restored)" if p in restored else "") for p in changed]
+    signed = signed_records(nb, key, first_cell=n_student)
+    if report.tampered:
+        report.stopped = ("tampered: the submission changed " + ", ".join(report.tampered)
+                          + "; not graded (later submissions use the grader's copy)")  # fmt: skip
+        report.checks = [CheckResult(c, "failed", "not graded: the submission changed files outside its copy")
+                         for c in expected]  # fmt: skip
+        return report, nb
+    stopped = report.stopped if report.stopped else ""
+    extra = [c for c in dict.fromkeys(r.get("check") for r in signed if r.get("kind") == "check")
+             if c not in expected and c in CHECKS]  # fmt: skip
+    report.checks = [_verified_verdict(nb, c, signed, reached if (stopped or dead) else n_student, stopped)
+                     for c in [*expected, *extra]]  # fmt: skip
     return report, nb
 
 
+def _executed_name(path: Path) -> str:
+    """The executed copy's file name: the submission's stem and a short hash of its full path (never collides)."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+    return f"{path.stem}-{digest}.ipynb"
+
+
 def grade(paths: Sequence[str | os.PathLike], *, reference: Optional[str | os.PathLike] = None, profile: str = "quick",
-          timeout: int = 600, executed_dir: Optional[str | os.PathLike] = None) -> list[Report]:  # fmt: skip
-    """Grade every notebook in ``paths`` (see the module docstring); write the executed copies to ``executed_dir``."""
+          timeout: int = 600, executed_dir: Optional[str | os.PathLike] = None, limits: Optional[Limits] = None,
+          sandbox: str = "auto") -> list[Report]:  # fmt: skip
+    """Grade every notebook in ``paths`` (see the module docstring), each from the bytes read before the first
+    runs; write the executed copies to ``executed_dir`` (named by :func:`_executed_name`). A submission that
+    cannot be read or graded gets a report saying why, and the batch goes on. A reference that is not a
+    notebook raises ValueError before anything runs."""
     nbformat, _ = _nb_modules()
+    paths = [Path(p) for p in paths]
+    ref_path = Path(reference) if reference is not None else None
+    if ref_path is not None:
+        _pick_reference(nbformat.v4.new_notebook(), ref_path)  # refuse a bad reference up front
+    package = _package_snapshot()
+    refs = ([ref_path] if ref_path.is_file() else sorted(ref_path.glob("*.ipynb"))) if ref_path is not None else []
+    folders = dict.fromkeys(p.parent for p in paths)
+    beside = [f for d in folders if d.is_dir() for f in sorted(d.iterdir())
+              if f.is_file() and f not in paths and f.stat().st_size < 50 * 2**20]  # fmt: skip
+    guard = _Guard([*(_PACKAGE_DIR / m for m in _check_modules(package)), *paths, *beside, *refs],
+                   restore=[*paths, *beside, *refs])  # fmt: skip
+    hide = [p.resolve().parent for p in paths]
+    if ref_path is not None:
+        hide.append(ref_path.resolve() if ref_path.is_dir() else ref_path.resolve().parent)
     reports = []
-    for path in map(Path, paths):
+    for path in paths:
+        data = guard.saved.get(path)
         try:
-            nb = nbformat.read(path, as_version=4)
-        except (OSError, ValueError) as err:  # missing file, not JSON, not a notebook
-            reports.append(Report(str(path), profile=profile, stopped=f"could not read the notebook: {err}"))
+            if data is None:
+                raise NotGradable(f"could not read the notebook: {path} is missing or unreadable")
+            nb = read_notebook(data)
+            ref = _pick_reference(nb, ref_path) if ref_path is not None else None
+            if ref_path is not None and ref is None:
+                raise NotGradable(f"it calls none of the checks of the notebooks in --reference {ref_path} "
+                                  "(pass the instructor notebook itself)")  # fmt: skip
+            report, executed = grade_notebook(nb, reference=ref, profile=profile, timeout=timeout, name=str(path),
+                                              limits=limits, sandbox=sandbox, hide=hide, _package=package,
+                                              _guard=guard)  # fmt: skip
+        except NotGradable as err:
+            reports.append(Report(str(path), profile=profile, stopped=f"not gradable: {err}"))
             continue
-        ref = _pick_reference(nb, Path(reference)) if reference is not None else None
-        report, executed = grade_notebook(nb, reference=ref, profile=profile, timeout=timeout, name=str(path))
+        except Exception as err:  # noqa: BLE001 - one submission never stops the batch
+            reports.append(Report(str(path), profile=profile, stopped=f"not gradable: {type(err).__name__}: {err}"))
+            continue
         if executed_dir is not None:
             Path(executed_dir).mkdir(parents=True, exist_ok=True)
-            nbformat.write(executed, Path(executed_dir) / path.name)
+            nbformat.write(executed, Path(executed_dir) / _executed_name(path))
         reports.append(report)
     return reports
 
@@ -226,6 +867,8 @@ def format_report(report: Report) -> str:
     lines = [f"{report.submission} (profile {report.profile}, {report.seconds:.0f} s)"]
     if report.stopped:
         lines.append(f"  STOPPED: {report.stopped}")
+    if report.restored:
+        lines.append(f"  check cells restored from the reference: {', '.join(map(str, report.restored))}")
     width = max([len(c.check) for c in report.checks] + [5])
     for c in report.checks:
         first = c.message.strip().splitlines()[0] if c.message.strip() else ""
@@ -238,20 +881,36 @@ def format_report(report: Report) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The command line; exit status 0 when every submission was executed, 1 when one could not be."""
+    """The command line; exit status 0 when every submission was executed and graded, 1 when one was not (not
+    gradable, stopped, tampered, no checks to grade), 2 for bad arguments."""
     parser = argparse.ArgumentParser(prog="python -m molli_utils.grade", description=__doc__.split("\n")[0])
     parser.add_argument("submissions", nargs="+", help="submitted notebooks (.ipynb)")
     parser.add_argument("--reference", help="the instructor notebook, or their folder (e.g. book/assignments)")
     parser.add_argument("--profile", default="quick", choices=("quick", "colab", "full"),
                         help="MOLLI_PROFILE of the run (default: quick)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
+    parser.add_argument("--wall", type=float, default=Limits.wall, help="seconds per submission in all (default: 3600)")
+    parser.add_argument("--cpu", type=int, default=Limits.cpu, help="CPU seconds per submission (default: 14400)")
+    parser.add_argument("--memory", type=int, default=Limits.memory_mib,
+                        help="MiB of address space per submission (RLIMIT_AS; default: 16384)")
+    parser.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "none"),
+                        help="bwrap: require bubblewrap; auto (default): use it where it works")
     parser.add_argument("--json", dest="json_path", help="also write the reports to this JSON file")
     parser.add_argument("--executed", help="write the executed submissions to this folder (to read them)")
     args = parser.parse_args(argv)
     if args.reference is not None and not Path(args.reference).exists():
         parser.error(f"--reference {args.reference} does not exist: pass an instructor notebook or its folder")
-    reports = grade(args.submissions, reference=args.reference, profile=args.profile, timeout=args.timeout,
-                    executed_dir=args.executed)  # fmt: skip
+    for name, value in (("--timeout", args.timeout), ("--wall", args.wall), ("--cpu", args.cpu),
+                        ("--memory", args.memory)):  # fmt: skip
+        if value <= 0:
+            parser.error(f"{name} {value}: must be positive")
+    try:
+        print(f"isolation: {isolation(args.sandbox)}")
+        limits = Limits(wall=args.wall, cpu=args.cpu, memory_mib=args.memory)
+        reports = grade(args.submissions, reference=args.reference, profile=args.profile, timeout=args.timeout,
+                        executed_dir=args.executed, limits=limits, sandbox=args.sandbox)  # fmt: skip
+    except (ValueError, RuntimeError) as err:
+        parser.error(str(err))
     for report in reports:
         print(format_report(report))
     if args.json_path:
