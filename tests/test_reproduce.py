@@ -160,3 +160,26 @@ def test_a_run_without_a_curve_is_judged_on_its_row_alone():
     assert rep.ok and not rep.identical and "no learning curve to compare" in rep.sentence()
     far = reproduce.compare("t", {**row, "arith": ARITH, "test_loglik": ""}, row, reproduce.UCI, spread=spread)
     assert far.ok and "test_loglik" not in far.finals  # an empty score (a diverged run) is not judged
+
+
+def test_toys_match_stored_rows_on_the_activation():
+    """A live run is judged against the stored run of its own activation: a LeakyReLU mollified mixture run
+    passes against its own row and curve, and the same numbers labelled ReLU (the collapsed ReLU run of that
+    seed) fail."""
+    table, curves = results.load(toy2d.RESULTS), results.load(toy2d.CURVES)
+    key = {"dataset": "mixture_of_gaussians", "mode": "mollification", "seed": 0, "activation": "leaky_relu",
+           "iterations": 20_000}  # fmt: skip
+    row = results.select(table, **key).iloc[0].to_dict()
+    curve = results.select(curves, **key).sort_values("step").to_dict("records")
+
+    class Live:
+        def __init__(self, activation):
+            self.rows = [{**row, "activation": activation}]
+
+        def curve(self):
+            return [{**p, "activation": self.rows[0]["activation"]} for p in curve]
+
+    (own,) = reproduce.toys(Live("leaky_relu"))
+    assert own.ok and own.identical
+    (other,) = reproduce.toys(Live("relu"))
+    assert not other.ok and other.problems

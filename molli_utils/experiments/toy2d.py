@@ -173,7 +173,8 @@ class BestByValidation:
 @dataclass
 class Toy2DResult:
     """What :func:`run` returns: one results row per run (in the order of ``runs``), the trained
-    ensemble and its early-stopped copy, the training record and the validation curve."""
+    ensemble and its early-stopped copy, the training record and the validation curve, and with
+    ``dead_units_every`` the dead units over training (``dead``: the rows of ``toy2d_dead_units.csv``)."""
 
     runs: list[Toy2DRun]
     rows: list[dict[str, Any]]
@@ -182,7 +183,6 @@ class Toy2DResult:
     train: TrainResult
     validation: BestByValidation
     splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
-
     dead: list[dict[str, Any]] = field(default_factory=list)
 
     def index(self, dataset: str, mode: str, seed: int) -> int:
