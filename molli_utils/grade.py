@@ -534,23 +534,31 @@ def _read(path: Path) -> Optional[bytes]:
 
 
 class _Guard:
-    """Files a submission must not change: their bytes at the start; :meth:`changed` lists what differs now."""
+    """Files a submission must not change: their bytes at the start (``saved``, what :meth:`restore` writes back) and
+    as the last submission left them (what :meth:`changed` compares with, so that a change is blamed once)."""
 
     def __init__(self, paths: Iterable[Path], restore: Iterable[Path] = ()):
         self.saved = {Path(p): _read(Path(p)) for p in paths}
+        self.last = dict(self.saved)
         self.restorable = {Path(p) for p in restore}
 
     def changed(self) -> list[Path]:
-        return [p for p, data in self.saved.items() if _sha(_read(p)) != _sha(data)]
+        """The files that differ from what the last submission left (and from now on, that is the baseline)."""
+        now = {p: _read(p) for p in self.last}
+        out = [p for p, data in now.items() if _sha(data) != _sha(self.last[p])]
+        self.last.update(now)
+        return out
 
     def restore(self, paths: Iterable[Path]) -> list[Path]:
-        """Write back those of ``paths`` that may be restored (the submissions); return them."""
+        """Write back those of ``paths`` that may be restored (the submissions, the files beside them, the
+        references: never the package's modules); return them."""
         done = []
         for p in paths:
             if p in self.restorable and self.saved.get(p) is not None:
                 try:
                     p.parent.mkdir(parents=True, exist_ok=True)
                     p.write_bytes(self.saved[p])
+                    self.last[p] = self.saved[p]
                     done.append(p)
                 except OSError:
                     pass
