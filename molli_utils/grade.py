@@ -25,9 +25,10 @@ ones), after its saved outputs are cleared (nothing saved in the file counts), a
   carry an HMAC whose key is per submission and appears only in the grader's cells. Only such records
   count: records the submission displays itself, before or after, are ignored;
 * **tampering**: the SHA-256 of the package copy, of the checks' modules in the checkout, of every
-  submission and of the reference notebooks is compared before and after each submission; a change makes
-  the submission ``tampered`` (not graded), submissions are restored from the grader's copy, and every
-  submission is graded from the bytes read at the start of the batch.
+  submission, of the other files in the submissions' folders and of the reference notebooks is compared
+  before and after each submission; a change makes the submission ``tampered`` (not graded, every check
+  failed); all but the checkout's modules are written back, later submissions use the grader's copy of the
+  package, and every submission is graded from the bytes read at the start of the batch.
 
 The report gives, per check:
 
