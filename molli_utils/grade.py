@@ -25,7 +25,7 @@ ones), after its saved outputs are cleared (nothing saved in the file counts), a
   carry an HMAC whose key is per submission and appears only in the grader's cells. Only such records
   count: records the submission displays itself, before or after, are ignored;
 * **tampering**: the SHA-256 of the package copy, of the checks' modules in the checkout, of every
-  submission, of the other files in the submissions' folders and of the reference notebooks is compared
+  submission, of the other notebooks in the submissions' folders and of the reference notebooks is compared
   before and after each submission; a change makes the submission ``tampered`` (not graded, every check
   failed); all but the checkout's modules are written back, later submissions use the grader's copy of the
   package, and every submission is graded from the bytes read at the start of the batch.
@@ -727,7 +727,7 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
     rerun = sorted({i for c in expected for i in _calling_cells(nb, c)})
     start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="molli-grade-"))
-    reached, pgid = 0, None
+    reached, pgid, log = 0, None, None
     try:
         for sub in ("nb", "home", "tmp", "pkg/molli_utils"):
             (work / sub).mkdir(parents=True, exist_ok=True)
@@ -768,8 +768,10 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
                 return True
             return time.perf_counter() - begin >= timeout
 
+        log = open(work / "kernel.log", "wb")  # the kernel's own messages: read back if it dies
         try:
-            with client.setup_kernel(env=_kernel_env(work, profile, token), cwd=str(work / "nb")):
+            with client.setup_kernel(env=_kernel_env(work, profile, token), cwd=str(work / "nb"), stdout=log,
+                                     stderr=log):  # fmt: skip
                 pgid = getattr(client.km.provisioner, "pgid", None)
                 for index in range(n_student):
                     if nb.cells[index].cell_type != "code":
@@ -786,7 +788,7 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
             elapsed = time.perf_counter() - start
             why = (f"the wall-time limit of {limits.wall:g} s" if elapsed >= limits.wall - 1
                    else f"the kernel died ({err}: a crash, or the memory or CPU-time limit)")  # fmt: skip
-            report.stopped = report.stopped or f"{why}: execution stopped there"
+            report.stopped = report.stopped or f"{why}: execution stopped there{_last_words(work / 'kernel.log')}"
         except Exception as err:  # noqa: BLE001 - the kernel could not be started or driven
             dead = True
             report.stopped = report.stopped or f"the kernel failed: {type(err).__name__}: {err}"
@@ -796,6 +798,8 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
         copy_changed = [f"molli_utils/{rel} (the grader's copy)" for rel, data in package.items()
                         if _sha(_read(work / "pkg" / "molli_utils" / rel)) != _sha(data)]  # fmt: skip
     finally:
+        if log is not None:
+            log.close()
         _kill_leftovers(token, pgid)
         shutil.rmtree(work, ignore_errors=True)
     changed = guard.changed()
@@ -814,6 +818,18 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
     report.checks = [_verified_verdict(nb, c, signed, reached if (stopped or dead) else n_student, stopped)
                      for c in [*expected, *extra]]  # fmt: skip
     return report, nb
+
+
+def _last_words(log: Path) -> str:
+    """The last line of the kernel's log that is not a known warning, as ``" (sandbox: ...)"``, or ``""``."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    lines = [ln for ln in lines if "without encryption" not in ln]
+    return f" (kernel's last words: {lines[-1][:300]})" if lines else ""
 
 
 def _executed_name(path: Path) -> str:
@@ -837,7 +853,7 @@ def grade(paths: Sequence[str | os.PathLike], *, reference: Optional[str | os.Pa
     package = _package_snapshot()
     refs = ([ref_path] if ref_path.is_file() else sorted(ref_path.glob("*.ipynb"))) if ref_path is not None else []
     folders = dict.fromkeys(p.parent for p in paths)
-    beside = [f for d in folders if d.is_dir() for f in sorted(d.iterdir())
+    beside = [f for d in folders if d.is_dir() for f in sorted(d.glob("*.ipynb"))
               if f.is_file() and f not in paths and f.stat().st_size < 50 * 2**20]  # fmt: skip
     guard = _Guard([*(_PACKAGE_DIR / m for m in _check_modules(package)), *paths, *beside, *refs],
                    restore=[*paths, *beside, *refs])  # fmt: skip

@@ -177,7 +177,7 @@ def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_pat
                                 "PYTHONDONTWRITEBYTECODE", "MOLLI_PROFILE", "MOLLI_GRADE_RUN", "JPY_PARENT_PID", "PWD",
                                 "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VIRTUAL_ENV", "LC_ALL",
                                 "TZ", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER", "GIT_PAGER",
-                                "PYDEVD_USE_FRAME_EVAL", "SHLVL", "_"} | {k for k in os.environ if k.startswith("MOLLI_")}
+                                "PYDEVD_USE_FRAME_EVAL", "SHLVL", "_"} | {k for k in os.environ if k[:6] == "MOLLI_"}
     work = pathlib.Path(seen["cwd"]).parent
     assert work.name.startswith("molli-grade-") and not work.exists(), "a fresh temporary folder, removed after"
     assert seen["files"] == ["spy.ipynb"] and seen["home"] == str(work / "home")
@@ -211,8 +211,8 @@ def test_an_infinite_loop_is_stopped_and_the_batch_goes_on(tmp_path):
 def test_deletion_and_a_write_over_another_submission_change_nothing(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
-    precious = subs / "precious.txt"
-    precious.write_text("the instructor's notes\n")
+    precious = subs / "late_submission.ipynb"  # a notebook beside the graded ones; other files: bwrap only
+    precious.write_text(nbformat.v4.writes(_reference()))
     victim = _write(subs, "victim.ipynb", _submission(WRONG_BLUR))
     forged = json.dumps(nbformat.v4.writes(_submission(RIGHT_BLUR)))
     attack = (f"import os, pathlib\nfor f in [{str(precious)!r}]:\n    try:\n        os.remove(f)\n"
