@@ -289,10 +289,14 @@ def _verified_verdict(nb: Any, check: str, signed: list[dict[str, Any]], reached
     the re-run of the cell that should have called it; ``reached``: the last cell of the submission executed."""
     recs = [r for r in signed if r.get("kind") == "check"]
     done = {r.get("cell"): r for r in signed if r.get("kind") == "done"}
+    cells = _calling_cells(nb, check)
+    for i in cells:  # the done record counts the records of its cell: fewer arrived if some were suppressed
+        if i in done and sum(r.get("cell") == i for r in signed) != done[i].get("seq"):
+            return CheckResult(check, "failed", f"could not be verified: records of the grader's re-run of cell {i} "
+                                                "were suppressed")  # fmt: skip
     mine = [r for r in recs if r.get("check") == check]
     if mine:
         return _verdict(nb, check, mine, [])
-    cells = _calling_cells(nb, check)
     if not cells:
         return CheckResult(check, "not attempted", "the submission does not call this check")
     ran = [i for i in cells if i <= reached]
@@ -409,9 +413,9 @@ def isolation(sandbox: str = "auto") -> str:
         raise RuntimeError("--sandbox bwrap: bwrap (bubblewrap) is not on PATH or cannot create a sandbox here "
                            "(apt-get install bubblewrap; in a container it may need user namespaces)")
     if use:
-        return ("bwrap: filesystem read-only except the submission's temporary folder; /tmp, the submissions' and "
-                "the reference's folders and HOME (unless Python is installed in it) hidden; own PID namespace; "
-                "limits and clean environment")
+        return ("bwrap: filesystem read-only except the submission's temporary folder; /tmp, HOME, the submissions' "
+                "and the reference's folders hidden (but for the Python installation); own PID namespace; limits and "
+                "clean environment")
     return ("no bwrap: process limits, clean environment, own session, temporary folder; the student's code "
             "can still read (and write) what your user can; changes to the checks and submissions are detected")
 
@@ -420,23 +424,41 @@ def _uses_bwrap(sandbox: str) -> bool:
     return sandbox == "bwrap" or (sandbox == "auto" and _bwrap_works())
 
 
-def _hidden_paths(paths: Iterable[Path], keep: Iterable[Path]) -> list[str]:
-    """Of ``paths``, the existing folders that hold none of ``keep`` (so hiding them leaves those visible)."""
+def _python_paths() -> list[Path]:
+    """The folders the kernel's Python needs to read: its prefixes, its executable's folder, its site-packages."""
+    import site
+
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)), *site.getsitepackages()]  # fmt: skip
+    if site.ENABLE_USER_SITE and site.getusersitepackages():
+        paths.append(site.getusersitepackages())
+    return [Path(p).resolve() for p in dict.fromkeys(paths) if p and os.path.isdir(p)]
+
+
+def _hidden_paths(paths: Iterable[Path], keep: Iterable[Path]) -> list[tuple[str, list[str]]]:
+    """Of ``paths``, the existing folders to hide (never ``/`` or one inside ``keep[0]``, the temporary folder),
+    each with the folders of ``keep`` inside it (bound back read-only over the empty folder that hides it)."""
     keep = [Path(k).resolve() for k in keep]
-    out = []
+    out: dict[str, list[str]] = {}
     for p in paths:
         p = Path(p).resolve()
-        if p.is_dir() and str(p) != "/" and not any(k == p or p in k.parents for k in keep) and str(p) not in out:
-            out.append(str(p))
-    return out
+        if not p.is_dir() or str(p) == "/" or p == keep[0] or p in keep[0].parents or keep[0] in p.parents:
+            continue
+        inside = [k for k in keep[1:] if k == p or p in k.parents]
+        out[str(p)] = sorted({str(k) for k in inside if not any(o in k.parents for o in inside)})
+    return [(h, inside) for h, inside in out.items()
+            if not any(Path(o) in Path(h).parents for o in out) and h not in inside]  # fmt: skip
 
 
-def _bwrap_prefix(work: Path, hide: Sequence[str]) -> list[str]:
-    """The bwrap command line that runs the kernel with ``work`` writable, its ``pkg`` read-only, ``hide`` empty."""
+def _bwrap_prefix(work: Path, hide: Sequence[tuple[str, list[str]]]) -> list[str]:
+    """The bwrap command line that runs the kernel with ``work`` writable, its ``pkg`` read-only, each folder of
+    ``hide`` empty but for the folders listed with it (read-only)."""
     cmd = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--tmpfs", "/tmp"]  # fmt: skip
-    for h in hide:
-        cmd += ["--tmpfs", h]
+    for folder, inside in hide:
+        cmd += ["--tmpfs", folder]
+        for k in inside:
+            cmd += ["--ro-bind", k, k]
     cmd += ["--bind", str(work), str(work), "--ro-bind", str(work / "pkg"), str(work / "pkg"),
             "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
             "--unsetenv", "JPY_PARENT_PID", "--"]  # fmt: skip  (ipykernel would exit: its parent is pid 1 there)
@@ -727,7 +749,7 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
     rerun = sorted({i for c in expected for i in _calling_cells(nb, c)})
     start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="molli-grade-"))
-    reached, pgid, log = 0, None, None
+    reached, pgid, log, copy_changed = 0, None, None, []
     try:
         for sub in ("nb", "home", "tmp", "pkg/molli_utils"):
             (work / sub).mkdir(parents=True, exist_ok=True)
@@ -744,8 +766,7 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
                   "--cpu", str(limits.cpu), "--memory", str(limits.memory_mib), "--nproc", str(limits.nproc),
                   "--fsize", str(limits.fsize_mib), "--"]  # fmt: skip
         if _uses_bwrap(sandbox):
-            keep = [work, Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent]
-            hidden = _hidden_paths([Path.home(), _PACKAGE_DIR, *map(Path, hide)], keep)
+            hidden = _hidden_paths([Path.home(), _PACKAGE_DIR, *map(Path, hide)], [work, *_python_paths()])
             prefix += _bwrap_prefix(work, hidden)
         client = _grader_client(nbclient)(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                           resources={"metadata": {"path": str(work / "nb")}})  # fmt: skip
@@ -779,6 +800,7 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
                     reached = index + 1
                     if run(index):
                         report.stopped = f"a cell ran longer than {timeout} s: execution stopped there"
+                        reached -= 1  # that cell did not finish: the grader does not re-run it
                         break
                 for index in range(n_student, len(nb.cells)):
                     if nb.cells[index].metadata["molli_grader"]["cell"] <= reached and run(index):

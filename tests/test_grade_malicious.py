@@ -148,6 +148,7 @@ def test_nothing_to_grade_is_an_error(tmp_path, capsys):
 
 def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_path, monkeypatch):
     monkeypatch.setenv("INSTRUCTOR_SECRET", "hunter2")
+    (tmp_path / "secret.txt").write_text("the instructor's file")
     marker = f"{4000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"  # a sleep nobody else runs
     spy = (
         "import json, os, subprocess, sys, numpy as np\n"
@@ -163,8 +164,14 @@ def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_pat
         "    memory = 'allocated'\n"
         "except MemoryError:\n"
         "    memory = 'MemoryError'\n"
+        "def ls(folder):\n"
+        "    try:\n"
+        "        return sorted(os.listdir(folder))\n"
+        "    except OSError:\n"
+        "        return None\n"
         "print(json.dumps({'env': sorted(os.environ), 'home': os.environ['HOME'], 'cwd': os.getcwd(),\n"
-        "                  'files': sorted(os.listdir('.')), 'package': molli_utils.__file__, 'memory': memory}))\n"
+        "                  'files': sorted(os.listdir('.')), 'package': molli_utils.__file__, 'memory': memory,\n"
+        f"                  'outside': ls({str(tmp_path)!r})}}))\n"
     )
     limits = grade.Limits(wall=120, cpu=120, memory_mib=4096)
     report, executed = grade.grade_notebook(_submission(RIGHT_BLUR, spy), reference=_reference(), timeout=120,
@@ -189,6 +196,10 @@ def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_pat
         time.sleep(0.1)
     assert _processes_with(marker) == [], "every process the submission started is killed at the end"
     assert report.isolation.startswith("bwrap" if BWRAP else "no bwrap")
+    if BWRAP:  # /tmp is an empty tmpfs but for the submission's own folder (and the mount points bwrap made)
+        assert "secret.txt" not in (seen["outside"] or [])
+    else:  # what remains without bubblewrap (book/instructors.md): the instructor's files can be read
+        assert "secret.txt" in seen["outside"]
 
 
 def test_an_infinite_loop_is_stopped_and_the_batch_goes_on(tmp_path):
@@ -301,3 +312,17 @@ def test_clear_output_after_a_failing_check_keeps_it_failed():
     with_ref = _submission(WRONG_BLUR, hide)
     report, _ = grade.grade_notebook(with_ref, reference=_reference(), timeout=120, limits=LIMITS)
     assert _status(report) == {"check_blur": "failed", "check_dct_matrix": "passed"}, report
+
+
+def test_suppressing_the_graders_failed_record_does_not_help():
+    drop = ("import IPython.display, IPython.core.display_functions\n"
+            "_show = IPython.display.display\n"
+            "def display(*objs, **kw):\n"
+            "    if 'failed' not in repr(objs):\n"
+            "        return _show(*objs, **kw)\n"
+            "IPython.display.display = IPython.core.display_functions.display = display\n")  # fmt: skip
+    nb = _submission(WRONG_BLUR)
+    nb.cells.insert(1, _cell(drop))
+    report, _ = grade.grade_notebook(nb, reference=_reference(), timeout=120, limits=LIMITS)
+    assert _status(report) == {"check_blur": "failed", "check_dct_matrix": "passed"}, report
+    assert "suppressed" in report.checks[0].message
