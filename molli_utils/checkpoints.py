@@ -26,11 +26,11 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import torch
 
-__all__ = ["CheckpointError", "MAGIC", "save", "load", "check_fingerprint"]
+__all__ = ["CheckpointError", "MAGIC", "save", "load", "check_fingerprint", "require"]
 
 #: First bytes of every checkpoint file.
 MAGIC = b"MOLLI-CHECKPOINT 1 "
@@ -120,3 +120,16 @@ def check_fingerprint(path: Union[str, os.PathLike], saved: Optional[dict], now:
             f"cannot resume from {path}: it was made with a different configuration ({'; '.join(diffs)}). "
             "Use another checkpoint_dir / resume_dir, or delete the checkpoint to start afresh."
         )
+
+
+def require(path: Union[str, os.PathLike], state: Any, keys: Sequence[str], where: str = "") -> None:
+    """Raise :class:`CheckpointError` (never a ``KeyError``) if ``state`` (a checkpoint, or its part ``where``)
+    is not a dict holding every one of ``keys``: a checkpoint of an older version, or an edited one."""
+    part = f"its {where!r} part " if where else ""
+    if not isinstance(state, dict):
+        raise CheckpointError(f"the checkpoint {path} is incomplete: {part or 'it '}is a {type(state).__name__}, not a "
+                              f"dict (written by another version, or edited); {_RECOVER}")  # fmt: skip
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"the checkpoint {path} is incomplete: {part}lacks {missing} (written by another "
+                              f"version of the trainer, or edited); {_RECOVER}")  # fmt: skip

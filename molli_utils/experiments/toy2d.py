@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
@@ -162,6 +163,22 @@ class BestByValidation:
             for m in (m for m, b in enumerate(better) if b):
                 self.best_nll[m], self.best_step[m] = nll[m], step
 
+    def fingerprint(self) -> dict[str, int]:
+        """The settings a checkpoint of the tracker must share with the run resuming from it."""
+        return {"every": self.every, "total": self.total, "members": len(self.best_nll), "n_val": self.val.shape[1]}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The curve so far and every member's best value, step and parameters (for a training checkpoint)."""
+        return {"steps": list(self.steps), "nll": [list(v) for v in self.nll], "best_nll": list(self.best_nll),
+                "best_step": list(self.best_step), "params": {k: v.clone() for k, v in self.params.items()}}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (a checkpoint of the same run)."""
+        self.steps, self.nll = list(state["steps"]), [list(v) for v in state["nll"]]
+        self.best_nll, self.best_step = list(state["best_nll"]), list(state["best_step"])
+        for k, v in self.params.items():
+            v.copy_(state["params"][k])
+
     @torch.no_grad()
     def best_ensemble(self, ensemble: FlowEnsemble) -> FlowEnsemble:
         best = copy.deepcopy(ensemble)
@@ -255,8 +272,26 @@ def flush_denormals() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
+class _Records:
+    """A list of plain records (the dead units) as checkpointable state."""
+
+    def __init__(self, every: Optional[int]) -> None:
+        self.every, self.rows = every, []
+
+    def fingerprint(self) -> Optional[int]:
+        return self.every
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows[:] = state["rows"]
+
+
 def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callable[[int, FlowEnsemble], None]] = None,
-        progress: Optional[bool] = None, dead_units_every: Optional[int] = None) -> Toy2DResult:  # fmt: skip
+        progress: Optional[bool] = None, dead_units_every: Optional[int] = None,
+        checkpoint_dir: Union[str, "os.PathLike[str]", None] = None, checkpoint_every: Optional[int] = None,
+        ) -> Toy2DResult:  # fmt: skip
     """Train ``runs`` together as one ensemble, score every member, and return a :class:`Toy2DResult`.
 
     ``dead_units_every``: if given, at step 0 and every that many steps (and at the last) the fraction
@@ -275,6 +310,11 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     the run (shared by its members). ``diverged_at`` is the step at which a run was frozen after 20
     non-finite losses in a row (``None`` if never); ``best_step`` is ``None`` (and the best-validation
     columns nan) if no validation NLL was finite.
+
+    ``checkpoint_dir``: train with checkpoints there (:func:`~molli_utils.training.train`'s, holding the
+    validation tracker and the dead units too), every ``checkpoint_every`` steps (default: every validation
+    evaluation, ``steps // n_evals``) and at the end; a new call with the same runs and folder resumes from it
+    and returns bitwise the rows of an uninterrupted call (all but ``train_seconds``).
     """
     runs = [runs] if isinstance(runs, Toy2DRun) else list(runs)
     if not runs:
@@ -294,7 +334,8 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     if dead_units_every is not None and (isinstance(dead_units_every, bool) or not isinstance(dead_units_every, int)
                                          or dead_units_every < 1):  # fmt: skip
         raise ValueError(f"dead_units_every must be a positive integer or None, got {dead_units_every!r}")
-    dead: list[dict[str, Any]] = []
+    records = _Records(dead_units_every)
+    dead = records.rows
 
     def record_dead(step: int, ens: FlowEnsemble) -> None:
         for i, r in enumerate(runs):
@@ -307,20 +348,23 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     if dead_units_every is not None:
         record_dead(0, ensemble)
 
-    def after_step(step: int, ens: FlowEnsemble) -> None:
+    def after_step(step: int, ens: FlowEnsemble) -> None:  # part of the run: before the step's checkpoint
         tracker(step, ens)
         if dead_units_every is not None and (step % dead_units_every == 0 or step == steps):
             record_dead(step, ens)
-        if callback is not None:
-            callback(step, ens)
 
+    every = 0
+    if checkpoint_dir is not None:
+        every = max(1, steps // first.n_evals) if checkpoint_every is None else checkpoint_every
     config = TrainConfig(batch_size=first.batch_size, lr=first.lr, steps=steps, seed=tuple(r.seed for r in runs),
-                         progress=progress, desc="toy ensemble")  # fmt: skip
+                         progress=progress, desc="toy ensemble", checkpoint_dir=checkpoint_dir,
+                         checkpoint_every=every)  # fmt: skip
     # train()'s default Adam (the multi-tensor loop), not the fused kernel: the fused kernel's rounding depends on
     # the size of the stacked tensors, so a run would not get the same numbers in ensembles of other sizes (seen)
     with flush_denormals():
         result = train(ensemble, [splits[r.dataset][0] for r in runs], config, mollifier=mollifiers,
-                       callback=after_step)  # fmt: skip
+                       step_end=after_step, callback=callback,
+                       extra_state={"validation": tracker, "dead_units": records})  # fmt: skip
     best = tracker.best_ensemble(ensemble)
     test = torch.stack([splits[r.dataset][1] for r in runs])
     with torch.inference_mode():

@@ -27,7 +27,6 @@ import concurrent.futures as cf
 import copy
 import itertools
 import math
-import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, replace
@@ -236,25 +235,45 @@ def run_many(
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Run the ``runs`` not yet in ``folder/uci.csv`` on ``workers`` processes (default: all cores, one
-    torch thread each); append each row (with its provenance) and curve as soon as it finishes."""
+    torch thread each); append each row (with its provenance) and curve as soon as it finishes.
+
+    The runs are de-duplicated first. A run that raises is reported (its key and error) and the others go
+    on; once all have ended, :class:`~molli_utils.experiments.cli.RunsFailed` is raised if any failed (every
+    finished run is stored by then). Ctrl-C (or SIGTERM under the command) terminates the workers; the
+    finished runs stay stored and the same call resumes."""
+    from .cli import RunsFailed, deferred_signals, process_pool
+
     folder = results.results_dir(folder)
     out, curves = folder / RESULTS, folder / CURVES
+    runs = list(dict.fromkeys(runs))  # a run given twice is trained once
     todo = results.pending(runs, out, key)
     log(f"{len(runs) - len(todo)} of {len(runs)} runs already in {out}; running {len(todo)}")
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
     rows: list[dict] = []
+    failed: list[tuple[dict, BaseException]] = []
     start = time.perf_counter()
-    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+    with process_pool(workers) as pool:
         futures = {pool.submit(_worker, r, root): r for r in todo}
         for i, fut in enumerate(cf.as_completed(futures), 1):
-            row, curve = fut.result()
+            config = futures[fut]
+            label = f"{config.dataset}/{config.flow}/{config.mode}/seed {config.seed}"
+            try:
+                row, curve = fut.result()
+            except Exception as err:  # reported with its key; the other runs go on
+                failed.append((key(config), err))
+                log(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {label}: FAILED: {type(err).__name__}: "
+                    f"{str(err).strip().splitlines()[0] if str(err).strip() else repr(err)}")  # fmt: skip
+                continue
             row = {**row, **results.provenance()}
-            results.append(out, [row])
-            if curve:
-                results.append(curves, curve)
+            with deferred_signals():  # an interrupt never cuts a row
+                results.append(out, [row])
+                if curve:
+                    results.append(curves, curve)
             rows.append(row)
-            log(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {row['dataset']}/{row['flow']}/{row['mode']}"
-                f"/seed {row['seed']}: test LL {row['test_loglik']:.3f} (best-val epoch {row['best_epoch']}: "
-                f"{row['test_loglik_best_val']:.3f}), {row['train_seconds']:.0f} s")  # fmt: skip
+            log(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {label}: test LL {row['test_loglik']:.3f} "
+                f"(best-val epoch {row['best_epoch']}: {row['test_loglik_best_val']:.3f}), "
+                f"{row['train_seconds']:.0f} s")  # fmt: skip
     log(f"{len(todo)} runs in {time.perf_counter() - start:.0f} s wall on {workers} processes")
+    if failed:
+        raise RunsFailed(failed, len(rows), out)
     return rows

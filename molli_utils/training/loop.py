@@ -29,7 +29,9 @@ Conventions
   and the mollifiers' generators too), and ends bitwise identical to an
   uninterrupted run on the CPU. Nothing is saved when training is interrupted
   (the state may be mid-update); a damaged checkpoint or one of another
-  configuration is refused with an error that says what to do.
+  configuration is refused with an error that says what to do. State that lives outside
+  the model (e.g. a tracker that a per-step hook updates) goes into the same file with
+  ``extra_state``, so the two never disagree.
 * Mollifiers follow :class:`~molli_utils.mollifiers.MollifierLike`; ``None``
   means vanilla training (as ``Mollifier("none")``), and a plain callable
   ``f(x, step)`` is accepted as a mollifier without noise level or state.
@@ -474,6 +476,8 @@ def train(
     select_metric: Optional[str] = None,
     callback: Optional[Callable[[int, torch.nn.Module], None]] = None,
     epoch_end: Optional[Callable[[int, torch.nn.Module], None]] = None,
+    step_end: Optional[Callable[[int, torch.nn.Module], None]] = None,
+    extra_state: Optional[dict[str, Any]] = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` (shape ``[N, ...]``) and return a :class:`TrainResult`.
 
@@ -487,6 +491,11 @@ def train(
     ``epoch_end(epoch, model)`` runs after the last step of every epoch (``epoch`` = 1, 2, ...),
     before the metrics and the checkpoint: part of training (e.g. the official UCI code's
     recomputation of the batch-norm statistics), so it must not touch the global RNG.
+    ``step_end(steps_done, model)`` runs after every step, after ``epoch_end`` and before the metrics
+    and the checkpoint: part of the run (e.g. a validation tracker), so it must not touch the global RNG
+    either. ``extra_state`` maps names to objects with ``state_dict()`` / ``load_state_dict(state)`` (and
+    optionally ``fingerprint()``, plain data that a resumed run must match): their state, e.g. what
+    ``step_end`` accumulates, is saved in every checkpoint and restored on resume, with the model's.
     The model and data are moved to ``config.device``; the model is trained in place.
 
     Ensembles (see the module's notes): ``data`` a list of M data sets, ``mollifier``
@@ -501,6 +510,11 @@ def train(
     select_metric = select_metric or next(iter(metrics), None)
     if select_metric is not None and select_metric not in metrics:
         raise ValueError(f"select_metric={select_metric!r} is not one of the metrics {list(metrics)}")
+    extra_state = dict(extra_state or {})
+    for name, obj in extra_state.items():
+        if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
+            raise ValueError(f"extra_state[{name!r}] must have state_dict() and load_state_dict(state), "
+                             f"got {type(obj).__name__}")  # fmt: skip
     if loss_fn is None and not callable(getattr(model, "forward_kld", None)):
         raise ValueError(f"{type(model).__name__} has no forward_kld(x); pass loss_fn=lambda model, x: ...")
     device = torch.device(config.device)
@@ -509,7 +523,7 @@ def train(
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
     ckpt = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir is not None else None
     loop = _Loop(model, config, mollifiers, members, loss_fn or nll_loss, optimizer, metrics, select_metric, device,
-                 streams, ckpt, epoch_end)  # fmt: skip
+                 streams, ckpt, epoch_end, step_end, extra_state)  # fmt: skip
     resuming = ckpt is not None and ckpt.exists()
     state = loop.resume() if resuming else _LoopState.fresh(len(streams))
     resumed_from = state.step if resuming else None
@@ -548,6 +562,8 @@ class _Loop:
     streams: list[_Batches]
     ckpt: Optional[Path]
     epoch_end: Optional[Callable[[int, torch.nn.Module], None]] = None
+    step_end: Optional[Callable[[int, torch.nn.Module], None]] = None
+    extra_state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -557,6 +573,11 @@ class _Loop:
         self.per_epoch = self.streams[0].per_epoch
         self.fingerprint = _fingerprint(self.config, [b.data for b in self.streams], self.model, self.mollifiers,
                                         self.optimizer, self._one)  # fmt: skip
+        if self.extra_state:  # only then: the fingerprints of runs without extra state stay as they were
+            self.fingerprint["extra_state"] = {
+                name: _plain(obj.fingerprint()) if callable(getattr(obj, "fingerprint", None)) else type(obj).__name__
+                for name, obj in self.extra_state.items()
+            }
 
     def _one(self, values: list) -> Any:
         """Per-member ``values`` as recorded: the list for an ensemble, the only entry for a single model."""
@@ -580,6 +601,8 @@ class _Loop:
                 done = state.step
                 if self.epoch_end is not None and done % per_epoch == 0:
                     self.epoch_end(done // per_epoch, self.model)
+                if self.step_end is not None:
+                    self.step_end(done, self.model)
                 if done % log_every == 0 or done == total:
                     self._log(state, bar)
                 if self.metrics and ((eval_every and done % eval_every == 0) or done == total):
@@ -681,6 +704,8 @@ class _Loop:
         loop = {f.name: getattr(state, f.name) for f in fields(state)}
         obj = {"trainer": "molli_utils.training.train", "fingerprint": self.fingerprint,
                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng, "loop": loop}  # fmt: skip
+        if self.extra_state:
+            obj["extra"] = {name: o.state_dict() for name, o in self.extra_state.items()}
         checkpoints.save(obj, self.ckpt)
 
     def resume(self) -> _LoopState:
@@ -690,6 +715,9 @@ class _Loop:
             raise checkpoints.CheckpointError(f"{self.ckpt} was written by {ckpt.get('trainer')!r}, not by "
                                               "molli_utils.training.train; use another checkpoint_dir")  # fmt: skip
         checkpoints.check_fingerprint(self.ckpt, ckpt.get("fingerprint"), self.fingerprint)
+        parts = ("model", "optimizer", "rng", "loop", *(("extra",) if self.extra_state else ()))
+        checkpoints.require(self.ckpt, ckpt, parts)
+        checkpoints.require(self.ckpt, ckpt["rng"], ("data", "mollifier", "torch", "cuda"), where="rng")
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         rng = ckpt["rng"]
@@ -701,4 +729,8 @@ class _Loop:
         torch.set_rng_state(rng["torch"])
         if rng["cuda"] is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if self.extra_state:
+            checkpoints.require(self.ckpt, ckpt["extra"], tuple(self.extra_state), where="extra")
+            for name, obj in self.extra_state.items():
+                obj.load_state_dict(ckpt["extra"][name])
         return _LoopState(**ckpt["loop"])
