@@ -684,7 +684,7 @@ def _grader_cell(key: str, root: str, manifest: dict[str, str], cell: int, sourc
 # --------------------------------------------------------------------------- grading
 
 
-def _sandboxed_manager(nbclient_mod: Any, prefix: list[str], connection_file: str) -> Any:
+def _sandboxed_manager(prefix: list[str], connection_file: str) -> Any:
     """A kernel manager whose kernel command starts with ``prefix`` and is interrupted by message."""
     from jupyter_client.manager import AsyncKernelManager
 
@@ -771,7 +771,7 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
         client = _grader_client(nbclient)(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                           resources={"metadata": {"path": str(work / "nb")}})  # fmt: skip
         client.molli_first_grader_cell = n_student
-        client.km = _sandboxed_manager(nbclient, prefix, str(work / "kernel.json"))
+        client.km = _sandboxed_manager(prefix, str(work / "kernel.json"))
         client.owns_km = True
         client.reset_execution_trackers()
         dead = False
