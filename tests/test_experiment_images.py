@@ -164,6 +164,9 @@ def test_decoder_variance_is_a_validated_vae_setting_with_the_papers_default():
     quick = settings.images("quick", model="iwae", mode="gaussian", seed=4)
     assert settings.profile_of("images", quick) == "quick"
     assert settings.profile_of("images", dataclasses.replace(quick, decoder_variance=1.0)) == "custom"
+    # a run of another decoder variance never resumes from this one's checkpoint
+    assert images.resume_dir(quick, "ck").name == "digits-iwae-gaussian-s2_0.1-seed4"
+    assert images.resume_dir(dataclasses.replace(quick, decoder_variance=1.0), "ck").name == "digits-iwae-gaussian-seed4"
     assert images.key(quick)["decoder_variance"] == 0.1 and images.key(images.grid("quick", models=["glow"])[0])[
         "decoder_variance"] == ""  # fmt: skip
 

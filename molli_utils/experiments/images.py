@@ -300,10 +300,13 @@ def grid(profile: Optional[str] = None, *, models: Optional[Sequence[str]] = Non
 
 
 def resume_dir(config: ImageRun, root: Union[str, Path]) -> Path:
-    """The folder under ``root`` where ``config``'s run keeps its checkpoint (one per run)."""
+    """The folder under ``root`` where ``config``'s run keeps its checkpoint (one per run; a VAE's decoder variance
+    other than the paper's 1 is part of the name, e.g. ``digits-vae-vanilla-s2_0.1-seed1``)."""
     schedule = "" if config.schedule_label in ("none", "heat", "sigmoid") else f"-{config.schedule_label}"
     variant = "" if config.variant == "code" else f"-{config.variant}"
-    return Path(root) / f"{config.dataset}-{config.model}-{config.mode}{schedule}{variant}-seed{config.seed}"
+    variance = config.decoder_variance
+    s2 = "" if variance is None or variance == PAPER_DECODER_VARIANCE else f"-s2_{variance:g}"
+    return Path(root) / f"{config.dataset}-{config.model}-{config.mode}{schedule}{variant}{s2}-seed{config.seed}"
 
 
 def load_data(config: ImageRun, *, train: bool = True) -> ImageData:
