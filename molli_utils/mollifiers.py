@@ -159,7 +159,9 @@ class Mollifier:
         ``"gaussian"`` (noise, paper Sec. 3), ``"blur"`` (heat equation,
         Appendix B) or ``"none"`` (vanilla training: returns ``x`` itself).
     horizon:
-        Number of steps ``T`` over which the data are mollified. For
+        Number of steps ``T`` over which the data are mollified; required for ``"gaussian"`` and
+        ``"blur"`` (there is no sensible default: with ``T = 1`` only the first batch would be
+        mollified, vanilla training in effect), ignored for ``"none"``. For
         ``step < horizon`` the noise level is ``schedule(step, horizon)``; from
         ``step >= horizon`` on, ``x`` is returned unchanged (the paper
         mollifies the first half of image training and all of UCI training).
@@ -182,7 +184,7 @@ class Mollifier:
     """
 
     kind: str = "gaussian"
-    horizon: int = 1
+    horizon: Optional[int] = None
     schedule: Union[str, Schedule] = "sigmoid"
     schedule_kwargs: dict[str, Any] = field(default_factory=dict)
     generator: torch.Generator | None = None
@@ -192,6 +194,12 @@ class Mollifier:
     def __post_init__(self) -> None:
         if self.kind not in MOLLIFIER_KINDS:
             raise ValueError(f"unknown mollifier kind {self.kind!r}; choose one of {list(MOLLIFIER_KINDS)}")
+        if self.horizon is None:
+            if self.kind != "none":
+                raise ValueError(f"Mollifier({self.kind!r}) needs horizon=T, the number of steps over which the data "
+                                 "are mollified: e.g. Mollifier('gaussian', horizon=total_steps) (the paper's UCI and "
+                                 "toy recipe) or horizon=total_steps // 2 (its image recipe)")  # fmt: skip
+            self.horizon = 1  # vanilla: never mollifies (1 keeps the fingerprints of earlier checkpoints)
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon <= 0:
             raise ValueError(
                 f"horizon must be a positive integer number of steps, got {self.horizon!r} "
@@ -244,4 +252,8 @@ class Mollifier:
             return x
         if self.kind == "gaussian":
             return gaussian(x, self.noise_level(step), generator=self.generator)
+        if isinstance(x, torch.Tensor) and x.ndim < 3:
+            raise ValueError(f"Mollifier('blur') blurs a batch of images [B, (C,) H, W], got shape {tuple(x.shape)}: "
+                             "points or vectors have no pixels to blur; use Mollifier('gaussian', horizon=...) for "
+                             "them")  # fmt: skip
         return blur(x, self.blur_time(step, x.shape[-1]))

@@ -16,9 +16,9 @@ from typing import Iterator, Optional
 
 import torch
 
-__all__ = ["PROFILES", "REPOSITORY", "MATMULS", "get_profile", "pick_device", "matmul_precision",
+__all__ = ["PROFILES", "REPOSITORY", "MATMULS", "get_profile", "pick_device", "check_device", "matmul_precision",
            "bf16_matmul_supported", "on_colab", "release_tag", "colab_install_spec",
-           "colab_setup_cell", "data_root", "git_commit", "git_dirty"]  # fmt: skip
+           "colab_setup_cell", "data_root", "new_folders", "git_commit", "git_dirty"]  # fmt: skip
 
 #: ``quick``: CI and laptops, minutes; ``colab``: one free Colab session on a T4; ``full``: the paper's settings.
 PROFILES = ("quick", "colab", "full")
@@ -93,6 +93,15 @@ def pick_device(device: str | torch.device | None = None, *, env: str = "MOLLI_D
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
+    return check_device(choice)
+
+
+def check_device(choice: str | torch.device) -> torch.device:
+    """``choice`` as a ``torch.device``, if this machine has it; else a ``ValueError`` that says what to use.
+
+    Refused: an unknown name, CUDA without a visible GPU, a CUDA index beyond the visible GPUs
+    (``"cuda:7"`` on a machine with one), MPS where it is not available.
+    """
     try:
         dev = torch.device(choice)
     except (RuntimeError, TypeError) as err:
@@ -102,6 +111,10 @@ def pick_device(device: str | torch.device | None = None, *, env: str = "MOLLI_D
             f"device {choice!r} was requested but no CUDA GPU is visible; on Colab choose "
             "Runtime > Change runtime type > GPU, or unset MOLLI_DEVICE to run on the CPU"
         )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"device {choice!r} was requested but this machine has {count} visible CUDA GPU(s) "
+                         f"(cuda:0 to cuda:{count - 1}); use one of them, or 'cuda' for the first")  # fmt: skip
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device {choice!r} was requested but MPS is not available; use 'cpu'")
     return dev
@@ -160,6 +173,28 @@ def colab_setup_cell(version: str | None = None) -> str:
     at a local git mirror). Its lines fit the book's text column (at most 72 characters).
     """
     return _SETUP_CELL.format(env=INSTALL_SPEC_ENV, repository=REPOSITORY, tag=release_tag(version))
+
+
+@contextlib.contextmanager
+def new_folders(folder: str | os.PathLike) -> Iterator[Path]:
+    """Create ``folder`` (and its missing parents) for the block; if the block raises, remove again the folders it
+    created that are empty by then (a failed download leaves no empty data folder behind), then re-raise."""
+    folder = Path(folder)
+    created = []
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        created.append(parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        for made in created:  # deepest first
+            try:
+                made.rmdir()
+            except OSError:  # not empty (something else was put there meanwhile), or gone
+                break
+        raise
 
 
 def data_root(kind: str, root: str | os.PathLike | None = None) -> Path:

@@ -167,13 +167,22 @@ def log_snr(noise_level: TimeLike) -> TimeLike:
 
     With ``alpha^2 = 1 - gamma`` and ``sigma^2 = gamma``:
     :math:`\log\mathrm{SNR} = \log\big((1-\gamma)/\gamma\big)` (paper Sec. 3, Fig. 3).
+    ``noise_level`` must lie in ``[0, 1]`` (0 gives ``+inf``, 1 gives ``-inf``); a value outside, or nan,
+    raises ``ValueError``.
     """
+    bad = "noise_level must lie in [0, 1] (a variance-preserving noise level), got {}"
     if isinstance(noise_level, torch.Tensor):
+        if bool(((noise_level < 0) | (noise_level > 1) | torch.isnan(noise_level)).any()):
+            raise ValueError(bad.format(f"values from {noise_level.min().item()} to {noise_level.max().item()}"))
         return torch.log1p(-noise_level) - torch.log(noise_level)
     if isinstance(noise_level, np.ndarray):
+        if bool(((noise_level < 0) | (noise_level > 1) | np.isnan(noise_level)).any()):
+            raise ValueError(bad.format(f"values from {np.min(noise_level)} to {np.max(noise_level)}"))
         with np.errstate(divide="ignore"):
             return np.log1p(-noise_level) - np.log(noise_level)
     s = float(noise_level)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(bad.format(noise_level))
     if s <= 0.0:
         return math.inf
     if s >= 1.0:

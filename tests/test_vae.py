@@ -146,7 +146,7 @@ def test_trainer_rejects_bad_mollifier_and_space(tmp_path):
         T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path), mollifier="gaussian")
     with pytest.raises(ValueError, match="symmetric"):
         T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path),
-                           mollifier=Mollifier(), space="pixels")  # fmt: skip
+                           mollifier=Mollifier("gaussian", horizon=10), space="pixels")  # fmt: skip
 
 
 def test_steps_follow_schedule_and_eval_is_clean(tmp_path):

@@ -30,6 +30,7 @@ The torchvision files live in ``ROOT`` = the ``root`` argument, else
 
 from __future__ import annotations
 
+import os
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ..runtime import data_root
+from ..runtime import data_root, new_folders
 
 __all__ = ["IMAGE_NAMES", "SAMPLE_PATCHES", "DIGITS", "DIGITS_TEST", "ImageData", "images_root", "load_images",
            "sample_patches", "load_digits"]
@@ -122,6 +123,21 @@ def _torchvision_dataset(name: str, folder: Path, train: bool, download: bool, t
     return datasets.CelebA(str(folder), split=split, target_type=[], download=download, transform=transform)
 
 
+def _download_into(name: str, folder: Path, train: bool, transform) -> None:
+    """Download ``name`` with torchvision into a temporary folder inside ``folder`` and move what it wrote into
+    ``folder`` only once the download succeeded: a failed or interrupted download leaves nothing behind."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+        _torchvision_dataset(name, Path(tmp), train, True, transform)
+        for entry in Path(tmp).iterdir():
+            target = folder / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)  # a damaged copy that failed torchvision's check above
+            os.replace(entry, target)
+
+
 def _stack(dataset, limit: Optional[int]) -> torch.Tensor:
     """The first ``limit`` (all if None) transformed images of ``dataset`` as one float32 tensor."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
@@ -164,9 +180,16 @@ def load_images(
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be None (all images) or >= 0, got {limit}")
     folder = images_root(root)
-    folder.mkdir(parents=True, exist_ok=True)
+    transform = _transform(name, size)
     try:
-        dataset = _torchvision_dataset(name, folder, train, download, _transform(name, size))
+        with new_folders(folder):  # a failed download removes the folders made here
+            try:
+                dataset = _torchvision_dataset(name, folder, train, False, transform)  # already on disk
+            except (OSError, RuntimeError):
+                if not download:
+                    raise
+                _download_into(name, folder, train, transform)
+                dataset = _torchvision_dataset(name, folder, train, False, transform)
     except (urllib.error.URLError, OSError, RuntimeError) as err:
         raise _missing(name, folder, download, err) from err
     split = "train" if train else "test"

@@ -12,7 +12,9 @@ else ``~/.cache/molli_utils/uci``. When ``data.npy`` is missing, the loader rebu
 it from the original UCI file -- ``ROOT/NAME/<original file name>`` if you put it
 there, else downloaded (Colab has a network; the CI machine does not) -- and checks
 the result against the SHA-256 of the paper's array before saving it. A corrupt or
-partial download is deleted and reported, never silently used.
+partial download is deleted and reported, never silently used; a failed one leaves nothing
+behind (the file is downloaded to a temporary name and renamed at the end, and the data
+folders it created are removed again).
 
 =========== ================ ==================================================
 name        shape            original file (UCI ML repository, CC BY 4.0)
@@ -39,7 +41,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ..runtime import data_root
+from ..runtime import data_root, new_folders
 
 __all__ = ["UCI_NAMES", "UCIData", "UCISource", "SOURCES", "load_uci", "uci_root", "rebuild_uci", "split_standardise"]
 
@@ -200,24 +202,31 @@ def _load_array(name: str, folder: Path, download: bool) -> np.ndarray:
                              f"from the original UCI file ({src.url}).") from None  # fmt: skip
         return array
     raw = folder / src.filename
-    downloaded = False
-    if not raw.exists():
-        if not download:
-            raise FileNotFoundError(_missing_message(name, folder, "download=False"))
+    if not raw.exists() and not download:
+        raise FileNotFoundError(_missing_message(name, folder, "download=False"))
+    with new_folders(folder):  # a failure removes the folders made here
+        downloaded = False
+        if not raw.exists():
+            try:
+                _download(src.url, raw)
+            except (urllib.error.URLError, OSError) as err:
+                raise FileNotFoundError(_missing_message(name, folder, f"downloading {src.url} failed: {err}")) from err
+            downloaded = True
         try:
-            _download(src.url, raw)
-        except (urllib.error.URLError, OSError) as err:
-            raise FileNotFoundError(_missing_message(name, folder, f"downloading {src.url} failed: {err}")) from err
-        downloaded = True
-    try:
-        array = rebuild_uci(name, raw)
-    except ValueError as err:
-        if downloaded:
-            raw.unlink(missing_ok=True)
-            raise ValueError(f"the download of {src.url} is corrupt or partial and was deleted ({err}); "
-                             "load again to retry") from err  # fmt: skip
-        raise
-    npy.write_bytes(_npy_bytes(array))
+            array = rebuild_uci(name, raw)
+        except ValueError as err:
+            if downloaded:
+                raw.unlink(missing_ok=True)
+                raise ValueError(f"the download of {src.url} is corrupt or partial and was deleted ({err}); "
+                                 "load again to retry") from err  # fmt: skip
+            raise
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="data.npy", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_npy_bytes(array))
+            os.replace(tmp, npy)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     return array
 
 

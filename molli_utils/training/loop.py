@@ -62,6 +62,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .. import checkpoints
+from ..runtime import check_device
 
 __all__ = ["TrainConfig", "TrainResult", "DivergenceError", "train", "nll_loss", "show_progress", "CHECKPOINT_NAME"]
 
@@ -517,7 +518,7 @@ def train(
                              f"got {type(obj).__name__}")  # fmt: skip
     if loss_fn is None and not callable(getattr(model, "forward_kld", None)):
         raise ValueError(f"{type(model).__name__} has no forward_kld(x); pass loss_fn=lambda model, x: ...")
-    device = torch.device(config.device)
+    device = check_device(config.device)  # a device this machine lacks: refused before any work, with the fix
     model.to(device).train()
     streams = [_Batches(d.to(device), config, s) for d, s in zip(datasets, seeds)]
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
