@@ -96,6 +96,20 @@ def test_an_unusable_results_folder_is_refused_before_any_training(tmp_path, cap
     assert not trained
 
 
+def test_a_missing_uci_data_set_is_refused_before_any_run(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network (test)")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    code, err = _refused(["uci", "--datasets", "miniboone", "redwine", "--root", str(tmp_path / "none"),
+                          "--results", str(tmp_path / "out")], capsys)  # fmt: skip
+    assert code == 2 and "'miniboone' is not available offline" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "uci.csv").exists() and not (tmp_path / "none").exists()
+
+
 def test_the_results_folder_is_created_and_probed(tmp_path):
     folder = cli.check_results_folder(tmp_path / "new" / "deeper", ["toy2d.csv"])
     assert folder.is_dir() and list(folder.iterdir()) == []  # the probe file is gone

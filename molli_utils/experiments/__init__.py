@@ -301,6 +301,13 @@ def _uci(args: argparse.Namespace) -> Callable[[], None]:
     if args.root is not None and Path(args.root).exists() and not Path(args.root).is_dir():
         raise cli.UsageError(f"--root {args.root} is a file; give the folder that holds NAME/data.npy")
     folder = cli.check_results_folder(args.results, [uci.RESULTS, uci.CURVES])
+    from ..data.uci import load_uci
+
+    for name in dict.fromkeys(r.dataset for r in runs):  # each data set loaded (or downloaded) once, up front
+        try:
+            load_uci(name, args.root)
+        except (FileNotFoundError, ValueError) as err:
+            raise cli.UsageError(str(err)) from None
     return lambda: uci.run_many(runs, folder, workers=args.workers, root=args.root) and None
 
 
