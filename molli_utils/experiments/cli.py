@@ -8,9 +8,10 @@ training, worker pools that stop cleanly, and failures reported without losing t
   created and removed in it), and every results file already in it must be intact
   (:func:`~molli_utils.experiments.results.check_intact`) and have its columns -- checked in the first
   second, not after hours of training;
-* :func:`stop_on_signals`: SIGTERM raises :class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, as
-  Ctrl-C does, so that the same clean-up runs; :func:`deferred_signals` holds SIGINT and SIGTERM back while a
-  row is appended, so an interrupt never cuts a line;
+* :func:`stop_on_signals`: SIGTERM and SIGINT terminate this process's worker processes (any pool's) and raise
+  :class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, so that the same clean-up runs and no pool
+  waits for a run to end; :func:`deferred_signals` holds SIGINT and SIGTERM back while a row is appended, so an
+  interrupt never cuts a line;
 * :func:`process_pool`: a spawn-context pool whose workers ignore SIGINT, die with their parent (Linux), and
   are terminated when the block is left by an exception (an interrupt included): no orphans;
 * :class:`RunsFailed`: the runs that raised, each with its key and error, raised after the finished runs were
@@ -162,20 +163,24 @@ def check_results_folder(folder: Union[str, os.PathLike, None], names: Sequence[
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """While the block runs (main thread only), SIGTERM raises :class:`Interrupted` as SIGINT raises
-    ``KeyboardInterrupt``; the previous handlers are restored after."""
+    """While the block runs (main thread only), SIGTERM and SIGINT terminate the worker processes this process
+    started (``multiprocessing.active_children()``: a pool that would wait for its running tasks then finds them
+    gone) and raise :class:`Interrupted`; the previous handlers are restored after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: Any) -> None:
+        for child in mp.active_children():
+            child.terminate()
         raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 _HELD = {signal.SIGINT, signal.SIGTERM}
