@@ -30,6 +30,15 @@ Every command appends one row per finished run to ``--results DIR`` (default ``$
 ``./results``) and skips the runs already there, so an interrupted table resumes. ``--profile quick``
 runs the CI-sized version of any of them. The book's stored results are updated from a checkout
 with ``--results molli_utils/results``.
+
+Errors come first and short (:mod:`~molli_utils.experiments.cli`): every value, the results folder (created,
+writable, its files intact and with their columns) and, for ``uci``, the data sets are checked before any
+training; a bad one is a one-line error with exit code 2 (``--debug`` shows the traceback). Repeated values
+(``--seeds 1 1``) run once. A run that fails is reported with its key while the others go on and are stored
+(exit code 1). Ctrl-C or SIGTERM terminates the workers and exits with code 130, every finished run stored.
+The toy ensembles also resume mid-run: each checkpoints into ``--checkpoints DIR`` (default
+``./checkpoints/toy2d``; ``none``: off) at every validation step, and the same command again resumes it to
+bitwise the rows of an uninterrupted run (the images command resumes its runs from ``./checkpoints/images``).
 """
 
 from __future__ import annotations
