@@ -80,8 +80,9 @@ def _unwritable_or_wrong(tmp_path):
     (gz / "uci_curves.csv.gz").write_bytes(blob[: len(blob) // 2])
     folder_as_file = tmp_path / "dir"
     (folder_as_file / "toy2d.csv").mkdir(parents=True)
-    return [(afile, "is a file, not a folder"), (afile / "below", "cannot write to the results folder"),
-            (cut, "is cut"), (other, "has the columns ['a', 'b', 'c']"), (folder_as_file, "is not a file")], gz  # fmt: skip
+    cases = [(afile, "is a file, not a folder"), (afile / "below", "cannot write to the results folder"),
+             (cut, "is cut"), (other, "has the columns ['a', 'b', 'c']"), (folder_as_file, "is not a file")]
+    return cases, gz
 
 
 def test_an_unusable_results_folder_is_refused_before_any_training(tmp_path, capsys, monkeypatch):
