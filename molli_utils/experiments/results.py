@@ -70,7 +70,7 @@ class ResultsFile:
 #: The column whose value says a run finished with a result, per file (a NaN or empty value: not done,
 #: unless the row records a divergence in ``diverged_at``).
 SCORES = {"toy2d.csv": "mmd2", "toy2d_other_cpu.csv": "mmd2", "indm_toy2d.csv": "mmd2", "uci.csv": "test_loglik",
-          "uci_bf16.csv": "test_loglik", "uci_rounding.csv": "test_loglik", "images.csv": "fd",
+          "uci_bf16.csv": "test_loglik", "uci_rounding.csv": "test_loglik", "images.csv": "score",
           "images_digits.csv": "fd"}  # fmt: skip
 
 
