@@ -298,3 +298,28 @@ def test_every_model_of_the_stored_miniature_learns_the_digits():
     unit = images.at_variance(stored, 1.0)
     unit = unit[(unit.model == "vae") & (unit["mode"] == "vanilla")]
     assert len(unit) >= 3 and (unit.fd > bar).all()
+
+
+def test_one_failed_image_run_keeps_the_others(tmp_path, digits_root, monkeypatch):
+    """A run that raises is reported with its key; the finished run is stored and RunsFailed comes at the end."""
+    from molli_utils.experiments import cli, images
+
+    real = images.run
+
+    def flaky(config, **kw):
+        if config.model == "vae":
+            raise RuntimeError("out of memory (simulated)")
+        return real(config, **kw)
+
+    monkeypatch.setattr(images, "run", flaky)
+    runs = [images.ImageRun(dataset="digits", model=m, mode="vanilla", seed=1, epochs=1, n_score=100)
+            for m in ("vae", "realnvp", "vae")]  # the repeated run is trained (and fails) once
+    lines = []
+    with pytest.raises(cli.RunsFailed) as failed:
+        images.run_many(runs, tmp_path, device="cpu", progress=False, log=lines.append)
+    assert failed.value.stored == 1 and [k["model"] for k, _ in failed.value.failures] == ["vae"]
+    assert sum("FAILED: RuntimeError: out of memory" in line for line in lines) == 1
+    rows = list(csv.DictReader(open(tmp_path / "images_digits.csv")))
+    assert [r["model"] for r in rows] == ["realnvp"] and float(rows[0]["fd"]) > 0
+    monkeypatch.setattr(images, "run", real)
+    assert [r["model"] for r in images.run_many(runs, tmp_path, device="cpu", progress=False, log=lines.append)] == ["vae"]

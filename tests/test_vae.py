@@ -263,6 +263,25 @@ def test_damaged_resume_file_is_refused_not_loaded(tmp_path):
         assert str(path) in str(err.value) and "delete it" in str(err.value)
 
 
+def test_resume_file_missing_a_part_is_refused_with_the_fix(tmp_path):
+    """A resume file of another version (a part missing, e.g. the numpy RNG's state): a CheckpointError, no KeyError."""
+    _run(tmp_path, "a", tmp_path / "r", epochs=1)
+    path = tmp_path / "r" / T.RESUME_NAME
+    for cut in (lambda s: s.pop("numpy_rng"), lambda s: s["numpy_rng"].pop("pos")):
+        broken = checkpoints.load(path)
+        cut(broken)
+        other = tmp_path / "other"
+        other.mkdir(exist_ok=True)
+        checkpoints.save(broken, other / T.RESUME_NAME)
+        torch.manual_seed(0)
+        trainer = T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data(8)), _dataset(_data(4, seed=1)),
+                                     _config(tmp_path / "b", 1), resume_dir=other,
+                                     mollifier=Mollifier("gaussian", horizon=5, generator=torch.Generator().manual_seed(7)))  # fmt: skip
+        with pytest.raises(checkpoints.CheckpointError, match="incomplete") as err:
+            trainer.train()
+        assert "numpy_rng" in str(err.value) or "pos" in str(err.value)
+
+
 # ---- mixed precision -----------------------------------------------------------------------
 
 

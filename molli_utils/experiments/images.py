@@ -742,15 +742,21 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
     time. ``dist``: a ``torchrun`` launch's :class:`~molli_utils.training.distributed.Context` (every rank
     runs the same list; rank 0 scores, writes and logs). ``use_fid`` as in :func:`make_scorer` (the digits
     always use their classifier).
+
+    The runs are de-duplicated first. A run that raises is reported (its key and error) and the others go on;
+    once all have ended, :class:`~molli_utils.experiments.cli.RunsFailed` is raised if any failed (every
+    finished run is stored by then). Under ``torchrun`` an error stops every rank at once (the ranks run in
+    lockstep). Ctrl-C (or SIGTERM under the command) terminates the workers; finished runs stay stored.
     """
     import concurrent.futures as cf
-    import multiprocessing as mp
 
     from ..runtime import pick_device
+    from .cli import RunsFailed, deferred_signals, process_pool
     from ..training.distributed import Context, barrier
     from . import results
 
     ctx = Context() if dist is None else dist
+    runs = list(dict.fromkeys(runs))  # a run given twice is trained once
     if not runs:
         return []
     if len({r.dataset for r in runs}) > 1:
@@ -766,36 +772,57 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
     if not todo:
         return []
     rows: list[dict] = []
+    failed: list[tuple[dict, BaseException]] = []
     start = time.perf_counter()
+
+    def store(i: int, row: dict, line: str) -> None:
+        row = {**row, **results.provenance()}
+        with deferred_signals():  # an interrupt never cuts a row
+            results.append(out, [row])
+        rows.append(row)
+        say(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {line}")
+
+    def report(i: int, config: ImageRun, err: BaseException) -> None:
+        failed.append((key(config), err))
+        text = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        say(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {config.dataset}/{config.model}/{config.mode}/"
+            f"{config.schedule_label}/seed {config.seed}: FAILED: {type(err).__name__}: {text}")  # fmt: skip
+
     if workers > 1:
         if ctx.distributed:
             raise ValueError("workers > 1 runs several one-process runs side by side; under torchrun use workers=1")
         if todo[0].dataset == DIGITS:
             digits_classifier(log=say)  # checked once here (a damaged file stops the batch before it starts)
-        with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = [pool.submit(_worker, r, use_fid, None if checkpoints is None else str(checkpoints), threads)
-                       for r in todo]  # fmt: skip
+        with process_pool(workers) as pool:
+            futures = {pool.submit(_worker, r, use_fid, None if checkpoints is None else str(checkpoints), threads): r
+                       for r in todo}  # fmt: skip
             for i, fut in enumerate(cf.as_completed(futures), 1):
-                row, line = fut.result()
-                row = {**row, **results.provenance()}
-                results.append(out, [row])
-                rows.append(row)
-                say(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {line}")
+                try:
+                    row, line = fut.result()
+                except Exception as err:  # reported with its key; the other runs go on
+                    report(i, futures[fut], err)
+                    continue
+                store(i, row, line)
     else:
         device = torch.device(pick_device() if device is None else device)
         data = load_data(todo[0])
         scorer = make_scorer(data, device, use_fid=use_fid, log=say) if ctx.main else None
         test = _test_split(todo[0])
         for i, config in enumerate(todo, 1):
-            result = run(config, data=data, scorer=scorer, device=device, resume_root=checkpoints, progress=progress,
-                         test=test, dist=ctx)  # fmt: skip
+            try:
+                result = run(config, data=data, scorer=scorer, device=device, resume_root=checkpoints,
+                             progress=progress, test=test, dist=ctx)  # fmt: skip
+            except Exception as err:
+                if ctx.distributed:
+                    raise
+                report(i, config, err)
+                continue
             if ctx.main:
-                row = {**result_row(result, data), **results.provenance()}
-                results.append(out, [row])
-                rows.append(row)
-            say(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {_log_line(result, data)}")
+                store(i, result_row(result, data), _log_line(result, data))
             barrier(ctx)
     say(f"{len(todo)} runs in {time.perf_counter() - start:.0f} s wall" + (f" on {workers} processes" if workers > 1 else ""))
+    if failed:
+        raise RunsFailed(failed, len(rows), out)
     return rows
 
 

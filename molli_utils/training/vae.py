@@ -321,10 +321,15 @@ class MollifiedTrainer(BaseTrainer):
         if not path.exists():
             return None
         state = checkpoints.load(path, map_location=self.device)
+        checkpoints.require(path, state, ("trainer", "fingerprint"))
         if state.get("trainer") != "molli_utils.training.vae.MollifiedTrainer":
             raise checkpoints.CheckpointError(f"{path} was written by {state.get('trainer')!r}, not by MollifiedTrainer; "
                                               "use another resume_dir or delete the file")  # fmt: skip
         checkpoints.check_fingerprint(path, state.get("fingerprint"), self._fingerprint())
+        checkpoints.require(path, state, ("model", "optimizer", "scheduler", "step", "torch_rng", "numpy_rng",
+                                          "python_rng", "mollifier_rng"))  # fmt: skip
+        checkpoints.require(path, state["numpy_rng"], ("kind", "keys", "pos", "has_gauss", "cached_gaussian"),
+                            where="numpy_rng")  # fmt: skip
         self.bare_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
