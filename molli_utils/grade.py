@@ -15,7 +15,8 @@ ones), after its saved outputs are cleared (nothing saved in the file counts), a
   memory (``--memory``) and processes, every process it started killed at the end. Where ``bwrap``
   (bubblewrap) works, the kernel runs under it: the whole filesystem read-only except the temporary folder,
   the package copy read-only too, ``/tmp``, the submissions' and the reference's folders and ``HOME``
-  hidden, its own PID namespace. :func:`isolation` says which applies;
+  hidden, its own PID namespace, no network (the kernel's channels are Unix sockets in the temporary folder).
+  :func:`isolation` says which applies;
 * **checks restored**: with ``--reference``, every code cell of the instructor notebook that calls a check
   (and is not a ``solution`` cell) is put back over the submission's cell of the same id (or, without ids,
   the cell that calls the same checks), as nbgrader does;
@@ -389,14 +390,14 @@ _BWRAP: dict[str, bool] = {}
 
 
 def _bwrap_works() -> bool:
-    """Whether ``bwrap`` is on PATH and can make a read-only sandbox with its own PID namespace here."""
+    """Whether ``bwrap`` is on PATH and can make a read-only sandbox with its own PID and network namespaces here."""
     exe = shutil.which("bwrap")
     if exe is None:
         return False
     if exe not in _BWRAP:
         try:
             done = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
-                                   "--die-with-parent", "true"], capture_output=True, timeout=30)  # fmt: skip
+                                   "--unshare-net", "--die-with-parent", "true"], capture_output=True, timeout=30)  # fmt: skip
             _BWRAP[exe] = done.returncode == 0
         except (OSError, subprocess.SubprocessError):
             _BWRAP[exe] = False
@@ -414,8 +415,8 @@ def isolation(sandbox: str = "auto") -> str:
                            "(apt-get install bubblewrap; in a container it may need user namespaces)")
     if use:
         return ("bwrap: filesystem read-only except the submission's temporary folder; /tmp, HOME, the submissions' "
-                "and the reference's folders hidden (but for the Python installation); own PID namespace; limits and "
-                "clean environment")
+                "and the reference's folders hidden (but for the Python installation); own PID namespace; no network "
+                "(the kernel talks over Unix sockets); limits and clean environment")
     return ("no bwrap: process limits, clean environment, own session, temporary folder; the student's code "
             "can still read (and write) what your user can; changes to the checks and submissions are detected")
 
@@ -460,7 +461,7 @@ def _bwrap_prefix(work: Path, hide: Sequence[tuple[str, list[str]]]) -> list[str
         for k in inside:
             cmd += ["--ro-bind", k, k]
     cmd += ["--bind", str(work), str(work), "--ro-bind", str(work / "pkg"), str(work / "pkg"),
-            "--unshare-pid", "--unshare-ipc", "--die-with-parent", "--new-session",
+            "--unshare-pid", "--unshare-ipc", "--unshare-net", "--die-with-parent", "--new-session",
             "--unsetenv", "JPY_PARENT_PID", "--"]  # fmt: skip  (ipykernel would exit: its parent is pid 1 there)
     return cmd
 
@@ -684,8 +685,10 @@ def _grader_cell(key: str, root: str, manifest: dict[str, str], cell: int, sourc
 # --------------------------------------------------------------------------- grading
 
 
-def _sandboxed_manager(prefix: list[str], connection_file: str) -> Any:
-    """A kernel manager whose kernel command starts with ``prefix`` and is interrupted by message."""
+def _sandboxed_manager(prefix: list[str], connection_file: str, ipc: Optional[str] = None) -> Any:
+    """A kernel manager whose kernel command starts with ``prefix`` and is interrupted by message; with ``ipc``
+    (a path prefix), the kernel's channels are Unix sockets there instead of TCP ports on localhost (a kernel
+    without a network, under ``bwrap --unshare-net``, is still reachable)."""
     from jupyter_client.manager import AsyncKernelManager
 
     class _SandboxedKernelManager(AsyncKernelManager):
@@ -694,6 +697,8 @@ def _sandboxed_manager(prefix: list[str], connection_file: str) -> Any:
 
     km = _SandboxedKernelManager(kernel_name="python3")
     km.connection_file = connection_file
+    if ipc is not None:
+        km.transport, km.ip = "ipc", ipc
     km.kernel_spec.interrupt_mode = "message"  # a signal would not reach a kernel in its own session
     return km
 
@@ -771,7 +776,8 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
         client = _grader_client(nbclient)(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                           resources={"metadata": {"path": str(work / "nb")}})  # fmt: skip
         client.molli_first_grader_cell = n_student
-        client.km = _sandboxed_manager(prefix, str(work / "kernel.json"))
+        client.km = _sandboxed_manager(prefix, str(work / "kernel.json"),
+                                       ipc=str(work / "k") if _uses_bwrap(sandbox) else None)  # fmt: skip
         client.owns_km = True
         client.reset_execution_trackers()
         dead = False

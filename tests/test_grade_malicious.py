@@ -147,8 +147,12 @@ def test_nothing_to_grade_is_an_error(tmp_path, capsys):
 
 
 def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_path, monkeypatch):
+    import socket
+
     monkeypatch.setenv("INSTRUCTOR_SECRET", "hunter2")
     (tmp_path / "secret.txt").write_text("the instructor's file")
+    server = socket.create_server(("127.0.0.1", 0))  # a service on the grader's machine
+    port = server.getsockname()[1]
     marker = f"{4000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"  # a sleep nobody else runs
     spy = (
         "import json, os, subprocess, sys, numpy as np\n"
@@ -164,6 +168,12 @@ def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_pat
         "    memory = 'allocated'\n"
         "except MemoryError:\n"
         "    memory = 'MemoryError'\n"
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=5).close()\n"
+        "    network = 'connected'\n"
+        "except OSError as err:\n"
+        "    network = type(err).__name__\n"
         "def ls(folder):\n"
         "    try:\n"
         "        return sorted(os.listdir(folder))\n"
@@ -171,6 +181,7 @@ def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_pat
         "        return None\n"
         "print(json.dumps({'env': sorted(os.environ), 'home': os.environ['HOME'], 'cwd': os.getcwd(),\n"
         "                  'files': sorted(os.listdir('.')), 'package': molli_utils.__file__, 'memory': memory,\n"
+        "                  'network': network,\n"
         f"                  'outside': ls({str(tmp_path)!r})}}))\n"
     )
     limits = grade.Limits(wall=120, cpu=120, memory_mib=4096)
@@ -196,10 +207,12 @@ def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_pat
         time.sleep(0.1)
     assert _processes_with(marker) == [], "every process the submission started is killed at the end"
     assert report.isolation.startswith("bwrap" if BWRAP else "no bwrap")
+    server.close()
     if BWRAP:  # /tmp is an empty tmpfs but for the submission's own folder (and the mount points bwrap made)
         assert "secret.txt" not in (seen["outside"] or [])
-    else:  # what remains without bubblewrap (book/instructors.md): the instructor's files can be read
-        assert "secret.txt" in seen["outside"]
+        assert seen["network"] != "connected", "no network: not even the grader's localhost"
+    else:  # what remains without bubblewrap (book/instructors.md): the instructor's files and network can be reached
+        assert "secret.txt" in seen["outside"] and seen["network"] == "connected"
 
 
 def test_an_infinite_loop_is_stopped_and_the_batch_goes_on(tmp_path):
