@@ -36,15 +36,16 @@ from matplotlib import ft2font
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
+from molli_utils.palette import color
 from molli_utils.schedules import sigmoid_schedule
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / "book" / "figures"
 SOURCE = pathlib.Path(__file__).resolve()
 
-#: one colour per kind of training, as in the chapters (matplotlib's default cycle)
-VANILLA = mcolors.to_hex("C3")
-MOLLIFIED = mcolors.to_hex("C0")
+#: one colour per kind of training: the book's palette (molli_utils.palette)
+VANILLA = color("vanilla")
+MOLLIFIED = color("mollification")
 INK = "#222222"
 GREY = "#777777"
 TAU = 0.7          # the paper's temperature of the sigmoid schedule
