@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 
 import nbformat
 import pytest
@@ -21,3 +22,33 @@ def test_notebook_runs_in_quick_profile(nb_path, monkeypatch):
     client.execute()  # raises CellExecutionError with the failing cell and traceback
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    missing = sorted(glue_keys(nb) - glued(nb))
+    assert not missing, f"{nb_path.name}: the prose uses glue keys that no cell glues: {missing}"
+
+
+GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`<]+?)(?::[^`]*)?`")
+GLUE_DIRECTIVE = re.compile(r"^[`:]{3,}\{glue(?::[a-z]+)?\}\s+(\S+)", re.M)
+
+
+def glue_keys(nb) -> set:
+    """The names that the notebook's Markdown asks myst-nb to glue in ({glue}`name`, {glue:text}`name:.2f`, ...)."""
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    return set(GLUE_ROLE.findall(text)) | set(GLUE_DIRECTIVE.findall(text))
+
+
+def glued(nb) -> set:
+    """The names an executed notebook glued (myst-nb's outputs carry them in their metadata)."""
+    names = set()
+    for c in nb.cells:
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            meta = o.get("metadata", {})
+            for key in ("scrapbook", "myst-nb"):  # older and newer myst-nb
+                if isinstance(meta.get(key), dict) and "name" in meta[key]:
+                    names.add(meta[key]["name"])
+    return names
+
+
+def test_glue_keys_are_read_from_roles_and_directives():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        "{glue:text}`n_runs` runs, {glue:text}`ratio:.2f` and {glue}`plain`.\n\n```{glue:figure} fig_a\n```")])
+    assert glue_keys(nb) == {"n_runs", "ratio", "plain", "fig_a"}
