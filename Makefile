@@ -17,7 +17,7 @@ ifneq ($(wildcard $(SHARED_DATA)/uci),)
 export MOLLI_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install book test test-arith bench check-site clean student gpu-check gpu-check-wheels gpu-check-offline
+.PHONY: install book test test-fast test-arith bench check-site clean student gpu-check gpu-check-wheels gpu-check-offline
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ test: install
 	MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): check tests/ and pyproject's testpaths" >&2; fi; \
 	exit $$rc
+
+# The fast tier, for a contributor's edit-test loop: everything but the notebook executions and the re-runs of
+# stored results (make test runs all of them; CI runs make test).
+test-fast: install
+	MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest -m "not notebook and not reproduction" -q $(PYTEST_ARGS)
 
 # The stored-result checks (pytest -m reproduction: chapter 3's and 4's live runs and the other re-runs of stored
 # rows) again under another float arithmetic than this machine's own, as on a reader's CPU of another type:

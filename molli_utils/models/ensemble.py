@@ -6,11 +6,9 @@
 loop (:func:`molli_utils.training.train` with one data set, seed and mollifier per member)
 trains it with one Adam over the stacked parameters: Adam acts elementwise and the loss is
 the *sum* of the members' mean negative log-likelihoods, so every member follows the same
-updates as if it were trained alone (equal up to float rounding; tested). On a small CPU
-this is about 2.5x faster than M separate loops, whose tiny operations are dominated by
-per-operation overhead. Use ``torch.set_num_threads(1)`` for these tiny models: two
-threads gain ~20% on an idle 2-core machine but are 3-30x slower when anything else runs
-on it.
+updates as if it were trained alone (equal up to float rounding; tested). Use
+``torch.set_num_threads(1)`` for these tiny models; the speed against M separate loops is
+measured by ``benchmarks/bench_toy2d.py`` (``benchmarks/README.md``).
 """
 
 from __future__ import annotations

@@ -180,7 +180,7 @@ def uci_verdicts(frame: pd.DataFrame, paper: dict, *, variant: str) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-#: Epochs at which the book's official variant is compared with the paper's own code (issue 17).
+#: Epochs at which the book's official variant is compared with the paper's own code (``tools/official_uci.py``).
 CODE_CHECK_EPOCHS = (10, 40, 100, 150)
 
 

@@ -403,8 +403,7 @@ def _grad_check(params: list[torch.nn.Parameter], grad_clip: Optional[float]) ->
     """A number that is finite iff all gradients are (clipping them to global norm ``grad_clip`` first, if given).
 
     With clipping: the global 2-norm. Without: the sum of the gradients' sums on the CPU (each
-    gradient is read once; a ``cat`` of them all first cost 4-5% of a UCI flow's step), the global
-    2-norm (fused kernels) elsewhere.
+    gradient read once), the global 2-norm (fused kernels) elsewhere. Cost: ``benchmarks/README.md``.
     """
     params = [p for p in params if p.grad is not None]
     if grad_clip is not None:
@@ -440,11 +439,8 @@ def _member_grad_check(params: list[torch.nn.Parameter], members: int, grad_clip
 def _step_except(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], bad: torch.Tensor) -> None:
     """``optimizer.step()``, then put back the parameters and per-element optimizer state of the
     members in ``bad`` (bool ``[M]``; parameters stacked along dim 0): for them the step is skipped.
-    Scalar state (Adam's step count) is shared by all members and still advances.
-
-    The members' rows are gathered and put back with ``index_select`` / ``index_copy_`` over one index
-    tensor (a boolean mask would search for its true entries in each of the tensors): with one member
-    frozen, a step of the 6-run toy ensemble costs about 7% more instead of 15%."""
+    Scalar state (Adam's step count) is shared by all members and still advances. The members' rows
+    are gathered and put back with ``index_select`` / ``index_copy_`` over one index tensor."""
     rows = bad.nonzero().squeeze(1)
     members = len(bad)
     saved = []
