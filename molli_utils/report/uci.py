@@ -74,20 +74,21 @@ def skewness(x: np.ndarray) -> np.ndarray:
 
 
 def skew_figure(split: Any, names: Sequence[str] = RED_WINE_VARIABLES) -> str:
-    """Draw the three most skewed variables of ``split.train`` and the skewness of every variable; return a
-    sentence with the count above 1 and the distinct values per variable."""
+    """Draw the three most skewed variables of ``split.train`` and the skewness of every variable (black: above 1);
+    return a sentence with the count above 1 and the distinct values per variable."""
     import matplotlib.pyplot as plt
 
     skew = skewness(split.train)
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1.4, 1]})
-    for col in np.argsort(-skew)[:3]:
-        axes[0].hist(split.train[:, col], bins=60, density=True, histtype="step", lw=1.5, label=names[col])
+    for col, ls in zip(np.argsort(-skew)[:3], ("-", "--", ":")):  # the data: black, one line style each
+        axes[0].hist(split.train[:, col], bins=60, density=True, histtype="step", lw=1.5, ls=ls, color=color("data"),
+                     label=names[col])  # fmt: skip
     axes[0].set(xlabel="standardised value", ylabel="density (log scale)", yscale="log",
                 title="the three most skewed red-wine variables (training rows)")  # fmt: skip
     axes[0].legend()
-    axes[1].barh(list(names), skew, color=["C3" if s > 1 else "C0" for s in skew])
+    axes[1].barh(list(names), skew, color=[color("data") if s > 1 else "0.7" for s in skew])
     axes[1].axvline(0, color="gray", lw=0.8)
-    axes[1].set(xlabel="skewness (0 for a Gaussian)", title="red: skewness above 1")
+    axes[1].set(xlabel="skewness (0 for a Gaussian)", title="red wine (black: skewness above 1)")
     fig.tight_layout()
     distinct = [len(np.unique(split.train[:, j])) for j in range(split.dim)]
     return (f"{int((skew > 1).sum())} of {split.dim} variables have skewness above 1; distinct values per "
@@ -329,8 +330,8 @@ def code_check(code: pd.DataFrame, curves: pd.DataFrame) -> tuple[pd.DataFrame, 
 
 
 def code_figure(code: pd.DataFrame, curves: pd.DataFrame):
-    """The test LL during training of the paper's code (dashed) and of the official variant (solid), red wine,
-    vanilla, every stored seed, one panel per flow."""
+    """The test LL during training of the paper's code (the reference: dashed, black) and of the official variant
+    (solid, the vanilla colour), red wine, vanilla, every stored seed, one panel per flow."""
     import matplotlib.pyplot as plt
 
     ours = curves[(curves.variant == "official") & (curves["mode"] == "vanilla") & (curves.dataset == "redwine")]
@@ -339,7 +340,7 @@ def code_figure(code: pd.DataFrame, curves: pd.DataFrame):
         for i, (_, c) in enumerate(code[code.flow == flow].groupby("seed")):
             ax.plot(c.epoch, c.test_loglik, "--", color=color("data"), lw=1.2, label=None if i else "official code")
         for i, (_, c) in enumerate(ours[ours.flow == flow].groupby("seed")):
-            ax.plot(c.epoch, c.test_loglik, color=color("vanilla"), lw=1,
+            ax.plot(c.epoch, c.test_loglik, color=color("vanilla"), lw=1, alpha=0.7,
                     label=None if i else "book, official variant")  # fmt: skip
         ax.set_title(f"red wine, {flow}, vanilla", fontsize=10)
         ax.set_xlabel("epoch")
