@@ -142,3 +142,15 @@ def test_live_tables_and_curves_figure_from_a_run_like_object():
     assert {line.get_color() for line in fig.axes[1].lines} == {color("vanilla"), color("mollification")}
     plt.close("all")
     assert isinstance(chapter.data_table({}), pd.DataFrame)
+
+
+def test_every_number_of_the_chapters_prose_is_glued_by_learned(stored):
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).resolve().parents[1] / "book" / "04_uci.ipynb", 4)
+    prose = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    used = set(re.findall(r"\{glue:text\}`(\w+)", prose))
+    assert len(used) > 30 and used <= set(_learned(stored))
