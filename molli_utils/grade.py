@@ -451,11 +451,18 @@ def _hidden_paths(paths: Iterable[Path], keep: Iterable[Path]) -> list[tuple[str
             if not any(Path(o) in Path(h).parents for o in out) and h not in inside]  # fmt: skip
 
 
-def _bwrap_prefix(work: Path, hide: Sequence[tuple[str, list[str]]]) -> list[str]:
+def _bwrap_prefix(work: Path, hide: Sequence[tuple[str, list[str]]], python: Sequence[Path] = ()) -> list[str]:
     """The bwrap command line that runs the kernel with ``work`` writable, its ``pkg`` read-only, each folder of
-    ``hide`` empty but for the folders listed with it (read-only)."""
+    ``hide`` empty but for the folders listed with it (read-only), and ``/tmp`` empty but for the folders of
+    ``python`` (the Python installation, :func:`_python_paths`) that lie in it (a virtual environment in
+    ``/tmp``), bound back read-only."""
     cmd = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
            "--tmpfs", "/tmp"]  # fmt: skip
+    tmp = Path("/tmp").resolve()
+    inside = sorted({str(p) for p in map(Path, python) if tmp in p.parents and p != work and work not in p.parents})
+    for p in inside:
+        if not any(Path(o) in Path(p).parents for o in inside):
+            cmd += ["--ro-bind", p, p]
     for folder, inside in hide:
         cmd += ["--tmpfs", folder]
         for k in inside:
@@ -772,7 +779,7 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
                   "--fsize", str(limits.fsize_mib), "--"]  # fmt: skip
         if _uses_bwrap(sandbox):
             hidden = _hidden_paths([Path.home(), _PACKAGE_DIR, *map(Path, hide)], [work, *_python_paths()])
-            prefix += _bwrap_prefix(work, hidden)
+            prefix += _bwrap_prefix(work, hidden, _python_paths())
         client = _grader_client(nbclient)(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
                                           resources={"metadata": {"path": str(work / "nb")}})  # fmt: skip
         client.molli_first_grader_cell = n_student

@@ -112,6 +112,28 @@ def test_isolation_is_said_plainly():
     assert grade.main.__doc__ and "2 for bad arguments" in grade.main.__doc__
 
 
+def test_a_python_installed_under_tmp_stays_visible_under_bwrap(tmp_path):
+    """/tmp is an empty tmpfs in the sandbox, but a virtual environment there (a CI clone in /tmp) is bound back."""
+    import subprocess
+    import sys
+    import tempfile
+
+    if not grade._bwrap_works():
+        pytest.skip("bwrap does not work here")
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        venv = pathlib.Path(folder) / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        work = tmp_path / "work"
+        (work / "pkg").mkdir(parents=True)
+        cmd = grade._bwrap_prefix(work, [], [venv.resolve()])
+        done = subprocess.run([*cmd, str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert done.returncode == 0 and done.stdout.strip() == str(venv.resolve()), done.stderr
+        hidden = subprocess.run([*grade._bwrap_prefix(work, []), str(venv / "bin" / "python"), "-c", "1"],
+                                capture_output=True, timeout=60)  # fmt: skip
+        assert hidden.returncode != 0  # without it, /tmp hides the environment
+
+
 def test_the_command_refuses_nonpositive_limits(tmp_path):
     for flag in ("--timeout", "--wall", "--cpu", "--memory"):
         with pytest.raises(SystemExit) as err:
