@@ -235,7 +235,8 @@ def plot_moving_optimum(track: Mapping[str, np.ndarray]):
 
 
 def photo(size: int = 64) -> torch.Tensor:
-    """scikit-learn's ``china.jpg`` (shipped with the package, no download): central square, ``[3, size, size]`` in [0, 1]."""
+    """scikit-learn's ``china.jpg`` (shipped with it, no download): the central square as ``[3, size, size]``
+    in [0, 1]."""
     import torch.nn.functional as F
     from sklearn.datasets import load_sample_image
 
