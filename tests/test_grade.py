@@ -91,7 +91,7 @@ def test_the_documented_instructor_workflow(tmp_path):
     assert "not square" in message["check_blur"] and "forged" not in message["check_blur"]
     assert message["check_blur_schedule"] == "the submission does not call this check"
     assert "TypeError" in message["check_noise_vs_blur"] and "before the check ran" in message["check_noise_vs_blur"]
-    assert reports["untouched"]["empty_answers"] == 1 and reports["solved"]["empty_answers"] == 0
+    assert reports["untouched"]["empty_answers"] == 5 and reports["solved"]["empty_answers"] == 0  # D, E1 and E2 (x2)
     assert all(e["ename"] == "NotImplementedError" for e in reports["untouched"]["errors"])
     # the text report says the same, one line per check
     assert re.search(r"wrong\.ipynb.*\n(?:.*\n)*?\s+check_blur\s+failed\s+blur of a batch", out.stdout), out.stdout
