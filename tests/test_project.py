@@ -165,3 +165,30 @@ def test_notebook_code_fits_the_text_column(nb_path):
     long = [(i, line) for i, c in enumerate(cells) if c["cell_type"] == "code"
             for line in "".join(c["source"]).splitlines() if len(line) > 76]  # fmt: skip
     assert not long, f"{nb_path.name}: code lines over 76 characters (cell, line): {long}"
+
+
+#: What a reader sees of a chapter's code: cells without these tags (``hide-input`` folds a cell behind a toggle).
+HIDDEN_TAGS = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+#: At most this many visible code lines per chapter (issue #31): the plumbing lives in molli_utils.report.
+VISIBLE_CODE_BUDGET = 250
+
+
+def visible_code_lines(cells) -> int:
+    return sum(len("".join(c["source"]).splitlines()) for c in cells
+               if c["cell_type"] == "code" and not HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", [])))  # fmt: skip
+
+
+@pytest.mark.parametrize("nb_path", [p for p in NOTEBOOKS if p.parent.name == "book"], ids=lambda p: p.name)
+def test_a_chapter_shows_at_most_the_budget_of_code(nb_path):
+    """A chapter is a lecture: the code that teaches in view, tables, verdicts and checks one call each."""
+    shown = visible_code_lines(json.loads(nb_path.read_text())["cells"])
+    assert shown <= VISIBLE_CODE_BUDGET, (f"{nb_path.name} shows {shown} lines of code (budget {VISIBLE_CODE_BUDGET}): "
+                                          "move plumbing to molli_utils.report, or hide what a reader need not see "
+                                          "(tag the cell hide-input, first line a one-line comment caption)")  # fmt: skip
+
+
+def test_the_budget_counts_only_visible_cells():
+    cell = lambda n, tags=(): {"cell_type": "code", "source": ["x\n"] * n, "metadata": {"tags": list(tags)}}  # noqa: E731
+    assert visible_code_lines([cell(3), cell(5, ["hide-input"]), cell(2, ["remove-cell"]),
+                               {"cell_type": "markdown", "source": ["a\n"] * 9, "metadata": {}}]) == 3  # fmt: skip
+    assert visible_code_lines([cell(VISIBLE_CODE_BUDGET + 1)]) > VISIBLE_CODE_BUDGET
