@@ -123,7 +123,7 @@ def ablation_markdown(ablation: pd.DataFrame):
         "model": ablation["model"], "schedule": ablation["schedule"],
         "FD": [mean_sd(m, s) for m, s in zip(ablation["FD"], ablation["FD sd"])],
         "Δ log FD (seeds)": _log_change(ablation),
-        "paper Δ log FID": [f"{v:+.3f}".replace("-", MINUS) if np.isfinite(v) else "none" for v in p],
+        "paper Δ log FID": [f"{v:.3f}" if np.isfinite(v) else "none" for v in p],
         "verdict": ablation["verdict (miniature)"]}))  # fmt: skip
 
 
@@ -282,14 +282,15 @@ def flow_lessons(stored: pd.DataFrame, mean_digit_fd: float, n_seeds: int = 5) -
         "vae_g_min": float(vg[D].min()), "vae_g_max": float(vg[D].max()),
         "vae_b_opposite": int((vb[V] == OPPOSITE).sum()),
         "comparisons": int(tally.values.sum()),
-        "tally": "; ".join(f"{mode}: " + ", ".join(f"{n} {name}" for name, n in tally.loc[mode].items() if n)
+        "tally": "; ".join(f"{mode}: " + ", ".join(f"{n} “{name}”" for name, n in tally.loc[mode].items() if n)
                            for mode in ("gaussian", "blur")),
         "agree": _names(agree) if agree else "no model",
         "glow_best": float(-gl["change %"].min()), "glow_best_s": str(gl["change %"].idxmin()),
         "glow_least": float(-gl["change %"].max()), "glow_least_s": str(gl["change %"].idxmax()),
         "glow_paper_min": float(gl[P].max()), "glow_paper_min_s": str(gl[P].idxmax()),
         "glow_paper_max": float(gl[P].min()), "glow_paper_max_s": str(gl[P].idxmin()),
-        "glow_verdicts": ", ".join(f"{s}: {row[V]} (better on {row['signs per seed'].count('-')})"
+        "glow_verdicts": "; ".join(f"{s}: “{row[V]}” (better on {row['signs per seed'].count('-')} of "
+                                   f"{row['seeds']} seeds)"
                                    for s, row in gl.iterrows()),
         "vae_abl_min": float(va[D].min()), "vae_abl_max": float(va[D].max()),
         "vae_abl_sd_min": float(va["Δ log FD sd"].min()), "vae_abl_sd_max": float(va["Δ log FD sd"].max()),
