@@ -237,9 +237,9 @@ def check_sigmoid_schedule(fn: Callable[..., Any]) -> str:
             "(t = 0, t = T, t > T, batches, other start, end and tau)")
 
 
-def _moments(fn: Callable[..., Any], x: torch.Tensor, s: Any, what: str) -> torch.Tensor:
-    """``fn(x, s)``, refused with a hint unless it is a finite tensor of ``x``'s shape and dtype."""
-    out = fn(x, s)
+def _moments(fn: Callable[..., Any], x: torch.Tensor, gamma: Any, what: str) -> torch.Tensor:
+    """``fn(x, gamma)``, refused with a hint unless it is a finite tensor of ``x``'s shape and dtype."""
+    out = fn(x, gamma)
     if not isinstance(out, torch.Tensor):
         raise AssertionError(f"{what}: the mollifier must return a torch.Tensor, got {type(out).__name__}")
     if out.shape != x.shape:
@@ -269,54 +269,54 @@ def _shared_noise(noise: torch.Tensor, what: str) -> None:
 
 @_graded
 def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_000) -> str:
-    r"""Check ``fn(x, s)`` = :math:`\sqrt{1-s}\,x + \sqrt{s}\,\varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`.
+    r"""Check ``fn(x, gamma)`` = :math:`\sqrt{1-\gamma}\,x + \sqrt{\gamma}\,\varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`.
 
     The noise is random, so the check is statistical (with a fixed seed, so the
     verdict is reproducible, and tolerances of about six standard errors): for a
-    constant ``x = c`` the output must have mean :math:`\sqrt{1-s}\,c` and variance
-    :math:`s`. Tried on ``s = 0`` (``x`` unchanged, exactly), ``s = 1`` (pure noise,
+    constant ``x = c`` the output must have mean :math:`\sqrt{1-\gamma}\,c` and variance
+    :math:`\gamma`. Tried on ``gamma = 0`` (``x`` unchanged, exactly), ``gamma = 1`` (pure noise,
     ``x`` forgotten, and every entry with its own noise: noise drawn with a smaller shape
-    than ``x`` and broadcast is refused with a hint), ``s = 0.3`` and ``s = 0.75``, a batch
-    with one noise level per row (``s`` a tensor of shape ``[B, 1]``), and float64 input
+    than ``x`` and broadcast is refused with a hint), ``gamma = 0.3`` and ``gamma = 0.75``, a batch
+    with one noise level per row (``gamma`` a tensor of shape ``[B, 1]``), and float64 input
     (dtype kept). Two calls must draw fresh noise.
     """
     c = 2.0
     se = 6.0 / math.sqrt(num_samples)  # ~6 standard errors of a mean of unit-variance samples
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1234)
-        _moments(fn, torch.zeros(5, 3), 0.5, "x of shape [5, 3], s = 0.5")
+        _moments(fn, torch.zeros(5, 3), 0.5, "x of shape [5, 3], gamma = 0.5")
         x = torch.zeros(num_samples, 2)
-        out = _moments(fn, x + 3.0, 0.0, "s = 0")
+        out = _moments(fn, x + 3.0, 0.0, "gamma = 0")
         if not torch.allclose(out, x + 3.0, atol=1e-6):
-            raise AssertionError(f"s = 0: the data must come back unchanged, got max |x_out - x| = {(out - 3.0).abs().max():.3g}")
-        _shared_noise(_moments(fn, torch.zeros(num_samples // 50, 4), 1.0, "s = 1, x of shape [4000, 4]"),
-                      "s = 1, x = 0 of shape [4000, 4] (the output is the noise itself)")
-        for s in (1.0, 0.3, 0.75):
-            out = _moments(fn, x + c, s, f"s = {s}")
+            raise AssertionError(f"gamma = 0: the data must come back unchanged, got max |x_out - x| = {(out - 3.0).abs().max():.3g}")
+        _shared_noise(_moments(fn, torch.zeros(num_samples // 50, 4), 1.0, "gamma = 1, x of shape [4000, 4]"),
+                      "gamma = 1, x = 0 of shape [4000, 4] (the output is the noise itself)")
+        for gamma in (1.0, 0.3, 0.75):
+            out = _moments(fn, x + c, gamma, f"gamma = {gamma}")
             mean, var = out.mean().item(), out.var().item()
-            exp_mean, exp_var = math.sqrt(1.0 - s) * c, s
+            exp_mean, exp_var = math.sqrt(1.0 - gamma) * c, gamma
             if abs(mean - exp_mean) > se:
                 raise AssertionError(
-                    f"s = {s}, x = {c} everywhere: the mean of the output should be sqrt(1 - s) * x = {exp_mean:.4f}, "
-                    f"got {mean:.4f}. The data are scaled by sqrt(1 - s), not (1 - s) or 1."
+                    f"gamma = {gamma}, x = {c} everywhere: the mean of the output should be sqrt(1 - gamma) * x = {exp_mean:.4f}, "
+                    f"got {mean:.4f}. The data are scaled by sqrt(1 - gamma), not (1 - gamma) or 1."
                 )
             if abs(var - exp_var) > se * math.sqrt(2.0) * max(exp_var, 0.05) + 1e-3:
                 raise AssertionError(
-                    f"s = {s}: the variance of the output should be the noise level s = {exp_var:.4f}, got {var:.4f}. "
-                    "The noise is sqrt(s) * eps with eps ~ N(0, I) (variance s), not s * eps (variance s^2)."
+                    f"gamma = {gamma}: the variance of the output should be the noise level gamma = {exp_var:.4f}, got {var:.4f}. "
+                    "The noise is sqrt(gamma) * eps with eps ~ N(0, I) (variance gamma), not gamma * eps (variance gamma^2)."
                 )
         levels = torch.tensor([[0.0], [0.2], [0.5], [0.9]])
         xb = torch.full((4, num_samples // 4), c)
-        what = "batched noise levels s = torch.tensor([[0.0], [0.2], [0.5], [0.9]]) (shape [4, 1], one per row), x of shape [4, 50000]"
+        what = "batched noise levels gamma = torch.tensor([[0.0], [0.2], [0.5], [0.9]]) (shape [4, 1], one per row), x of shape [4, 50000]"
         out = _moments(fn, xb, levels, what)
         _shared_noise(((out - (1.0 - levels).sqrt() * xb) / levels.sqrt())[1:], what)
-        for row, s in enumerate(levels[:, 0].tolist()):
+        for row, gamma in enumerate(levels[:, 0].tolist()):
             mean, var = out[row].mean().item(), out[row].var().item()
             row_se = se * 2.0
-            if abs(mean - math.sqrt(1.0 - s) * c) > row_se or abs(var - s) > row_se * max(s, 0.05) * 2.0 + 2e-3:
+            if abs(mean - math.sqrt(1.0 - gamma) * c) > row_se or abs(var - gamma) > row_se * max(gamma, 0.05) * 2.0 + 2e-3:
                 raise AssertionError(
-                    f"{what}: row {row} (s = {s}) should have mean {math.sqrt(1.0 - s) * c:.4f} and variance {s:.4f}, "
-                    f"got mean {mean:.4f} and variance {var:.4f}. Let s broadcast against x (use torch.sqrt for tensors)."
+                    f"{what}: row {row} (gamma = {gamma}) should have mean {math.sqrt(1.0 - gamma) * c:.4f} and variance {gamma:.4f}, "
+                    f"got mean {mean:.4f} and variance {var:.4f}. Let gamma broadcast against x (use torch.sqrt for tensors)."
                 )
         x64 = torch.randn(1000, 3, dtype=torch.float64)
         _moments(fn, x64, 0.5, "float64 input")
@@ -324,13 +324,13 @@ def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_0
         if torch.equal(a, b):
             raise AssertionError("two calls returned the same noise: draw fresh eps ~ N(0, I) at every call")
         x_ind = torch.randn(num_samples, 1)
-        out = _moments(fn, x_ind, 0.5, "s = 0.5, x ~ N(0, 1)")
+        out = _moments(fn, x_ind, 0.5, "gamma = 0.5, x ~ N(0, 1)")
         total_var = out.var().item()
         if abs(total_var - 1.0) > 0.05:
             raise AssertionError(
-                f"variance preservation: for x ~ N(0, 1) and any s the output must have variance 1, got {total_var:.4f} at s = 0.5"
+                f"variance preservation: for x ~ N(0, 1) and any gamma the output must have variance 1, got {total_var:.4f} at gamma = 0.5"
             )
-    return "Gaussian mollifier: sqrt(1 - s) x + sqrt(s) eps, right mean and variance at s = 0, 0.3, 0.75, 1 and per-row s"
+    return "Gaussian mollifier: sqrt(1 - gamma) x + sqrt(gamma) eps, right mean and variance at gamma = 0, 0.3, 0.75, 1 and per-row gamma"
 
 
 @_graded
@@ -448,11 +448,11 @@ def check_dct_matrix(fn: Callable[[int], Any]) -> str:
 
 @_graded
 def check_blur(fn: Callable[..., Any]) -> str:
-    """Check ``fn(x, t)``: the heat-equation blur over the last two dims, for heat time ``t``.
+    """Check ``fn(x, h)``: the heat-equation blur over the last two dims, for heat time ``h``.
 
     Compared with :func:`molli_utils.mollifiers.blur` on: one image ``[H, W]``,
     a colour image ``[3, 16, 16]``, a batch ``[2, 3, 8, 12]`` (not square),
-    ``t = 0`` (the image itself), ``t = 1, 10`` and a very long time (the per-image
+    ``h = 0`` (the image itself), ``h = 1, 10`` and a very long time (the per-image
     mean), in float32 and float64 (the result must keep ``x``'s dtype and shape). The blur must
     keep each image's mean.
     """
@@ -465,17 +465,17 @@ def check_blur(fn: Callable[..., Any]) -> str:
     }
     for label, x in images.items():
         tol = 1e-4 if x.dtype == torch.float32 else 1e-9
-        for t in (0.0, 1.0, 10.0, 1e5):
-            where = f"blur of {label} ({x.dtype}), t = {t:g}"
-            out = fn(x.clone(), t)
+        for h in (0.0, 1.0, 10.0, 1e5):
+            where = f"blur of {label} ({x.dtype}), h = {h:g}"
+            out = fn(x.clone(), h)
             if not isinstance(out, torch.Tensor):
                 raise AssertionError(f"{where}: blur must return a torch.Tensor, got {type(out).__name__}")
             got = _as_tensor(out, where, dtype=x.dtype)
-            expected = _as_tensor(_ref_blur(x, t), "the reference")
+            expected = _as_tensor(_ref_blur(x, h), "the reference")
             _assert_close(got, expected, where=where, rtol=tol, atol=tol)
         mean_in, mean_out = x.double().mean(dim=(-2, -1)), _as_tensor(fn(x, 10.0), "blur").mean(dim=(-2, -1))
         _assert_close(mean_out, mean_in, where=f"per-image mean after blurring {label}", rtol=tol, atol=tol)
-    return "heat-equation blur matches molli_utils.mollifiers.blur (t = 0, 1, 10, 1e5; single, colour, batched, non-square)"
+    return "heat-equation blur matches molli_utils.mollifiers.blur (h = 0, 1, 10, 1e5; single, colour, batched, non-square)"
 
 
 @_graded

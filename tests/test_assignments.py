@@ -223,8 +223,8 @@ def _float32_out(x, s):
 
 
 WRONG_MOLLIFIERS = {
-    "s_not_sqrt_s": (_s_not_sqrt_s, "not s * eps"),
-    "one_minus_s": (_one_minus_s, "sqrt(1 - s)"),
+    "s_not_sqrt_s": (_s_not_sqrt_s, "not gamma * eps"),
+    "one_minus_s": (_one_minus_s, "sqrt(1 - gamma)"),
     "same_noise_every_call": (_same_noise, "fresh"),
     "first_level_only": (_first_level_only, "one per row"),
     "noise_shared_by_rows": (_noise_of_shape(lambda x, s: x.shape[-1:]), "same in every row"),
@@ -293,7 +293,7 @@ WRONG_BLUR_CODE = {
     "dct_unnormalised": (checks.check_dct_matrix, lambda n: dct_matrix(n) * math.sqrt(n), "dct_matrix(2)"),
     "blur_wrong_frequencies": (checks.check_blur, _blur_wrong_frequencies, "wrong values"),
     "blur_square_only": (checks.check_blur, _blur_square_only, "not square"),
-    "blur_half_time": (checks.check_blur, lambda x, t: blur(x, t / 2), "t = 1"),
+    "blur_half_time": (checks.check_blur, lambda x, h: blur(x, h / 2), "h = 1"),
     "blur_float64_for_float32": (checks.check_blur, lambda x, t: blur(x.double(), t), "float32"),
     "blur_schedule_linear_sigma": (checks.check_blur_schedule, _linear_blur_schedule, "blur schedule"),
     "blur_schedule_sigma_max_default": (checks.check_blur_schedule, lambda t, T, size, sigma_min=0.5, sigma_max=None:
