@@ -446,11 +446,12 @@ def _second_layer(dead: pd.DataFrame) -> pd.DataFrame:
 
 
 def dead_table(dead: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
-    """% of each coupling's second-layer units dead at the last step, per ablation run, and whether it collapsed."""
+    """% of each coupling's second-layer units dead at the last step, per ablation run (one column per coupling,
+    1 to 5), and whether the run collapsed."""
     dead = _second_layer(dead)
     end = dead[dead.step == dead.iterations].pivot_table(index=_KEYS, columns="coupling", values="dead_fraction")
-    end.columns = [f"coupling {c}" for c in end.columns]
     end = (100 * end).round().astype(int)
+    end.columns = pd.Index([int(c) for c in end.columns], name="% dead, coupling")
     return end.join(ablation(stored).set_index(_KEYS).collapsed)
 
 
@@ -573,7 +574,7 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
 
     # the dead units
     table = dead_table(dead, stored)
-    couplings = [c for c in table.columns if c.startswith("coupling ")]
+    couplings = [c for c in table.columns if c != "collapsed"]
     relu_end = table.loc["relu"]
     dead_collapsed = relu_end[relu_end.collapsed][couplings]
     dead_van = relu_end.loc["vanilla"][couplings]
