@@ -607,6 +607,7 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     lw_mmd, lw_ll = _wide(leaky, "mmd2"), _wide(leaky, "test_loglik").mean()
     leaky_wins = int((lw_mmd["mollification"] < lw_mmd["vanilla"]).sum())
     put("toy_ablation_minutes", f"{leaky.wall_seconds_all_runs.max() / 60:.0f}")
+    put("toy_ablation_new", len(abl) - int(((abl.activation == "relu") & abl.seed.isin(range(3))).sum()))
     put("toy_leaky_runs", len(leaky))
     put("toy_leaky_collapsed", int(leaky.collapsed.sum()))
     put("toy_leaky_van_mmd", f"{lw_mmd['vanilla'].mean():.1e}")
