@@ -86,11 +86,12 @@ def test_step_profile_finds_the_products_and_adam(matmul):
     if matmul == "bf16" and not bf16_matmul_supported():
         pytest.skip("bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)")
     data = torch.randn(250, 4, generator=torch.Generator().manual_seed(0))  # 3 steps per epoch, the last of 50 rows
-    out = step_profile("realnvp", data, matmul=matmul, epochs=2, repeats=1)
+    out = step_profile("realnvp", data, matmul=matmul, epochs=2, repeats=3)  # medians: a busy machine's noise
     assert torch.get_float32_matmul_precision() == "highest"  # restored
     assert 0 < out["adam_s"] < out["products_s"]  # 2.7 M parameters, but about 90 products of 512-wide layers a step
     assert out["rest_s"] == pytest.approx(out["total_s"] - out["products_s"] - out["adam_s"])
-    assert out["products_s"] + out["adam_s"] < 1.5 * out["total_s"]  # parts of one step, not of an epoch's
+    # parts of one step, not of an epoch's 3 steps (that would be about 3x the total)
+    assert out["products_s"] + out["adam_s"] < 2.0 * out["total_s"]
 
 
 def test_compiled_levers_time_the_compiled_loss():
