@@ -18,7 +18,7 @@ CommonMark, so write symbols in Unicode (τ, γ, σ) rather than ``$...$``.
 
 from __future__ import annotations
 
-__all__ = ["Findings", "glue"]
+__all__ = ["Findings", "glue", "glue_all"]
 
 
 def glue(name: str, value):
@@ -35,6 +35,18 @@ def glue(name: str, value):
         return value
     _glue(name, value, display=False)
     return value
+
+
+def glue_all(values, prefix: str = "") -> dict:
+    """:func:`glue` every value of the mapping ``values`` as ``prefix + key``, a 0-d NumPy or torch value as the
+    Python number it holds (myst-nb formats ``{glue:text}`key:.2f``` from the value's repr); returns ``values``
+    with those conversions (keys without the prefix)."""
+    out = {}
+    for key, value in values.items():
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+            value = value.item()
+        out[key] = glue(prefix + key, value)
+    return out
 
 
 class Findings:

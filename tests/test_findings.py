@@ -39,3 +39,23 @@ def test_glue_returns_the_value_and_refuses_a_bad_name(monkeypatch):
         glue("two words", 1)
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # not installed (Colab): nothing stored, value returned
     assert glue("other", 3.5) == 3.5 and "other" not in stored
+
+
+def test_glue_all_glues_every_value_as_a_python_number(monkeypatch):
+    import sys
+    import types
+
+    import numpy as np
+    import torch
+
+    from molli_utils.findings import glue_all
+
+    stored = {}
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: stored.update({name: value})
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    out = glue_all({"n": np.int64(3), "x": np.float32(0.5), "t": torch.tensor(2.0), "ok": np.bool_(True), "s": "a"},
+                   "ch_")  # fmt: skip
+    assert out == {"n": 3, "x": 0.5, "t": 2.0, "ok": True, "s": "a"}
+    assert stored == {f"ch_{k}": v for k, v in out.items()}
+    assert [type(v) for v in stored.values()] == [int, float, float, bool, str]

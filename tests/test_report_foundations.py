@@ -15,6 +15,7 @@ import torch  # noqa: E402
 
 from molli_utils import Mollifier  # noqa: E402
 from molli_utils.experiments import results  # noqa: E402
+from molli_utils.findings import glue_all  # noqa: E402
 from molli_utils.palette import color  # noqa: E402
 from molli_utils.report import foundations as fd  # noqa: E402
 
@@ -95,7 +96,7 @@ def test_one_line_findings_hold_on_the_chapters_numbers_and_glue_plain_numbers()
     learned = fd.one_line_learned(numbers)
     assert not learned.failing and len(learned.items) == 6
     assert numbers["t2_realnvp"] == numbers["t1_vae"] == 191.98 and numbers["n_disagreements"] == 1
-    assert all(isinstance(fd._number(v), (int, float)) for v in numbers.values())
+    assert all(isinstance(v, (int, float)) for v in glue_all(numbers).values())  # glued as plain numbers
 
 
 @pytest.mark.parametrize("key, wrong", [("near_end", 0.9), ("blur_share", 0.5), ("gap_mu", 0.3),

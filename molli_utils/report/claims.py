@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from ..findings import Findings, glue
+from ..findings import Findings, glue_all
 from ..paper import NVAE_FID, TOY2D_MMD2, TWO_STEP_FID, UCI_TEST_LOGLIK
 from . import (
     NOISE,
@@ -497,9 +497,7 @@ def learned(stored: dict, mean_digit_fd: float, *, show: bool = True) -> dict:
     check.add("cost: the mollifier under 1% of a step, a mollified step under 1.1 times a vanilla one",
               bench["overhead_ratio"] < 0.01 and bench["end_to_end_ratio"] < 1.1)
     check.check()
-    v = {k: (x.item() if isinstance(x, np.generic) else x) for k, x in v.items()}
-    for key, value in v.items():
-        glue(key, value)
+    v = glue_all(v)
     if show:
         say(*(f"holds: {s}" for s, _ in check.items))
     return v

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from molli_utils import paper
-from molli_utils.findings import Findings, glue
+from molli_utils.findings import Findings, glue_all
 from molli_utils.palette import color
 from molli_utils.schedules import cosine_schedule, linear_schedule, log_snr, sigmoid_schedule
 
@@ -46,20 +46,6 @@ def _plt():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def _number(value):
-    """A plain Python number (myst-nb formats ``{glue:text}`key:.2f``` from the value's repr)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    return float(value)
-
-
-def _glue_all(numbers: Mapping[str, object], prefix: str) -> None:
-    for key, value in numbers.items():
-        glue(prefix + key, value if isinstance(value, str) else _number(value))
 
 
 # --------------------------------------------------------------------------- chapter 1
@@ -339,7 +325,7 @@ def one_line_learned(n: Mapping[str, object]) -> Findings:
     learned.add("the most blurred photo keeps between 10% and 40% of the clean pixel std, and the std rises "
                 "along the schedule", 0.1 < n["blur_share"] < 0.4 and n["blur_std_rises"])
     learned.check()
-    _glue_all({k: v for k, v in n.items() if not isinstance(v, bool)}, "ol_")
+    glue_all({k: v for k, v in n.items() if not isinstance(v, bool)}, "ol_")
     return learned
 
 
@@ -676,9 +662,7 @@ def stored_divergence(stored: Optional[pd.DataFrame] = None) -> dict:
     gone = vanilla.dropna(subset=["diverged_at"])
     assert len(gone), "the chapter says a stored vanilla run on the circle diverged; none did in toy2d.csv"
     out = {"n_vanilla_circle": len(vanilla), "diverged_step": f"{int(gone.diverged_at.min()):,}"}
-    for key, value in out.items():
-        glue(key, value)
-    return out
+    return glue_all(out)
 
 
 def why_numbers(deltas, train_ll: Mapping, test_ll: Mapping, mmd: pd.DataFrame, summary: pd.DataFrame,
@@ -744,5 +728,5 @@ def why_learned(n: Mapping[str, object]) -> Findings:
     learned.add("continuation ends at the global minimum, plain gradient descent more than 1 above it",
                 abs(n["theta_cont"] - n["theta_star"]) < 0.01 and n["f_plain"] > n["f_cont"] + 1)
     learned.check()
-    _glue_all(n, "why_")
+    glue_all(n, "why_")
     return learned

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import NOISE, OPPOSITE, SIMILAR, SMALLER, agrees
-from ..findings import Findings, glue
+from ..findings import Findings, glue_all
 from ..palette import color
 
 __all__ = ["show", "markdown_table", "mean_sd", "signs", "vae_table", "variance_table", "miniature_markdown",
@@ -180,12 +180,6 @@ def _names(models: Sequence[str]) -> str:
     return models[0] if len(models) == 1 else ", ".join(models[:-1]) + " and " + models[-1]
 
 
-def _glue_all(prefix: str, values: dict) -> dict:
-    for name, value in values.items():
-        glue(f"{prefix}{name}", value)
-    return values
-
-
 def _complete(table: pd.DataFrame, n_seeds: int, what: str) -> None:
     short = table[table["seeds"] < n_seeds]
     if len(short):
@@ -243,7 +237,7 @@ def vae_lessons(stored: pd.DataFrame, mean_digit_fd: float, gain_unit: float, n_
     found.add("Blurring is opposite to the paper for at least one VAE and within seed noise for the others",
               len(worse) + len(flat) == len(vaes) and len(worse) >= 1)
     found.check()
-    return _glue_all("img_", v)
+    return glue_all(v, "img_")
 
 
 def flow_lessons(stored: pd.DataFrame, mean_digit_fd: float, n_seeds: int = 5) -> dict:
@@ -317,4 +311,4 @@ def flow_lessons(stored: pd.DataFrame, mean_digit_fd: float, n_seeds: int = 5) -
     found.add("No schedule improves the VAE beyond seed noise", not any(agrees(x, -1.0) for x in va[V]))
     found.add("The stored quick runs are the miniature's runs, each once", len(quick) == len(unique))
     found.check()
-    return _glue_all("flows_", v)
+    return glue_all(v, "flows_")

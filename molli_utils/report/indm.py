@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..findings import Findings, glue
+from ..findings import Findings, glue_all
 from . import say
 
 __all__ = ["TOYS", "NAMES", "ORDER", "MEASURES", "comparison_runs", "comparison_table", "circle_means",
@@ -154,9 +154,7 @@ def learned(runs: pd.DataFrame, *, show: bool = True) -> dict:
     check.add("circle: constant noise matches the diffusion's angular TV (within 25%) but not its distance (5x)",
               abs(c_["angle_tv"] / d["angle_tv"] - 1) < 0.25 and c_["circle_dist_q50"] > 5 * d["circle_dist_q50"])
     check.check()
-    v = {k: (x.item() if isinstance(x, np.generic) else x) for k, x in v.items()}
-    for key, value in v.items():
-        glue(key, value)
+    v = glue_all(v)
     if show:
         say(*(f"holds: {s}" for s, _ in check.items))
     return v

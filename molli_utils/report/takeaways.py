@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import load_toy2d
-from ..findings import Findings, glue
+from ..findings import Findings, glue_all
 from ..paper import UCI_TEST_LOGLIK
 from . import NOISE, OPPOSITE, SIMILAR, SMALLER, paired_differences, uci_verdicts, verdict
 from .claims import paper_log_ratio, tally
@@ -130,6 +130,5 @@ def learned(toy: pd.DataFrame, uci: pd.DataFrame, digits: pd.DataFrame, floor: p
     f.add("the mollifier costs under 1% of a MAF step and a whole step under 1.1 times a vanilla one",
           holds=v["overhead_pct"] < 1 and v["end_to_end"] < 1.1)  # fmt: skip
     f.check()
-    for name, value in v.items():
-        glue(f"tk_{name}", value)
+    glue_all(v, "tk_")
     return v

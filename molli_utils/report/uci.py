@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..findings import Findings, glue
+from ..findings import Findings, glue_all
 from ..palette import color
 from ..paper import UCI_TEST_LOGLIK
 from . import NOISE, NOT_RUN, ONE_SEED, OPPOSITE, SIMILAR, SMALLER, UCI_VIEWS, paired_differences, uci_table, \
@@ -527,10 +527,7 @@ def learned(runs: pd.DataFrame, curves: pd.DataFrame, code: pd.DataFrame, bf16: 
           holds=abs(van_change) > 10 * abs(mol_change) and abs(van_change) < 2 * van_sd)
 
     f.check()
-    out = {f"uci_{k}": str(int(x)) if isinstance(x, (int, np.integer)) else str(x) for k, x in g.items()}
-    for k, x in out.items():
-        glue(k, x)
-    return out
+    return glue_all({f"uci_{k}": str(int(x)) if isinstance(x, (int, np.integer)) else str(x) for k, x in g.items()})
 
 
 def check_live(live: Mapping[str, Any], epochs: int) -> list[str]:
