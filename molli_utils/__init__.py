@@ -16,8 +16,7 @@ The package behind the tutorial book on annealed data mollification
 - :mod:`molli_utils.runtime`     device, run profile, Colab detection
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .metrics import mmd2
 from .mollifiers import Mollifier, blur, gaussian
 from .runtime import get_profile, on_colab, pick_device

@@ -16,6 +16,8 @@ from typing import Iterator, Optional
 
 import torch
 
+from ._version import __version__
+
 __all__ = ["PROFILES", "REPOSITORY", "MATMULS", "get_profile", "pick_device", "check_device", "matmul_precision",
            "bf16_matmul_supported", "on_colab", "release_tag", "colab_install_spec",
            "colab_setup_cell", "data_root", "new_folders", "git_commit", "git_dirty"]  # fmt: skip
@@ -131,8 +133,6 @@ def release_tag(version: str | None = None) -> str:
     The Colab set-up cell installs this tag and the book's launch buttons open it (``_config.yml``'s
     ``repository.branch``); see RELEASING.md.
     """
-    from . import __version__
-
     return f"v{version or __version__}"
 
 
