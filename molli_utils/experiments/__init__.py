@@ -1,11 +1,14 @@
 """The book's experiments: one home for their settings, runs and results.
 
 * :mod:`~molli_utils.experiments.settings` -- every profile (``quick``, ``colab``, ``full``) of every
-  experiment, and the one map from a training mode to a mollifier;
+  experiment, and the one map from a training mode to a mollifier: the chapters' one entry point, gathering
+  :mod:`~molli_utils.experiments.profiles` (profiles and the chapters' own sizes),
+  :mod:`~molli_utils.experiments.modes` (mode -> mollifier) and each experiment's budgets;
 * :mod:`~molli_utils.experiments.results` -- where results live (shipped with the package; commands
   write to ``./results`` or ``--results DIR``), their columns, the recorded-run keys, provenance;
 * one module per experiment, each with a frozen dataclass describing one run (the paper's settings
-  as defaults), ``run(config, callback=None)`` and ``grid(profile, ...)``:
+  as defaults), its ``BUDGETS`` per profile, ``from_profile(profile, **fields)``, ``run(config, callback=None)``
+  and ``grid(profile, ...)``:
   :mod:`~molli_utils.experiments.toy2d` (Sec. 4.1), :mod:`~molli_utils.experiments.indm` (INDM on the
   toys), :mod:`~molli_utils.experiments.uci` (Table 4), :mod:`~molli_utils.experiments.images` (Table 1).
 
@@ -44,12 +47,27 @@ bitwise the rows of an uninterrupted run (the images command resumes its runs fr
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Optional, Sequence
 
-from . import cli, settings
+import torch
+
+from ..data.uci import UCI_NAMES, load_uci
+from ..models.indm import INDM_FLOWS
+from ..models.tabular import FLOWS, VARIANTS
+from ..models.toy import ACTIVATIONS
+from ..runtime import pick_device
+from ..training import distributed
+from ..training.vae import PRECISIONS
+from . import cli, images, indm, results, settings, toy2d, uci
 
 __all__ = ["EXPERIMENTS", "main"]
 
@@ -89,10 +107,6 @@ def _toy_group(runs: list, threads: int, progress: bool, checkpoint_dir: Optiona
                ) -> tuple[list[dict], list[dict], list[dict], float]:  # fmt: skip
     """One worker of the toy command: its runs as one ensemble (checkpointed in ``checkpoint_dir``); the rows, the
     early curves, the dead units over training (every ``steps // n_evals`` steps), the training seconds."""
-    import torch
-
-    from . import toy2d
-
     torch.set_num_threads(threads)
     outcome = toy2d.run(runs, progress=progress, dead_units_every=max(1, runs[0].steps // runs[0].n_evals),
                         checkpoint_dir=checkpoint_dir)  # fmt: skip
@@ -101,8 +115,6 @@ def _toy_group(runs: list, threads: int, progress: bool, checkpoint_dir: Optiona
 
 def _activation(value: str) -> str:
     """An argparse type: a toy flow's activation, or an error that names the choices."""
-    from ..models.toy import ACTIVATIONS
-
     if value not in ACTIVATIONS:
         raise argparse.ArgumentTypeError(f"unknown activation {value!r}; choose one of {', '.join(ACTIVATIONS)}")
     return value
@@ -110,10 +122,6 @@ def _activation(value: str) -> str:
 
 def _group_dir(root: Path, out: Path, group: Sequence[Any]) -> Path:
     """The checkpoint folder of one toy ensemble: named by its results file and its runs."""
-    import dataclasses
-    import hashlib
-    import json
-
     text = json.dumps([str(out.resolve()), sorted(json.dumps(dataclasses.asdict(r), sort_keys=True) for r in group)])
     return root / hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -121,10 +129,6 @@ def _group_dir(root: Path, out: Path, group: Sequence[Any]) -> Path:
 def _checkpointed_groups(root: Optional[Path], out: Path, todo: list) -> list[list]:
     """The ensembles of an interrupted toy command (checkpoint folders under ``root`` whose runs are all still to
     do, for the same results file): resumed as they were."""
-    import json
-
-    from . import toy2d
-
     if root is None or not root.is_dir():
         return []
     groups, left = [], set(todo)
@@ -141,10 +145,6 @@ def _checkpointed_groups(root: Optional[Path], out: Path, todo: list) -> list[li
 
 
 def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
-    import os
-
-    from . import results, toy2d
-
     if args.noise_floor is not None:
         return _noise_floor(args)
     runs = _runs(lambda: [r for a in args.activation for r in
@@ -182,9 +182,6 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
         dirs = [None if ckpt_root is None else _group_dir(ckpt_root, out, g) for g in groups]
         for group, where in zip(groups, dirs):
             if where is not None:
-                import dataclasses
-                import json
-
                 where.mkdir(parents=True, exist_ok=True)
                 (where / "runs.json").write_text(json.dumps({"results": str(out.resolve()),
                                                               "runs": [dataclasses.asdict(r) for r in group]}))
@@ -199,8 +196,6 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
                 results.append(out.parent / toy2d.DEAD_UNITS, dead)
                 results.append(out, rows)  # last: a run counts as done only once its curves are stored
             if dirs[i] is not None:
-                import shutil
-
                 shutil.rmtree(dirs[i], ignore_errors=True)
             stored.extend(rows)
             seconds.append(elapsed)
@@ -220,8 +215,6 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
                     continue
                 store(i, done)
         else:
-            import concurrent.futures as cf
-
             with cli.process_pool(workers) as pool:
                 futures = {pool.submit(_toy_group, g, args.threads, False, dirs[i] and str(dirs[i])): i
                            for i, g in enumerate(groups)}  # fmt: skip
@@ -242,8 +235,6 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def _noise_floor(args: argparse.Namespace) -> Callable[[], None]:
-    from . import results, toy2d
-
     for name in ("n_samples", "n_test"):
         if getattr(args, name) is not None and getattr(args, name) < 2:
             flag = f"--{name.replace('_', '-')}"
@@ -251,8 +242,6 @@ def _noise_floor(args: argparse.Namespace) -> Callable[[], None]:
     floor = cli.check_results_folder(args.results, [toy2d.NOISE_FLOOR]) / toy2d.NOISE_FLOOR
 
     def work() -> None:
-        import torch
-
         start = time.perf_counter()
         torch.set_num_threads(args.threads)
         done, key = results.recorded(floor), results.FILES[toy2d.NOISE_FLOOR].key
@@ -267,15 +256,11 @@ def _noise_floor(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def _indm(args: argparse.Namespace) -> Callable[[], None]:
-    from . import indm, results
-
     runs = _runs(lambda: indm.grid(args.profile, datasets=args.datasets, flows=args.flows, seeds=args.seeds,
                                    **_given(args, "steps", "n_samples", "sample_steps", "draws")))  # fmt: skip
     out = cli.check_results_folder(args.results, [indm.RESULTS]) / indm.RESULTS
 
     def work() -> None:
-        import torch
-
         torch.set_num_threads(args.threads)
         todo = results.pending(runs, out, indm.key)
         print(f"{len(runs) - len(todo)} of {len(runs)} INDM runs already in {out}; running {len(todo)}")
@@ -298,8 +283,6 @@ def _indm(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def _uci(args: argparse.Namespace) -> Callable[[], None]:
-    from . import uci
-
     axes = {"datasets": args.datasets, "flows": args.flows, "modes": args.modes, "seeds": args.seeds,
             "variants": args.variants}  # fmt: skip
     if not args.all and all(v is None for v in axes.values()):
@@ -310,8 +293,6 @@ def _uci(args: argparse.Namespace) -> Callable[[], None]:
     if args.root is not None and Path(args.root).exists() and not Path(args.root).is_dir():
         raise cli.UsageError(f"--root {args.root} is a file; give the folder that holds NAME/data.npy")
     folder = cli.check_results_folder(args.results, [uci.RESULTS, uci.CURVES])
-    from ..data.uci import load_uci
-
     for name in dict.fromkeys(r.dataset for r in runs):  # each data set loaded (or downloaded) once, up front
         try:
             load_uci(name, args.root)
@@ -321,11 +302,7 @@ def _uci(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def _images(args: argparse.Namespace) -> Callable[[], None]:
-    from . import images
-
     if args.workers > 1:
-        from ..training import distributed
-
         if distributed.context().distributed:
             raise cli.UsageError("--workers runs one-process runs side by side; under torchrun leave it at 1")
     profile = args.profile or ("quick" if args.dataset == "digits" else "full")
@@ -343,18 +320,12 @@ def _images(args: argparse.Namespace) -> Callable[[], None]:
     if Path(args.checkpoints).exists() and not Path(args.checkpoints).is_dir():
         raise cli.UsageError(f"--checkpoints {args.checkpoints} is a file, not a folder; choose another folder")
 
-    from ..runtime import pick_device
-
     try:
         chosen = pick_device()
     except ValueError as err:
         raise cli.UsageError(str(err)) from None
 
     def work() -> None:
-        import torch
-
-        from ..training import distributed
-
         ctx, device = distributed.setup(chosen)
         if device.type == "cpu":
             torch.set_num_threads(args.threads)
@@ -376,12 +347,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ..data.uci import UCI_NAMES
-    from ..models.indm import INDM_FLOWS
-    from ..models.tabular import FLOWS, VARIANTS
-    from ..training.vae import PRECISIONS
-    from . import images, toy2d, uci
-
     parser = _Parser(prog="python -m molli_utils.experiments",
                      description="Run the book's experiments and append their results.")  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")

@@ -57,13 +57,14 @@ from ..fid import (SCORE_FD_DIGITS, SCORE_FID, SCORE_KID_DIGITS, SCORE_STANDIN, 
                    reference_statistics)  # fmt: skip
 from ..models.image_flows import FLOW_KINDS
 from ..models.vae import PAPER_DECODER_VARIANCE, VAE_KINDS, check_decoder_variance
-from . import settings
+from . import modes, profiles
 
 __all__ = ["mean_image_fd", "MODES", "MODELS", "FLOWS", "VAES", "DATASETS", "SCHEDULES", "VARIANTS", "RESULTS", "RESULTS_DIGITS",
            "DIFFERENCES", "ImageRun", "ImageResult", "Scorer", "family", "paper_defaults", "schedule_label",
            "results_file", "make_scorer", "load_data", "grid", "run", "run_many", "sample", "key", "resume_dir",
            "result_row", "miniature_runs", "miniature_table", "ablation_table", "paired", "miniature_variance",
-           "at_variance"]  # fmt: skip
+           "at_variance", "SEEDS", "SEEDS_DIGITS", "BUDGETS", "MODEL_BUDGETS", "ABLATION", "IDENTITY", "from_profile",
+           "profile_of"]  # fmt: skip
 
 #: Training modes of Table 1.
 MODES = ("vanilla", "gaussian", "blur")
@@ -105,6 +106,48 @@ DIFFERENCES = (
     ("FID", "50k samples, pytorch-fid", "50 x 1,000 samples written as PNG files, every 1,000 iterations",
      "in-memory FID of n_score samples rounded to 8 bits (same statistics as PNG files)"),
 )  # fmt: skip
+
+#: The seeds of the stored results on CIFAR-10 / CelebA (and the command line's default there).
+SEEDS = (1,)
+#: The seeds of Table 1 in miniature on the digits (and the command line's default there).
+SEEDS_DIGITS = (1, 2, 3, 4, 5)
+
+#: Per profile, the run fields that differ from the paper's defaults (Appendix D.3.2: 200 epochs of CIFAR-10 at
+#: full width, ~2.5 T4-hours per VAE run at peak).
+BUDGETS: dict[str, dict[str, Any]] = {
+    "full": {"snapshot_epochs": tuple(range(20, 201, 20)), "n_snapshot": 5_000},
+    # 15 runs in about an hour of a T4: quarter-width nets (1/16 of the FLOPs), 10 epochs, FID of 10k samples.
+    "colab": {"epochs": 10, "width": 0.25, "n_score": 5_000, "snapshot_epochs": (2, 4, 6, 8, 10),
+              "n_snapshot": 1_000},  # FID of 5k samples (1k per snapshot): python -m tools.chapter_times estimate
+    # Table 1 in miniature on the CPU: scikit-learn's 1,437 training digits (8x8), nets sized for 8x8
+    # (models.vae.SmallConvEncoder, models.image_flows.MINIATURE), the first half mollified for all seven
+    # models, scored on 1,000 samples; per-family epochs and optimisers in MODEL_BUDGETS.
+    "quick": {"dataset": "digits", "latent_dim": 8, "batch_size": 64, "fraction": 0.5, "n_score": 1_000,
+              "n_snapshot": 500},
+}  # fmt: skip
+
+#: Per profile and model, the run fields that differ between the models on top of :data:`BUDGETS`: the miniature
+#: trains the VAEs for 60 epochs with Adam 1e-3 (the paper's 3e-4 is for 40M-parameter nets) and a decoder
+#: variance of 0.1 (the digits' per-pixel variance is 0.074; with the paper's 1.0 the 8 x 8 VAEs collapse to the
+#: mean digit, chapter 6), REAL-NVP for 40 epochs with Adam 1e-3 and GLOW for 40 with the official code's Adamax
+#: (1e-3, weight decay 1e-5).
+MODEL_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {},
+    "colab": {},
+    "quick": {
+        **{m: {"epochs": 60, "lr": 1e-3, "decoder_variance": 0.1, "snapshot_epochs": (1, 5, 15, 30, 45, 60)}
+           for m in ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")},
+        "realnvp": {"epochs": 40, "lr": 1e-3, "snapshot_epochs": (1, 5, 10, 20, 30, 40)},
+        "glow": {"epochs": 40, "lr": 1e-3, "weight_decay": 1e-5, "snapshot_epochs": (1, 5, 10, 20, 30, 40)},
+    },
+}  # fmt: skip
+
+#: The schedule ablation of Table 2 in miniature: Gaussian mollification with each schedule (and the sigmoid's
+#: temperatures of the paper's Fig. 3, 0.2 to 0.9) on one flow and one VAE; vanilla and sigmoid-0.7 come from the grid.
+ABLATION = {"models": ("glow", "vae"), "schedules": ("sigmoid", "cosine", "linear"), "taus": (0.2, 0.7, 0.9)}
+
+#: The fields that name a run (not its budget).
+IDENTITY = ("model", "mode", "seed", "schedule", "tau", "variant")
 
 _PAPER_EPOCHS = {"vae": {"cifar10": 200, "celeba": 100}, "realnvp": {"cifar10": 100, "celeba": 80},
                  "glow": {"cifar10": 80, "celeba": 40}}  # fmt: skip
@@ -171,7 +214,7 @@ class ImageRun:
     :data:`~molli_utils.models.vae.PAPER_DECODER_VARIANCE` = 1: pythae's
     ``reconstruction_loss="mse"``, ``0.5 * ||x - x_hat||^2``, exactly as before the field
     existed (CIFAR-10, CelebA). The digits miniature uses 0.1
-    (:data:`~molli_utils.experiments.settings.IMAGE_MODEL_BUDGETS`; chapter 6 says why).
+    (:data:`MODEL_BUDGETS`; chapter 6 says why).
     """
 
     model: str
@@ -246,12 +289,26 @@ class ImageRun:
         return schedule_label(self.schedule, self.tau)
 
     def mollifier(self, total_steps: int, device: Union[str, torch.device] = "cpu"):
-        """The run's :class:`~molli_utils.mollifiers.Mollifier` (:func:`settings.mollifier`) over ``total_steps``."""
+        """The run's :class:`~molli_utils.mollifiers.Mollifier` (:func:`~molli_utils.experiments.modes.mollifier`) over ``total_steps``."""
         gaussian = self.mode == "gaussian"
-        return settings.mollifier(self.mode, total_steps, self.seed, experiment="images", fraction=self.fraction,
-                                  schedule=self.schedule if gaussian else None,
-                                  schedule_kwargs={"tau": self.tau} if gaussian and self.schedule == "sigmoid" else None,
-                                  device=device)  # fmt: skip
+        return modes.mollifier(self.mode, total_steps, self.seed, experiment="images", fraction=self.fraction,
+                               schedule=self.schedule if gaussian else None,
+                               schedule_kwargs={"tau": self.tau} if gaussian and self.schedule == "sigmoid" else None,
+                               device=device)  # fmt: skip
+
+
+def from_profile(profile_name: Optional[str] = None, **fields_: Any) -> ImageRun:
+    """One :class:`ImageRun` of ``profile_name`` (default: :func:`~molli_utils.experiments.profiles.profile`):
+    ``BUDGETS[profile]``, then ``MODEL_BUDGETS[profile][model]``, then ``fields_`` (``model``, ``mode``, ``seed``,
+    any other field) on top."""
+    name = profiles.profile(profile_name)
+    per_model = MODEL_BUDGETS[name].get(fields_.get("model"), {})
+    return ImageRun(**{**profiles.budget_of(BUDGETS, name), **per_model, **fields_})
+
+
+def profile_of(config: ImageRun) -> str:
+    """The profile whose settings ``config`` has (``"full"``, ``"colab"`` or ``"quick"``), else ``"custom"``."""
+    return profiles.matching_profile(config, from_profile, IDENTITY)
 
 
 def key(r: ImageRun) -> dict[str, Any]:
@@ -277,13 +334,13 @@ def grid(profile: Optional[str] = None, *, models: Optional[Sequence[str]] = Non
     """Every (model, mode, schedule, seed) of ``profile``, model-major (Table 1's rows; default: all seven).
 
     ``schedules`` and ``taus`` (the sigmoid's temperatures; ``None`` = 0.7) multiply the Gaussian mode
-    only (Table 2). A ``decoder_variance`` among ``fields_`` applies to the VAEs only. ``seeds`` default to ``settings.SEEDS["images_digits"]`` on the digits, else
-    ``settings.SEEDS["images"]``.
+    only (Table 2). A ``decoder_variance`` among ``fields_`` applies to the VAEs only. ``seeds`` default to :data:`SEEDS_DIGITS` on the digits, else
+    :data:`SEEDS`.
     """
     models = list(models or MODELS)
     if seeds is None:
-        dataset = settings.images(profile, model=models[0], mode="vanilla", **fields_).dataset
-        seeds = settings.SEEDS["images_digits" if dataset == DIGITS else "images"]
+        dataset = from_profile(profile, model=models[0], mode="vanilla", **fields_).dataset
+        seeds = SEEDS_DIGITS if dataset == DIGITS else SEEDS
     variants = []
     for mode in modes:
         if mode != "gaussian":
@@ -295,7 +352,7 @@ def grid(profile: Optional[str] = None, *, models: Optional[Sequence[str]] = Non
     def own(model: str) -> dict[str, Any]:  # the flows have no decoder variance to set
         return fields_ if family(model) == "vae" else {k: v for k, v in fields_.items() if k != "decoder_variance"}
 
-    return [settings.images(profile, model=k, mode=m, seed=seed, schedule=s, tau=t, **own(k))
+    return [from_profile(profile, model=k, mode=m, seed=seed, schedule=s, tau=t, **own(k))
             for k in models for m, s, t in variants for seed in seeds]  # fmt: skip
 
 
@@ -693,7 +750,7 @@ def result_row(result: ImageResult, data: ImageData) -> dict[str, Any]:
         return "" if value is None or not math.isfinite(value) else round(float(value), digits)
 
     common = {"dataset": data.name, "model": c.model, "schedule": c.schedule_label, "seed": c.seed, "epochs": c.epochs,
-              "steps": result.steps, "profile": settings.profile_of("images", c), "device": result.device,
+              "steps": result.steps, "profile": profile_of(c), "device": result.device,
               "world_size": result.world_size, "seconds_per_step": round(result.seconds_per_step, 6),
               "arith": result.arith, "decoder_variance": _variance_cell(c)}  # fmt: skip
     if data.name == DIGITS:
@@ -828,11 +885,11 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
 
 def miniature_runs(ablation: bool = False) -> list[ImageRun]:
     """The runs of Table 1 in miniature (the quick profile's grid: 7 models x 3 modes x the seeds of
-    ``settings.SEEDS["images_digits"]``), or with ``ablation`` those of Table 2 in miniature
-    (``settings.IMAGE_ABLATION``, the Gaussian mode only)."""
+    :data:`SEEDS_DIGITS`), or with ``ablation`` those of Table 2 in miniature (:data:`ABLATION`, the Gaussian
+    mode only)."""
     if not ablation:
         return grid("quick")
-    spec = settings.IMAGE_ABLATION
+    spec = ABLATION
     return grid("quick", models=spec["models"], modes=["gaussian"], schedules=spec["schedules"], taus=spec["taus"])
 
 
@@ -850,8 +907,8 @@ def paired(frame, model: str, mode: str, schedule: str, metric: str = "fd"):
 
 
 def miniature_variance() -> float:
-    """The decoder variance of the miniature's VAEs (the quick profile's, ``IMAGE_MODEL_BUDGETS``)."""
-    return float(settings.IMAGE_MODEL_BUDGETS["quick"]["vae"]["decoder_variance"])
+    """The decoder variance of the miniature's VAEs (the quick profile's, :data:`MODEL_BUDGETS`)."""
+    return float(MODEL_BUDGETS["quick"]["vae"]["decoder_variance"])
 
 
 def at_variance(frame, decoder_variance: Optional[float] = None):
@@ -929,9 +986,9 @@ def ablation_table(frame, paper: Optional[dict] = None, decoder_variance: Option
     table2 = paper_numbers.SCHEDULES_FID if paper is None else paper
     frame = at_variance(frame, decoder_variance)
     rows = []
-    for model in settings.IMAGE_ABLATION["models"]:
-        labels = [schedule_label(s, t) for s in settings.IMAGE_ABLATION["schedules"]
-                  for t in (settings.IMAGE_ABLATION["taus"] if s == "sigmoid" else (None,))]  # fmt: skip
+    for model in ABLATION["models"]:
+        labels = [schedule_label(s, t) for s in ABLATION["schedules"]
+                  for t in (ABLATION["taus"] if s == "sigmoid" else (None,))]  # fmt: skip
         p = table2[("cifar10", model)]
         for label in labels:
             van, mol = paired(frame, model, "gaussian", label)

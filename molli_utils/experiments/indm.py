@@ -27,14 +27,26 @@ from ..data import load_toy2d
 from ..metrics import circle_scores, mmd2_of_samples
 from ..models.indm import INDM, INDM_FLOWS, make_indm
 from ..training import TrainConfig, TrainResult, train
-from . import settings
+from . import profiles
 from .toy2d import CIRCLE_COLUMNS, DATASETS
 
-__all__ = ["MODELS", "RESULTS", "INDMRun", "INDMResult", "grid", "run", "key"]
+__all__ = ["MODELS", "RESULTS", "SEEDS", "BUDGETS", "IDENTITY", "INDMRun", "INDMResult", "from_profile", "grid", "run",
+           "key"]  # fmt: skip
 
 #: ``indm_toy2d.csv``'s name of each flow of :func:`~molli_utils.models.indm.make_indm`.
 MODELS = {"identity": "diffusion", "realnvp": "indm"}
 RESULTS = "indm_toy2d.csv"
+#: The seeds of the stored results (and the command line's default).
+SEEDS = (0, 1, 2)
+#: Per profile, the run fields that differ from the defaults (the toy flows' budget; ~2 min per INDM run on one
+#: CPU thread in the quick profile).
+BUDGETS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "colab": {},
+    "quick": {"steps": 2_000, "sample_steps": 200, "n_samples": 2_000, "draws": 16},
+}
+#: The fields that name a run (not its budget).
+IDENTITY = ("dataset", "flow", "seed")
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,12 @@ class INDMRun:
         return MODELS[self.flow]
 
 
+def from_profile(profile_name: Optional[str] = None, **fields: Any) -> INDMRun:
+    """One :class:`INDMRun` of ``profile_name`` (default: :func:`~molli_utils.experiments.profiles.profile`):
+    ``BUDGETS[profile]`` with ``fields`` (``dataset``, ``flow``, ``seed``, any other field) on top."""
+    return INDMRun(**{**profiles.budget_of(BUDGETS, profile_name), **fields})
+
+
 def key(r: INDMRun) -> dict[str, Any]:
     """The recorded-run key of ``r`` in ``indm_toy2d.csv``."""
     return {"dataset": r.dataset, "flow": r.flow, "seed": r.seed, "steps": r.steps}
@@ -71,9 +89,10 @@ def key(r: INDMRun) -> dict[str, Any]:
 
 def grid(profile: Optional[str] = None, *, datasets: Sequence[str] = DATASETS, flows: Sequence[str] = tuple(MODELS),
          seeds: Optional[Sequence[int]] = None, **fields: Any) -> list[INDMRun]:  # fmt: skip
-    """Every (data set, flow, seed) of ``profile``, data set-major."""
-    seeds = settings.SEEDS["indm"] if seeds is None else seeds
-    return [settings.indm(profile, dataset=d, flow=f, seed=s, **fields) for d in datasets for f in flows for s in seeds]
+    """Every (data set, flow, seed) of ``profile`` (:func:`from_profile`; seeds default to :data:`SEEDS`),
+    data set-major."""
+    seeds = SEEDS if seeds is None else seeds
+    return [from_profile(profile, dataset=d, flow=f, seed=s, **fields) for d in datasets for f in flows for s in seeds]
 
 
 @dataclass

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from .. import arithmetic
-from . import results
+from . import results, toy2d
+from . import uci as uci_experiment
 
 __all__ = ["Tolerance", "UCI", "TOYS", "Reproduction", "ReproductionError", "compare", "uci", "toys", "drift"]
 
@@ -253,15 +254,13 @@ def uci(result, *, file: str = "uci.csv") -> Reproduction:
 
     Raises ``LookupError`` when no stored run has the result's settings (e.g. a shorter profile).
     """
-    from . import uci as uci_
-
-    key, table = uci_.key(result.config), results.load(file)
+    key, table = uci_experiment.key(result.config), results.load(file)
     rows = results.select(table, **key)
     if len(rows) != 1:
         raise LookupError(f"{len(rows)} stored runs in {file} with the settings {key}")
     stored = rows.iloc[0].to_dict()
-    curve_key = {k: key[k] for k in results.FILES[uci_.CURVES].key if k != "epoch"}
-    stored_curve = results.select(results.load(uci_.CURVES), **curve_key).sort_values("epoch").to_dict("records")
+    curve_key = {k: key[k] for k in results.FILES[uci_experiment.CURVES].key if k != "epoch"}
+    stored_curve = results.select(results.load(uci_experiment.CURVES), **curve_key).sort_values("epoch").to_dict("records")
     cell = {k: key[k] for k in ("dataset", "flow", "variant", "mode", "epochs", "optimizer", "matmul")}
     spread = _spread(table, cell, list(UCI.floor))
     c = result.config
@@ -272,8 +271,6 @@ def uci(result, *, file: str = "uci.csv") -> Reproduction:
 def toys(result) -> list[Reproduction]:
     """Judge every run of a live :func:`molli_utils.experiments.toy2d.run` result against ``toy2d.csv``
     and ``toy2d_curves.csv``; runs with no stored twin (another length) are left out."""
-    from . import toy2d
-
     import pandas as pd
 
     table, curves = results.load(toy2d.RESULTS), results.load(toy2d.CURVES)

@@ -2,7 +2,7 @@
 
 One run (:class:`Toy2DRun`) trains :func:`~molli_utils.models.toy.realnvp_2d` (5 coupling
 layers, 2 x 64 hidden units) with Adam (5e-4, batch 256) for 20k steps on 10,000 points of
-a toy, in one of the modes of :data:`~molli_utils.experiments.settings.MODES`:
+a toy, in one of the modes of :data:`~molli_utils.experiments.modes.MODES`:
 
 * ``vanilla``; ``mollification`` (Gaussian, sigmoid schedule over the whole run);
 * ``constant`` (fixed noise variance 0.01: the "constant noise does not help" baseline of Sec. 2.2);
@@ -50,11 +50,11 @@ from ..metrics import MMDReference, circle_scores, mmd2_noise_floor
 from ..models.ensemble import FlowEnsemble
 from ..models.toy import ACTIVATIONS, check_activation, dead_units, realnvp_2d
 from ..training import TrainConfig, TrainResult, train
-from . import settings
+from . import modes, profiles
 
 __all__ = ["DATASETS", "MODES", "PAPER_MODES", "ACTIVATIONS", "RESULTS", "CURVES", "DEAD_UNITS", "CURVE_STEPS",
-           "NOISE_FLOOR", "Toy2DRun", "Toy2DResult", "BestByValidation", "grid", "run", "validation_set", "key",
-           "noise_floor"]  # fmt: skip
+           "NOISE_FLOOR", "SEEDS", "BUDGETS", "IDENTITY", "Toy2DRun", "Toy2DResult", "BestByValidation", "from_profile",
+           "grid", "run", "validation_set", "key", "noise_floor"]  # fmt: skip
 
 DATASETS = ("mixture_of_gaussians", "von_mises")
 #: The paper's two modes (the benchmarks time these).
@@ -67,6 +67,13 @@ RESULTS, CURVES, DEAD_UNITS = "toy2d.csv", "toy2d_curves.csv", "toy2d_dead_units
 NOISE_FLOOR = "toy2d_noise_floor.csv"
 #: How much of each run's training loss ``toy2d_curves.csv`` keeps (steps).
 CURVE_STEPS = 2_000
+#: The seeds of the stored results (and the command line's default).
+SEEDS = (0, 1, 2)
+#: Per profile, the run fields that differ from the paper's defaults (Appendix D.3.1: 20k steps; on Colab's CPU
+#: the four live runs take ~3 min).
+BUDGETS: dict[str, dict[str, Any]] = {"full": {}, "colab": {}, "quick": {"steps": 2_000, "n_samples": 2_000}}
+#: The fields that name a run (not its budget).
+IDENTITY = ("dataset", "mode", "seed", "activation")
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,12 @@ class Toy2DRun:
                 self.activation)  # fmt: skip
 
 
+def from_profile(profile_name: Optional[str] = None, **fields_: Any) -> Toy2DRun:
+    """One :class:`Toy2DRun` of ``profile_name`` (default: :func:`~molli_utils.experiments.profiles.profile`):
+    ``BUDGETS[profile]`` with ``fields_`` (``dataset``, ``mode``, ``seed``, any other field) on top."""
+    return Toy2DRun(**{**profiles.budget_of(BUDGETS, profile_name), **fields_})
+
+
 def key(r: Toy2DRun) -> dict[str, Any]:
     """The recorded-run key of ``r`` in ``toy2d.csv``."""
     return {"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation, "iterations": r.steps}
@@ -113,9 +126,10 @@ def key(r: Toy2DRun) -> dict[str, Any]:
 def grid(profile: Optional[str] = None, *, datasets: Sequence[str] = DATASETS,
          modes: Sequence[str] = ("vanilla", "mollification", "constant"), seeds: Optional[Sequence[int]] = None,
          **fields_: Any) -> list[Toy2DRun]:  # fmt: skip
-    """Every (data set, mode, seed) of ``profile`` (:mod:`~molli_utils.experiments.settings`), data set-major."""
-    seeds = settings.SEEDS["toy2d"] if seeds is None else seeds
-    return [settings.toy2d(profile, dataset=d, mode=m, seed=s, **fields_) for d in datasets for m in modes for s in seeds]
+    """Every (data set, mode, seed) of ``profile`` (:func:`from_profile`; seeds default to :data:`SEEDS`),
+    data set-major."""
+    seeds = SEEDS if seeds is None else seeds
+    return [from_profile(profile, dataset=d, mode=m, seed=s, **fields_) for d in datasets for m in modes for s in seeds]
 
 
 def validation_set(name: str, n_val: int = 10_000, seed: int = 0) -> torch.Tensor:
@@ -329,7 +343,7 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     splits = {d: load_toy2d(d, n_train=first.n_train, n_test=first.n_test, seed=0) for d in datasets}
     val = {d: validation_set(d, n_val=first.n_val, seed=0) for d in datasets}
     ensemble = FlowEnsemble([realnvp_2d(seed=r.seed, activation=r.activation) for r in runs])
-    mollifiers = [settings.mollifier(r.mode, steps, r.seed, experiment="toy2d") for r in runs]
+    mollifiers = [modes.mollifier(r.mode, steps, r.seed, experiment="toy2d") for r in runs]
     tracker = BestByValidation(ensemble, torch.stack([val[r.dataset] for r in runs]), max(1, steps // first.n_evals), steps)
     if dead_units_every is not None and (isinstance(dead_units_every, bool) or not isinstance(dead_units_every, int)
                                          or dead_units_every < 1):  # fmt: skip

@@ -11,7 +11,7 @@ one results row and the learning curve:
   best validation log-likelihood (early stopping, evaluated every epoch);
 * epochs, steps, times, non-finite steps (the command adds the provenance: commit, dirty, date).
 
-Modes (:data:`~molli_utils.experiments.settings.MODES`): ``vanilla``; ``mollification``
+Modes (:data:`~molli_utils.experiments.modes.MODES`): ``vanilla``; ``mollification``
 (Gaussian, sigmoid schedule over the whole run, the paper's UCI recipe); ``constant`` (a
 fixed noise variance of 0.01 for the whole run: the baseline the paper says does not help).
 
@@ -40,15 +40,23 @@ from ..data.uci import UCI_NAMES, load_uci
 from ..models.tabular import FLOWS, VARIANTS, recompute_batchnorm_statistics, tabular_flow
 from ..runtime import MATMULS, matmul_precision
 from ..training import DivergenceError, TrainConfig, TrainResult, train
-from . import results, settings
+from . import modes, profiles, results
+from .cli import RunsFailed, deferred_signals, process_pool
 
-__all__ = ["DATASETS", "MODES", "RESULTS", "CURVES", "UCIRun", "UCIResult", "run", "grid", "run_many", "key",
-           "mean_loglik"]  # fmt: skip
+__all__ = ["DATASETS", "MODES", "RESULTS", "CURVES", "SEEDS", "BUDGETS", "IDENTITY", "UCIRun", "UCIResult",
+           "from_profile", "run", "grid", "run_many", "key", "mean_loglik"]  # fmt: skip
 
 DATASETS = ("redwine", "whitewine", "parkinsons")  # the ones runnable offline (miniboone needs a download)
 MODES = ("vanilla", "mollification", "constant")
 RESULTS, CURVES = "uci.csv", "uci_curves.csv.gz"
 OPTIMIZERS = ("adam-fused", "adam")
+#: The seeds of the stored results (and the command line's default).
+SEEDS = (1, 2, 3, 4)
+#: Per profile, the run fields that differ from the paper's defaults (Appendix D.4: 150 epochs; a red-wine run
+#: is 1-2 min on one CPU thread).
+BUDGETS: dict[str, dict[str, Any]] = {"full": {}, "colab": {}, "quick": {"epochs": 12}}
+#: The fields that name a run (not its budget).
+IDENTITY = ("dataset", "flow", "mode", "seed")
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,12 @@ class UCIRun:
                                    ("optimizer", self.optimizer, OPTIMIZERS), ("matmul", self.matmul, MATMULS)):  # fmt: skip
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {list(valid)}")
+
+
+def from_profile(profile_name: Optional[str] = None, **fields: Any) -> UCIRun:
+    """One :class:`UCIRun` of ``profile_name`` (default: :func:`~molli_utils.experiments.profiles.profile`):
+    ``BUDGETS[profile]`` with ``fields`` (``dataset``, ``flow``, ``mode``, ``seed``, any other field) on top."""
+    return UCIRun(**{**profiles.budget_of(BUDGETS, profile_name), **fields})
 
 
 def key(r: UCIRun) -> dict[str, Any]:
@@ -159,8 +173,8 @@ def run(
 
     total, per_epoch = train_config.total_steps(len(train_x)), train_config.steps_per_epoch(len(train_x))
     official = config.variant == "official"
-    mollifier = settings.mollifier(config.mode, total, config.seed, experiment="uci",
-                                   step_quantum=per_epoch if official else 1)  # fmt: skip
+    mollifier = modes.mollifier(config.mode, total, config.seed, experiment="uci",
+                                step_quantum=per_epoch if official else 1)  # fmt: skip
     train_dev = train_x.to(device)
     epoch_end = (lambda epoch, m: recompute_batchnorm_statistics(m, train_dev)) if official else None
     row = {**{k: getattr(config, k) for k in ("dataset", "flow", "variant", "mode", "seed", "epochs", "hidden",
@@ -214,9 +228,10 @@ def grid(
     variants: Sequence[str] = ("official",),
     **fields: Any,
 ) -> list[UCIRun]:
-    """All combinations of ``profile``, seed-major (every configuration's first seed first), so a partial table is balanced."""
-    seeds = settings.SEEDS["uci"] if seeds is None else seeds
-    return [settings.uci(profile, dataset=d, flow=f, mode=m, seed=s, variant=v, **fields)
+    """All combinations of ``profile`` (:func:`from_profile`; seeds default to :data:`SEEDS`), seed-major (every
+    configuration's first seed first), so a partial table is balanced."""
+    seeds = SEEDS if seeds is None else seeds
+    return [from_profile(profile, dataset=d, flow=f, mode=m, seed=s, variant=v, **fields)
             for v, s, d, f, m in itertools.product(variants, seeds, datasets, flows, modes)]  # fmt: skip
 
 
@@ -241,8 +256,6 @@ def run_many(
     on; once all have ended, :class:`~molli_utils.experiments.cli.RunsFailed` is raised if any failed (every
     finished run is stored by then). Ctrl-C (or SIGTERM under the command) terminates the workers; the
     finished runs stay stored and the same call resumes."""
-    from .cli import RunsFailed, deferred_signals, process_pool
-
     folder = results.results_dir(folder)
     out, curves = folder / RESULTS, folder / CURVES
     runs = list(dict.fromkeys(runs))  # a run given twice is trained once
