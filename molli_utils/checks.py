@@ -60,6 +60,8 @@ __all__ = [
     "check_noise_vs_blur",
 ]
 
+#: The most points (rows) a check compares by MMD^2: the grader runs the checks on what a submission sends.
+MAX_ROWS = 20_000
 #: MIME type of the display output that carries a check's verdict (read by :mod:`molli_utils.grade`).
 RECORD_MIME = "application/vnd.molli-check+json"
 #: The verdicts a record can hold.
@@ -394,6 +396,9 @@ def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengt
     from .metrics import mmd2
 
     runs = ("vanilla", "mollified")
+    if not isinstance(x_test, torch.Tensor) or x_test.ndim != 2 or not 0 < len(x_test) <= MAX_ROWS:
+        raise AssertionError(f"x_test must be a tensor [n, d] of at most {MAX_ROWS:,} held-out points, got "
+                             f"{getattr(x_test, 'shape', type(x_test).__name__)}")  # fmt: skip
     for name, mapping in (("scores", scores), ("samples", samples)):
         missing = [r for r in runs if r not in mapping]
         if missing:
@@ -403,8 +408,9 @@ def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengt
         untrained = mmd2(torch.randn(len(x_test), x_test.shape[1], dtype=torch.float64), x_test, lengthscale=lengthscale)
     for run in runs:
         x = samples[run]
-        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != x_test.shape[1]:
-            raise AssertionError(f"samples[{run!r}] must be a tensor [n, {x_test.shape[1]}], got {getattr(x, 'shape', type(x).__name__)}")
+        if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != x_test.shape[1] or len(x) > MAX_ROWS:
+            raise AssertionError(f"samples[{run!r}] must be a tensor [n, {x_test.shape[1]}] with n at most {MAX_ROWS:,}, "
+                                 f"got {getattr(x, 'shape', type(x).__name__)}")  # fmt: skip
         if not bool(torch.isfinite(x).all()):
             raise AssertionError(f"samples[{run!r}] contains nan or inf: keep only the finite rows before scoring")
         value = scores[run]
@@ -526,8 +532,11 @@ def check_noise_vs_blur(table: Any, image: torch.Tensor, *, horizon: int) -> str
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise AssertionError(f"the table lacks the columns {missing}; it needs {need}, has {list(frame.columns)}")
-    if len(frame) < 3:
-        raise AssertionError(f"the table needs at least 3 steps (e.g. t = 0, T/2, T), got {len(frame)}")
+    if not 3 <= len(frame) <= 1000:
+        raise AssertionError(f"the table needs at least 3 steps (e.g. t = 0, T/2, T) and at most 1,000, got {len(frame)}")
+    if not isinstance(image, torch.Tensor) or image.ndim < 2 or image.numel() > 2**22:
+        raise AssertionError(f"image must be a tensor [..., H, W] of at most {2**22:,} values, got "
+                             f"{getattr(image, 'shape', type(image).__name__)}")  # fmt: skip
     img = image.detach().double()
     centred = 2.0 * img - 1.0
     noise_tol = max(0.05, 6.0 * math.sqrt(2.0 / img.numel()))  # ~6 standard errors of a mean of squares

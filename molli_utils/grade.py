@@ -20,11 +20,13 @@ ones), after its saved outputs are cleared (nothing saved in the file counts), a
 * **checks restored**: with ``--reference``, every code cell of the instructor notebook that calls a check
   (and is not a ``solution`` cell) is put back over the submission's cell of the same id (or, without ids,
   the cell that calls the same checks), as nbgrader does;
-* **verified verdicts**: after the submission's cells, the grader appends its own cells that re-run each
-  cell calling a check, with ``checks`` imported afresh (under a private module name) from the package
-  copy, each module's SHA-256 compared with the grader's before it is executed; the records of those cells
-  carry an HMAC whose key is per submission and appears only in the grader's cells. Only such records
-  count: records the submission displays itself, before or after, are ignored;
+* **verdicts from the grader's process**: after the submission's cells, the grader's own cells re-run each cell
+  that calls a check with every check replaced by a recorder that keeps the call's arguments
+  (:mod:`molli_utils.grade_kernel`); then the grader runs each recorded check **in its own process**, from its
+  own :mod:`molli_utils.checks`, the student's functions reached in the kernel through proxies that send and
+  receive data only (tensors, numbers, text, lists, dicts; read with ``torch.load(weights_only=True)``, at most
+  64 MiB each, :mod:`molli_utils.grade_calls`). The student's code never runs in the grader's process: it
+  cannot patch a check or its reference, nor forge a verdict; records the submission displays are ignored;
 * **tampering**: the SHA-256 of the package copy, of the checks' modules in the checkout, of every
   submission, of the other notebooks in the submissions' folders and of the reference notebooks is compared
   before and after each submission; a change makes the submission ``tampered`` (not graded, every check
@@ -45,9 +47,9 @@ version calls, so that a deleted check cell counts as not attempted. A submissio
 (``0 of 0``) is an error, as is a file that is not a notebook (``not gradable: ...``); the batch goes on.
 Written answers are graded by hand; the report counts those left as the empty answer box.
 
-What remains (see book/instructors.md): the student's code runs in the same process as the checks, so
-code written to do it can still tamper with what a check inspects (patch ``torch``, read the key from the
-grader's cell while a check calls it); without ``bwrap`` it can read what the instructor's user can read.
+What remains (see book/instructors.md): a check judges what the student's functions return; code written to
+return the right values in the grader's calls (the reference implementation called, the checks' inputs
+recognised) passes, so read the code too; without ``bwrap`` the kernel can read what the instructor's user can.
 Needs nbclient, nbformat and ipykernel (``pip install "molli-utils[teach]"``).
 """
 
@@ -55,9 +57,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import base64
 import copy
 import hashlib
-import hmac
+import inspect
+import io
 import json
 import os
 import re
@@ -72,16 +76,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+import torch
+
 from .assignments import ANSWER_CELL, SOLUTION_TAG
+from . import grade_calls, grade_kernel
 from .checks import CHECKS, RECORD_MIME
 
 __all__ = ["CheckResult", "Report", "Limits", "NotGradable", "grade_notebook", "grade", "expected_checks",
-           "records", "signed_records", "restore_check_cells", "read_notebook", "isolation", "format_report",
+           "records", "restore_check_cells", "read_notebook", "isolation", "format_report",
            "main"]  # fmt: skip
 
 _CHECK_CALL = re.compile(r"\b(check_\w+)\s*\(")
-#: MIME type of the records signed by the grader's own cells (the only ones that count).
-SIGNED_MIME = "application/vnd.molli-grade-signed+json"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -205,8 +210,8 @@ def expected_checks(nb: Any) -> list[str]:
 
 def records(nb: Any) -> list[dict[str, Any]]:
     """The check records (``{"check", "status", "message"}``) in the outputs of an executed notebook, with their
-    ``cell`` (its position in the notebook, counting from 1). Anything can display these: the grader counts
-    only :func:`signed_records`."""
+    ``cell`` (its position in the notebook, counting from 1). Anything can display these: the grader never
+    counts them (it runs the checks itself)."""
     out = []
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
@@ -218,29 +223,6 @@ def records(nb: Any) -> list[dict[str, Any]]:
                 except (ValueError, TypeError):
                     continue
                 out.append({**rec, "cell": i + 1})
-    return out
-
-
-def signed_records(nb: Any, key: str, *, first_cell: int = 0) -> list[dict[str, Any]]:
-    """The records of cells ``first_cell`` (counting from 0) onwards whose HMAC-SHA256 under ``key`` is valid:
-    ``{"kind": "check", "check", "status", "message", "cell", "seq"}`` and ``{"kind": "done", "ename", "evalue",
-    "cell", "seq"}`` (``cell``: the submission's cell the grader re-ran). Anything else is ignored."""
-    out = []
-    for cell in nb.cells[first_cell:]:
-        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            data = o.get("data", {}) if o.get("output_type") in ("display_data", "execute_result") else {}
-            signed = data.get(SIGNED_MIME)
-            if not isinstance(signed, dict) or not isinstance(signed.get("body"), str):
-                continue
-            mac = hmac.new(key.encode(), signed["body"].encode(), hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(mac, str(signed.get("hmac", ""))):
-                continue
-            try:
-                rec = json.loads(signed["body"])
-            except ValueError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
     return out
 
 
@@ -285,19 +267,15 @@ def _verdict(nb: Any, check: str, recs: list[dict[str, Any]], errors: list[dict[
     return CheckResult(check, "not attempted" if stop["ename"] == "NotImplementedError" else "failed", why)
 
 
-def _verified_verdict(nb: Any, check: str, signed: list[dict[str, Any]], reached: int, stopped: str) -> CheckResult:
-    """The verdict on ``check`` from the grader's signed records: its check records, else the ``done`` record of
-    the re-run of the cell that should have called it; ``reached``: the last cell of the submission executed."""
-    recs = [r for r in signed if r.get("kind") == "check"]
-    done = {r.get("cell"): r for r in signed if r.get("kind") == "done"}
-    cells = _calling_cells(nb, check)
-    for i in cells:  # the done record counts the records of its cell: fewer arrived if some were suppressed
-        if i in done and sum(r.get("cell") == i for r in signed) != done[i].get("seq"):
-            return CheckResult(check, "failed", f"could not be verified: records of the grader's re-run of cell {i} "
-                                                "were suppressed")  # fmt: skip
+def _verified_verdict(nb: Any, check: str, recs: list[dict[str, Any]], done: dict[int, dict[str, Any]],
+                      reached: int, stopped: str) -> CheckResult:  # fmt: skip
+    """The verdict on ``check`` from the grader's own runs of it (``recs``: ``{"check", "status", "message"}``),
+    else from how the grader's re-run of the cell that should have called it ended (``done``, by cell);
+    ``reached``: the last cell of the submission executed."""
     mine = [r for r in recs if r.get("check") == check]
     if mine:
         return _verdict(nb, check, mine, [])
+    cells = _calling_cells(nb, check)
     if not cells:
         return CheckResult(check, "not attempted", "the submission does not call this check")
     ran = [i for i in cells if i <= reached]
@@ -306,9 +284,9 @@ def _verified_verdict(nb: Any, check: str, signed: list[dict[str, Any]], reached
     for i in ran:
         d = done.get(i)
         if d is None:
-            why = stopped or "the grader's records were suppressed"
-            why = f"could not be verified: the grader's re-run of cell {i} did not finish ({why})"
-            return CheckResult(check, "failed", why)
+            why = stopped or "its record of the calls was suppressed"
+            return CheckResult(check, "failed", f"could not be verified: the grader's re-run of cell {i} did not "
+                                                f"finish ({why})")  # fmt: skip
         if d.get("ename"):
             why = f"cell {i} stopped before the check ran: {d['ename']}: {d.get('evalue', '')}"
             return CheckResult(check, "not attempted" if d["ename"] == "NotImplementedError" else "failed", why)
@@ -598,95 +576,44 @@ class _Guard:
 
 # --------------------------------------------------------------------------- the grader's cells
 
-_GRADER_CELL = '''\
-# Added by the grading command (python -m molli_utils.grade): re-runs cell @CELL@ of the submission with the
-# checks imported afresh from the grader's verified copy of molli_utils. Only the records signed here count.
-def _molli_grade_cell(key, root, manifest, cell, source):
-    import hashlib, hmac, importlib.abc, importlib.util, json, sys, types
-    from IPython import get_ipython
-    from IPython.display import display
-
-    private = "_molli_verified_%s_%d" % (hashlib.sha256(key.encode()).hexdigest()[:12], cell)
-    seq = [0]
-
-    def emit(entry):
-        seq[0] += 1
-        body = json.dumps(dict(entry, cell=cell, seq=seq[0]), sort_keys=True)
-        mac = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
-        text = "grader: %s %s" % (entry.get("check", "cell %d" % cell), entry.get("status", "done"))
-        display({@MIME@: {"body": body, "hmac": mac}, "text/plain": text}, raw=True)
-
-    def relpath(name):
-        rel = name[len(private) + 1:].replace(".", "/")
-        return rel + ".py" if rel + ".py" in manifest else rel + "/__init__.py"
-
-    class Verified(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, name, path=None, target=None):
-            if not name.startswith(private + ".") or relpath(name) not in manifest:
-                return None
-            return importlib.util.spec_from_loader(name, self, is_package=relpath(name).endswith("__init__.py"))
-
-        def create_module(self, spec):
-            return None
-
-        def exec_module(self, module):
-            rel = relpath(module.__name__)
-            with open(root + "/" + rel, "rb") as f:
-                data = f.read()
-            if hashlib.sha256(data).hexdigest() != manifest[rel]:
-                raise ImportError("molli_utils/" + rel + " differs from the grader's copy")
-            module.__file__ = root + "/" + rel
-            if rel.endswith("__init__.py"):
-                module.__path__ = []
-            exec(compile(data, module.__file__, "exec"), module.__dict__)
-
-    finder = Verified()
-    package = types.ModuleType(private)
-    package.__path__ = []
-    sys.modules[private] = package
-    sys.meta_path.insert(0, finder)
-    try:
-        checks = importlib.import_module(private + ".checks")
-
-        def record(check, status, message):
-            if status not in checks.STATUSES:
-                raise ValueError("unknown status %r" % (status,))
-            emit({"kind": "check", "check": check, "status": status, "message": str(message)})
-            return {"check": check, "status": status, "message": message}
-
-        checks.record = record
-        shell = get_ipython()
-        shell.user_ns["checks"] = checks
-        sys.modules["molli_utils.checks"] = checks  # so that the cell's own `from molli_utils import checks` gets it
-        if sys.modules.get("molli_utils") is not None:
-            try:
-                sys.modules["molli_utils"].checks = checks
-            except Exception:
-                pass
-        code = compile(shell.transform_cell(source), "<cell %d, re-run by the grader>" % cell, "exec")
-        exec(code, shell.user_ns)
-    except BaseException as err:
-        emit({"kind": "done", "ename": type(err).__name__, "evalue": str(err)[:2000]})
-    else:
-        emit({"kind": "done", "ename": "", "evalue": ""})
-    finally:
-        if finder in sys.meta_path:
-            sys.meta_path.remove(finder)
+def _agent_cell() -> str:
+    """The source of the grader's first cell: :mod:`molli_utils.grade_kernel`, sent as text (never imported in the
+    kernel from the package) and bound to ``_molli_grade``."""
+    source = inspect.getsource(grade_kernel)
+    return ("# Added by the grading command (python -m molli_utils.grade): its agent in this kernel. The checks run in\n"
+            "# the grader's own process; only data passes between them.\n"
+            "import types as _molli_types\n"
+            "_molli_grade = _molli_types.ModuleType('_molli_grade')\n"
+            f"exec(compile({source!r}, '<molli_utils.grade_kernel>', 'exec'), _molli_grade.__dict__)\n"
+            "_molli_grade = _molli_grade.Agent()\n"
+            "del _molli_types\n")
 
 
-_molli_grade_cell(@KEY@, @ROOT@, @MANIFEST@, @CELL@, @SOURCE@)
-del _molli_grade_cell
-'''
+def _rerun_cell(cell: int, source: str) -> str:
+    """The source of the grader's cell that re-runs ``source`` (cell ``cell``) with the checks' calls recorded."""
+    return (f"# Added by the grading command: re-runs cell {cell} of the submission, recording its checks' calls.\n"
+            f"_molli_grade.rerun({cell}, {source!r}, {list(CHECKS)!r})\n")
 
 
-def _grader_cell(key: str, root: str, manifest: dict[str, str], cell: int, source: str) -> str:
-    """The source of the grader's cell that re-runs ``source`` (cell ``cell`` of the submission)."""
-    values = {"@MIME@": repr(SIGNED_MIME), "@KEY@": repr(key), "@ROOT@": repr(root), "@MANIFEST@": repr(manifest),
-              "@SOURCE@": repr(source)}  # fmt: skip
-    text = _GRADER_CELL.replace("@CELL@", str(cell))
-    for k, v in values.items():
-        text = text.replace(k, v)
-    return text
+def _outputs(cell: Any, mime: str) -> list[Any]:
+    """The values of ``mime`` in the display outputs of ``cell``."""
+    return [o["data"][mime] for o in cell.get("outputs", []) if o.get("output_type") in ("display_data",
+            "execute_result") and mime in o.get("data", {})]  # fmt: skip
+
+
+def _done_records(nb: Any, first_cell: int) -> dict[int, dict[str, Any]]:
+    """The last :data:`~molli_utils.grade_kernel.DONE_MIME` record of each re-run cell, by the submission's cell
+    it re-ran: ``{"ename", "evalue", "calls": [{"check", "payload"}]}`` (malformed records are skipped)."""
+    out = {}
+    for cell in nb.cells[first_cell:]:
+        meta = cell.get("metadata", {}).get("molli_grader", {})
+        if "cell" not in meta:
+            continue
+        for rec in _outputs(cell, grade_kernel.DONE_MIME):
+            if isinstance(rec, dict) and rec.get("cell") == meta["cell"] and isinstance(rec.get("calls"), list):
+                out[meta["cell"]] = {"ename": str(rec.get("ename", "")), "evalue": str(rec.get("evalue", "")),
+                                     "calls": [c for c in rec["calls"] if isinstance(c, dict)]}  # fmt: skip
+    return out
 
 
 # --------------------------------------------------------------------------- grading
@@ -723,6 +650,61 @@ def _grader_client(nbclient_mod: Any) -> type:
     return _GraderClient
 
 
+def _run_checks(done: dict[int, dict[str, Any]], nb: Any, run: Any, timeout: int, recs: list[dict[str, Any]]) -> str:
+    """Run every recorded call of a check (``done``, :func:`_done_records`) in this process, the student's
+    functions called in the kernel through cells appended to ``nb`` and executed by ``run(index)``; append the
+    verdicts ``{"check", "status", "message", "cell"}`` to ``recs``. A call whose record cannot be read fails.
+    Returns why the kernel stopped answering (it died), else ``""``."""
+    nbformat, _ = _nb_modules()
+    from nbclient.exceptions import DeadKernelError
+
+    dead = [""]
+
+    def call(handle: int, args: tuple, kwargs: dict) -> Any:
+        if dead[0]:
+            raise grade_calls.CallError(dead[0])
+        buf = io.BytesIO()
+        torch.save({"args": args, "kwargs": kwargs, "rng": torch.get_rng_state()}, buf)
+        payload = base64.b64encode(buf.getvalue()).decode("ascii")
+        nb.cells.append(nbformat.v4.new_code_cell(f"_molli_grade.call({int(handle)}, {payload!r})",
+                                                  metadata={"molli_grader": {"call": int(handle)}}))  # fmt: skip
+        index = len(nb.cells) - 1
+        try:
+            late = run(index)
+        except DeadKernelError as err:
+            dead[0] = f"the kernel died while the checks called the student's code ({err})"
+            raise grade_calls.CallError(dead[0]) from None
+        cell = nb.cells[index]
+        answers = _outputs(cell, grade_kernel.RESULT_MIME)
+        cell.source = f"_molli_grade.call({int(handle)}, ...)  # {len(payload)} characters of arguments"
+        for o in cell.outputs:  # keep the executed copy small: the answers are read, not stored
+            if grade_kernel.RESULT_MIME in o.get("data", {}):
+                o["data"][grade_kernel.RESULT_MIME] = f"{len(str(o['data'][grade_kernel.RESULT_MIME]))} characters"
+        if late:
+            raise grade_calls.CallError(f"the call ran longer than {timeout} s")
+        if not answers:
+            raise grade_calls.CallError("the kernel gave no answer to a call of the student's function")
+        return grade_calls.answer(grade_calls.load_payload(answers[-1]), call)
+
+    for cell in sorted(done):
+        for entry in done[cell]["calls"]:
+            name = entry.get("check")
+            if name not in CHECKS:
+                continue
+            try:
+                request = grade_calls.load_payload(entry.get("payload"))
+                if not isinstance(request, dict):
+                    raise grade_calls.CallError("the recorded call is not a record")
+                args = grade_calls.decode(request.get("args"), call)
+                kwargs = grade_calls.decode(request.get("kwargs"), call)
+            except grade_calls.CallError as err:
+                status, message = "failed", f"could not be verified: {err}"
+            else:
+                status, message = grade_calls.run_check(name, args, kwargs)
+            recs.append({"check": name, "status": status, "message": message, "cell": cell})
+    return dead[0]
+
+
 def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "quick", timeout: int = 600,
                    name: str = "submission", limits: Optional[Limits] = None, sandbox: str = "auto",
                    hide: Sequence[str | os.PathLike] = (), _package: Optional[dict[str, bytes]] = None,
@@ -737,7 +719,6 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
     limits = limits or Limits()
     package = _package if _package is not None else _package_snapshot()
     modules = _check_modules(package)
-    manifest = {rel: _sha(package[rel]) for rel in modules}
     guard = _guard if _guard is not None else _Guard([_PACKAGE_DIR / rel for rel in modules])
     report = Report(name, profile=profile, isolation=isolation(sandbox))
 
@@ -755,13 +736,12 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
                           "pass the instructor notebook with --reference"))  # fmt: skip
         return report, nb
 
-    key = secrets.token_hex(32)
     token = secrets.token_hex(16)
     n_student = len(nb.cells)
     rerun = sorted({i for c in expected for i in _calling_cells(nb, c)})
     start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="molli-grade-"))
-    reached, pgid, log, copy_changed = 0, None, None, []
+    reached, pgid, log, copy_changed, done, recs = 0, None, None, [], {}, []
     try:
         for sub in ("nb", "home", "tmp", "pkg/molli_utils"):
             (work / sub).mkdir(parents=True, exist_ok=True)
@@ -769,9 +749,9 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
             target = work / "pkg" / "molli_utils" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-        root = str(work / "pkg" / "molli_utils")
+        nb.cells.append(nbformat.v4.new_code_cell(_agent_cell(), metadata={"molli_grader": {"agent": True}}))
         for i in rerun:
-            nb.cells.append(nbformat.v4.new_code_cell(_grader_cell(key, root, manifest, i, nb.cells[i - 1].source),
+            nb.cells.append(nbformat.v4.new_code_cell(_rerun_cell(i, nb.cells[i - 1].source),
                                                       metadata={"molli_grader": {"cell": i}}))  # fmt: skip
         nbformat.write(nb, work / "nb" / (Path(name).name if name.endswith(".ipynb") else "submission.ipynb"))
         prefix = [sys.executable, "-I", str(work / "pkg" / "molli_utils" / "sandbox.py"), "--wall", str(limits.wall),
@@ -815,9 +795,16 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
                         report.stopped = f"a cell ran longer than {timeout} s: execution stopped there"
                         reached -= 1  # that cell did not finish: the grader does not re-run it
                         break
-                for index in range(n_student, len(nb.cells)):
-                    if nb.cells[index].metadata["molli_grader"]["cell"] <= reached and run(index):
+                n_grader = len(nb.cells)
+                for index in range(n_student, n_grader):
+                    cell = nb.cells[index].metadata["molli_grader"].get("cell", 0)
+                    if cell <= reached and run(index):
                         report.stopped = report.stopped or f"a cell re-run by the grader ran longer than {timeout} s"
+                done = _done_records(nb, n_student)
+                with torch.random.fork_rng(devices=[]):
+                    died = _run_checks(done, nb, run, timeout, recs)
+                if died:
+                    report.stopped = report.stopped or f"{died}{_last_words(work / 'kernel.log')}"
         except DeadKernelError as err:
             dead = True
             elapsed = time.perf_counter() - start
@@ -840,7 +827,6 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
     changed = guard.changed()
     restored = guard.restore(changed)
     report.tampered = copy_changed + [str(p) + (" (restored)" if p in restored else "") for p in changed]
-    signed = signed_records(nb, key, first_cell=n_student)
     if report.tampered:
         report.stopped = ("tampered: the submission changed " + ", ".join(report.tampered)
                           + "; not graded (later submissions use the grader's copy)")  # fmt: skip
@@ -848,9 +834,8 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
                          for c in expected]  # fmt: skip
         return report, nb
     stopped = report.stopped if report.stopped else ""
-    extra = [c for c in dict.fromkeys(r.get("check") for r in signed if r.get("kind") == "check")
-             if c not in expected and c in CHECKS]  # fmt: skip
-    report.checks = [_verified_verdict(nb, c, signed, reached if (stopped or dead) else n_student, stopped)
+    extra = [c for c in dict.fromkeys(r["check"] for r in recs) if c not in expected]
+    report.checks = [_verified_verdict(nb, c, recs, done, reached if (stopped or dead) else n_student, stopped)
                      for c in [*expected, *extra]]  # fmt: skip
     return report, nb
 

@@ -14,7 +14,7 @@ import uuid
 import nbformat
 import pytest
 
-from molli_utils import grade
+from molli_utils import grade, grade_kernel
 from molli_utils.checks import RECORD_MIME
 
 pytestmark = [pytest.mark.notebook, pytest.mark.usefixtures("one_thread")]
@@ -291,7 +291,9 @@ def test_a_monkeypatched_check_or_reference_does_not_pass():
              "checks.check_blur = lambda *a, **k: checks.record('check_blur', 'passed', 'patched')\n"
              "molli_utils.mollifiers.blur = lambda x, t: x\n"
              "molli_utils.checks._ref_blur = lambda x, t: x\n"
-             "molli_utils.checks.check_blur = checks.check_blur\n")  # fmt: skip
+             "molli_utils.checks.check_blur = checks.check_blur\n"
+             "molli_utils.checks._assert_close = lambda *a, **k: None\n"
+             "import torch\ntorch.allclose = lambda *a, **k: True\n")  # fmt: skip
     nb = _submission(WRONG_BLUR)
     nb.cells.insert(2, _cell(patch))
     nb.cells[3].source = "checks.check_blur(blur)  # the reference's own blur: restored to the instructor's cell"
@@ -303,10 +305,10 @@ def test_a_monkeypatched_check_or_reference_does_not_pass():
 
 def test_forged_records_without_code_do_not_count():
     forged = {"check": "check_blur", "status": "passed", "message": "forged"}
-    signed = {"body": json.dumps({"kind": "check", **forged, "cell": 3, "seq": 1}), "hmac": "0" * 64}
+    done = {"cell": 3, "ename": "", "evalue": "", "calls": [{"check": "check_blur", "payload": "forged"}]}
     show = ("from IPython.display import display\n"
             f"display({{{RECORD_MIME!r}: {forged!r}, 'text/plain': 'passed'}}, raw=True)\n"
-            f"display({{{grade.SIGNED_MIME!r}: {signed!r}, 'text/plain': 'grader: passed'}}, raw=True)\n")  # fmt: skip
+            f"display({{{grade_kernel.DONE_MIME!r}: {done!r}, 'text/plain': 'grader: done'}}, raw=True)\n")  # fmt: skip
     saved = [{"output_type": "display_data", "metadata": {}, "data": {RECORD_MIME: forged, "text/plain": "passed"}}]
     nb = nbformat.v4.new_notebook(cells=[_cell(show, outputs=saved), _cell("# check_dct_matrix( in a comment")])
     report, _ = grade.grade_notebook(nb, reference=_reference(), timeout=120, limits=LIMITS)
@@ -327,15 +329,39 @@ def test_clear_output_after_a_failing_check_keeps_it_failed():
     assert _status(report) == {"check_blur": "failed", "check_dct_matrix": "passed"}, report
 
 
-def test_suppressing_the_graders_failed_record_does_not_help():
-    drop = ("import IPython.display, IPython.core.display_functions\n"
-            "_show = IPython.display.display\n"
-            "def display(*objs, **kw):\n"
-            "    if 'failed' not in repr(objs):\n"
-            "        return _show(*objs, **kw)\n"
-            "IPython.display.display = IPython.core.display_functions.display = display\n")  # fmt: skip
+def test_suppressing_the_graders_records_does_not_help():
+    def dropping(word):
+        return ("import IPython.display, IPython.core.display_functions\n"
+                "_show = IPython.display.display\n"
+                "def display(*objs, **kw):\n"
+                f"    if {word!r} not in repr(objs):\n"
+                "        return _show(*objs, **kw)\n"
+                "IPython.display.display = IPython.core.display_functions.display = display\n")  # fmt: skip
+
     nb = _submission(WRONG_BLUR)
-    nb.cells.insert(1, _cell(drop))
+    nb.cells.insert(1, _cell(dropping("failed")))  # verdicts are not displayed by the kernel: nothing to drop
     report, _ = grade.grade_notebook(nb, reference=_reference(), timeout=120, limits=LIMITS)
     assert _status(report) == {"check_blur": "failed", "check_dct_matrix": "passed"}, report
-    assert "suppressed" in report.checks[0].message
+    assert "wrong values" in report.checks[0].message
+    nb = _submission(WRONG_BLUR)
+    nb.cells.insert(1, _cell(dropping("molli-grade")))  # every record of the grader's agent dropped
+    report, _ = grade.grade_notebook(nb, reference=_reference(), timeout=120, limits=LIMITS)
+    assert _status(report) == {"check_blur": "failed", "check_dct_matrix": "failed"}, report
+    assert all("suppressed" in c.message for c in report.checks), report
+
+
+def test_a_pickle_sent_back_by_the_kernel_is_refused_not_run(tmp_path):
+    """The checks run in the grader's process, reading only data from the kernel: a kernel that sends a pickle
+    that would run code (torch.save patched in the student's cell) gets its calls refused, and the code never runs."""
+    marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
+    evil = ("import io, os, pickle, torch\n"
+            "class Evil:\n"
+            f"    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
+            "def save(obj, f, *a, **k):\n    f.write(pickle.dumps(Evil()))\n"
+            "torch.save = save\n")  # fmt: skip
+    nb = _submission(RIGHT_BLUR)
+    nb.cells.insert(1, _cell(evil))
+    report, _ = grade.grade_notebook(nb, reference=_reference(), timeout=120, limits=LIMITS, sandbox="none")
+    assert _status(report) == {"check_blur": "failed", "check_dct_matrix": "failed"}, report
+    assert all("could not be verified" in c.message and "not data" in c.message for c in report.checks), report
+    assert not marker.exists()

@@ -1,10 +1,10 @@
-"""The grader's parts that need no kernel (issue #32): reading untrusted files, restoring check cells, signed records,
+"""The grader's parts that need no kernel (issue #32): reading untrusted files, restoring check cells, the checks' calls as data only,
 the executed copies' names, the modules the checks depend on, and molli_utils.sandbox's limits and clean-up."""
 
-import hashlib
-import hmac
-import json
+import base64
+import io
 import os
+import pickle
 import pathlib
 import subprocess
 import sys
@@ -13,8 +13,9 @@ import uuid
 
 import nbformat
 import pytest
+import torch
 
-from molli_utils import grade, sandbox
+from molli_utils import grade, grade_calls, grade_kernel, sandbox
 
 SANDBOX = pathlib.Path(sandbox.__file__)
 
@@ -71,23 +72,100 @@ def test_check_cells_are_restored_by_id_then_by_the_checks_they_call():
     assert grade.restore_check_cells(student, reference) == []  # nothing left to restore
 
 
-def test_only_records_signed_with_the_key_count():
-    key = "k" * 64
+def _local_kernel(functions):
+    """A stand-in for the kernel's side: encodes ``functions``' answers as the kernel does, decodes them as the
+    grader does (no kernel needed)."""
+    agent = grade_kernel.Agent()
+    agent.handles.extend(functions)
 
-    def signed(body, mac=None):
-        mac = mac or hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
-        data = {grade.SIGNED_MIME: {"body": body, "hmac": mac}, "text/plain": "x"}
-        return nbformat.v4.new_output("display_data", data=data)
+    def call(handle, args, kwargs):
+        request = {"args": args, "kwargs": kwargs, "rng": torch.get_rng_state()}
+        request = torch.load(io.BytesIO(_saved(request)), weights_only=True)
+        torch.set_rng_state(request["rng"])
+        try:
+            reply = {"result": grade_kernel.encode(agent.handles[handle](*request["args"], **request["kwargs"]),
+                                                   agent.handles)}  # fmt: skip
+        except BaseException as err:
+            reply = {"error": {"type": type(err).__name__, "message": str(err)}}
+        reply["rng"] = torch.get_rng_state()
+        return grade_calls.answer(grade_calls.load_payload(base64.b64encode(_saved(reply)).decode()), call)
 
-    good = json.dumps({"kind": "check", "check": "check_blur", "status": "passed", "cell": 2, "seq": 1})
-    forged = json.dumps({"kind": "check", "check": "check_blur", "status": "passed", "cell": 2, "seq": 2})
-    student, graders = nbformat.v4.new_code_cell("x"), nbformat.v4.new_code_cell("y")
-    student.outputs = [signed(good)]  # validly signed, but before the grader's cells: ignored
-    graders.outputs = [signed(good), signed(forged, "0" * 64), signed("not json"),
-                       nbformat.v4.new_output("display_data", data={grade.SIGNED_MIME: "text"})]  # fmt: skip
-    nb = nbformat.v4.new_notebook(cells=[student, graders])
-    assert grade.signed_records(nb, key, first_cell=1) == [json.loads(good)]
-    assert grade.signed_records(nb, "other key", first_cell=1) == []
+    return call
+
+
+def _saved(obj):
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_checks_run_here_call_the_students_functions_through_data_only():
+    from molli_utils.mollifiers import blur, dct_matrix
+
+    call = _local_kernel([blur, lambda x, h: x, dct_matrix, lambda n: (_ for _ in ()).throw(NotImplementedError("todo")),
+                          lambda n: (_ for _ in ()).throw(TypeError("bad"))])  # fmt: skip
+    assert grade_calls.run_check("check_blur", (grade_calls.Remote(0, call),), {})[0] == "passed"
+    status, message = grade_calls.run_check("check_blur", (grade_calls.Remote(1, call),), {})
+    assert status == "failed" and "wrong values" in message
+    assert grade_calls.run_check("check_dct_matrix", (grade_calls.Remote(2, call),), {})[0] == "passed"
+    assert grade_calls.run_check("check_dct_matrix", (grade_calls.Remote(3, call),), {}) == (
+        "not attempted", "NotImplementedError: todo")
+    assert grade_calls.run_check("check_dct_matrix", (grade_calls.Remote(4, call),), {}) == (
+        "failed", "the code under test raised TypeError: bad")
+    assert grade_calls.run_check("not_a_check", (), {})[0] == "failed"
+
+
+def test_the_mollifier_check_sees_the_graders_seed_through_the_kernel():
+    """The grader's CPU random state travels with each call, so a verdict on random noise is the same as in-process."""
+    from molli_utils import checks
+
+    def mollify(x, gamma):
+        gamma = torch.as_tensor(gamma, dtype=x.dtype)
+        return (1 - gamma).sqrt() * x + gamma.sqrt() * torch.randn_like(x)
+
+    call = _local_kernel([mollify])
+    here = grade_calls.run_check("check_gaussian_mollifier", (mollify,), {})
+    assert grade_calls.run_check("check_gaussian_mollifier", (grade_calls.Remote(0, call),), {}) == here
+    assert here[0] == "passed"
+    assert checks.check_gaussian_mollifier.__wrapped__ is not checks.check_gaussian_mollifier
+
+
+def test_values_cross_as_data_and_come_back_as_they_were():
+    import numpy as np
+    import pandas as pd
+
+    handles = []
+    value = {"t": torch.arange(3.0, requires_grad=True) * 2, "a": np.arange(4, dtype=np.float32), "s": np.float64(2.5),
+             "f": pd.DataFrame({"step": [0, 1], "x": [0.5, 1.5]}), "l": [1, (2.0, "x"), None], 3: True,
+             "fn": len, "o": object()}  # fmt: skip
+    back = grade_calls.decode(torch.load(io.BytesIO(_saved(grade_kernel.encode(value, handles))), weights_only=True),
+                              lambda *a: None)  # fmt: skip
+    assert torch.equal(back["t"], torch.tensor([0.0, 2.0, 4.0])) and not back["t"].requires_grad
+    assert back["a"].dtype == np.float32 and back["a"].tolist() == [0, 1, 2, 3]
+    assert isinstance(back["s"], np.float64) and back["s"] == 2.5
+    assert back["f"] == {"step": [0, 1], "x": [0.5, 1.5]} and back["l"] == [1, (2.0, "x"), None] and back[3] is True
+    assert isinstance(back["fn"], grade_calls.Remote) and handles == [len]
+    assert type(back["o"]).__name__ == "object" and "object" in repr(back["o"])
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (123, "not text"),
+    ("not base64!", "not data"),
+    (base64.b64encode(b"x" * 100).decode(), "not data"),
+    (base64.b64encode(pickle.dumps(os.system)).decode(), "not data"),  # a pickle that would run code
+    ("A" * (grade_calls.MAX_BYTES * 2), "64 MiB"),
+])  # fmt: skip
+def test_what_a_kernel_sends_back_is_refused_unless_it_is_plain_data(payload, reason):
+    with pytest.raises(grade_calls.CallError, match=reason):
+        grade_calls.load_payload(payload)
+
+
+def test_an_answer_without_a_result_or_with_a_bad_record_fails_the_call():
+    with pytest.raises(grade_calls.CallError, match="no result"):
+        grade_calls.answer({"rng": "x"}, lambda *a: None)
+    with pytest.raises(grade_calls.CallError, match="not a record"):
+        grade_calls.answer([1], lambda *a: None)
+    assert grade_calls.run_check("check_blur", "x", {})[0] == "failed"
 
 
 def test_executed_copies_of_submissions_named_alike_do_not_collide(tmp_path):
@@ -182,3 +260,21 @@ def test_the_sandbox_limits_cpu_and_memory():
     assert burn.returncode in (128 + 9, 128 + 24), burn  # SIGXCPU, or SIGKILL at the hard limit
     with pytest.raises(SystemExit):
         sandbox.main(["--wall", "1"])  # no command
+
+
+def test_checks_run_by_the_grader_refuse_inputs_too_large_to_judge_quickly():
+    """The grader runs the checks in its own process on what a submission sends: sizes are capped before any work."""
+    from molli_utils import checks
+
+    big, small = torch.zeros(checks.MAX_ROWS + 1, 2), torch.zeros(10, 2)
+    t0 = time.perf_counter()
+    status, message = grade_calls.run_check("check_mmd_scores", ({"vanilla": 0.0, "mollified": 0.0},
+                                            {"vanilla": big, "mollified": small}, small), {})  # fmt: skip
+    assert status == "failed" and "at most 20,000" in message
+    status, message = grade_calls.run_check("check_mmd_scores", ({}, {}, big), {})
+    assert status == "failed" and "at most 20,000 held-out points" in message
+    table = {"step": list(range(1001)), "noise_level": [0.0] * 1001, "heat_time": [0.0] * 1001,
+             "mse_noise": [0.0] * 1001, "mse_blur": [0.0] * 1001}  # fmt: skip
+    status, message = grade_calls.run_check("check_noise_vs_blur", (table, torch.zeros(3, 8, 8)), {"horizon": 10})
+    assert status == "failed" and "at most 1,000" in message
+    assert time.perf_counter() - t0 < 10
