@@ -97,8 +97,8 @@ def test_command_line_trains_scores_records_and_skips_recorded_runs(tmp_path, mo
     # stand-ins (offline); everything else -- training, resume folders, the reference statistics
     # cache, FID of samples, the results file with provenance -- is the real code.
     monkeypatch.setenv("MOLLI_DATA", str(tmp_path / "data"))
-    monkeypatch.setattr(images, "load_images", lambda name, **kw: ImageData(name, "train", _data(16).images, "test images"))
-    monkeypatch.setattr(images, "inception_extractor", lambda device: fid.random_features_extractor(0, device=device))
+    monkeypatch.setattr(images.config, "load_images", lambda name, **kw: ImageData(name, "train", _data(16).images, "test images"))
+    monkeypatch.setattr(images.scoring, "inception_extractor", lambda device: fid.random_features_extractor(0, device=device))
     argv = ["images", "--dataset", "cifar10", "--models", "vae", "--modes", "vanilla", "blur", "--epochs", "2",
             "--width", "0.03125", "--samples", "32", "--checkpoints", str(tmp_path / "ck"), "--results", str(tmp_path)]
     main(argv)
@@ -311,7 +311,7 @@ def test_one_failed_image_run_keeps_the_others(tmp_path, digits_root, monkeypatc
             raise RuntimeError("out of memory (simulated)")
         return real(config, **kw)
 
-    monkeypatch.setattr(images, "run", flaky)
+    monkeypatch.setattr(images.runs, "run", flaky)  # where run_many looks it up
     runs = [images.ImageRun(dataset="digits", model=m, mode="vanilla", seed=1, epochs=1, n_score=100)
             for m in ("vae", "realnvp", "vae")]  # the repeated run is trained (and fails) once
     lines = []
@@ -321,5 +321,5 @@ def test_one_failed_image_run_keeps_the_others(tmp_path, digits_root, monkeypatc
     assert sum("FAILED: RuntimeError: out of memory" in line for line in lines) == 1
     rows = list(csv.DictReader(open(tmp_path / "images_digits.csv")))
     assert [r["model"] for r in rows] == ["realnvp"] and float(rows[0]["fd"]) > 0
-    monkeypatch.setattr(images, "run", real)
+    monkeypatch.setattr(images.runs, "run", real)
     assert [r["model"] for r in images.run_many(runs, tmp_path, device="cpu", progress=False, log=lines.append)] == ["vae"]
