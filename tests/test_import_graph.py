@@ -49,11 +49,12 @@ def _base(current: str, path: Path, node: ast.ImportFrom) -> str:
     return ".".join(parts + ([node.module] if node.module else []))
 
 
-def _imports(current: str, path: Path) -> list[tuple[int, str, str | None]]:
-    """``(line, module, name)`` for every import in the file: ``name`` is the name taken from ``module``
-    (``None`` for ``import module``, and when ``module.name`` is itself a module of the package)."""
+def _imports(current: str, path: Path, source: str | None = None) -> list[tuple[int, str, str | None]]:
+    """``(line, module, name)`` for every import in the file (or in ``source``, read as if it were the
+    file): ``name`` is the name taken from ``module`` (``None`` for ``import module``, and when
+    ``module.name`` is itself a module of the package)."""
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text() if source is None else source, str(path))):
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name, None) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -107,7 +108,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_relative_and_function_level_imports():
     graph = import_graph()
     assert "molli_utils._version" in graph["molli_utils.runtime"]  # `from ._version import __version__`
-    assert "molli_utils.checkpoints" in graph["molli_utils.training.loop"]  # `from .. import checkpoints`
+    assert "molli_utils.checkpoints" in graph["molli_utils.training.resume"]  # `from .. import checkpoints`
+    inside = "def f():\n    from ..checkpoints import save\n    from . import loop\n    import molli_utils.metrics\n"
+    found = {m for _, m, _ in _imports("molli_utils.training.vae", MODULES["molli_utils.training.vae"], inside)}
+    assert found == {"molli_utils.checkpoints", "molli_utils.training.loop", "molli_utils.metrics"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
 

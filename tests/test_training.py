@@ -248,20 +248,20 @@ def test_nan_gradient_with_finite_loss_is_skipped():
 
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
 def test_gradient_check_sees_one_bad_entry_in_any_of_many_gradients(bad):
-    from molli_utils.training.loop import _grad_check
+    from molli_utils.training.ensemble import grad_check
 
     params = [torch.nn.Parameter(torch.zeros(n)) for n in (3, 1000, 7)]
     for i, p in enumerate(params):
         p.grad = torch.full_like(p, 0.5 * (i + 1))
     params.append(torch.nn.Parameter(torch.zeros(2)))  # no gradient: ignored
-    check = _grad_check(params, None)
+    check = grad_check(params, None)
     assert float(check) == pytest.approx(0.5 * 3 + 1.0 * 1000 + 1.5 * 7)  # the sum of all entries
     for p in params[:3]:
         saved = p.grad.clone()
         p.grad[-1] = bad
-        assert not math.isfinite(float(_grad_check(params, None)))
+        assert not math.isfinite(float(grad_check(params, None)))
         p.grad.copy_(saved)
-    assert math.isfinite(float(_grad_check(params, None)))
+    assert math.isfinite(float(grad_check(params, None)))
 
 
 def test_persistent_nan_raises_divergence_error_after_the_configured_count():
