@@ -66,7 +66,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from molli_utils import Mollifier, TrainConfig, train
-from molli_utils.models.ensemble import _LogProb  # flow_log_prob as forward, for functional_call
+from molli_utils.models.ensemble import FlowLogProb  # flow_log_prob as forward, for functional_call
 from molli_utils.models.tabular import FLOWS, count_parameters, recompute_batchnorm_statistics, tabular_flow
 from molli_utils.models.toy import flow_log_prob
 from molli_utils.runtime import bf16_matmul_supported, matmul_precision
@@ -343,7 +343,7 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
     hoisted, bf16 = copy.deepcopy(alone), copy.deepcopy(alone)
     params, buffers = stack_module_state(models)
     params = {k: nn.Parameter(v.detach().clone()) for k, v in params.items()}
-    template = _LogProb(copy.deepcopy(models[0]))
+    template = FlowLogProb(copy.deepcopy(models[0]))
 
     def member_loss(p: dict, b: dict, xi: torch.Tensor) -> torch.Tensor:
         named = ({"flow." + k: v for k, v in p.items()}, {"flow." + k: v for k, v in b.items()})

@@ -174,3 +174,10 @@ def test_no_module_imports_another_modules_private_names():
     found = _private_imports(sorted(MODULES.values()))
     assert not found, "private names imported across modules (make them public, or move them):\n" + \
         "\n".join("  " + f for f in found)
+
+
+def test_benchmarks_and_tools_use_the_package_through_its_public_names():
+    """``benchmarks/`` and ``tools/`` measure and drive the package as a reader would use it."""
+    found = _private_imports(sorted(p for folder in ("benchmarks", "tools") for p in (ROOT / folder).rglob("*.py")))
+    assert not found, "private names imported across modules (make them public, or move them):\n" + \
+        "\n".join("  " + f for f in found)

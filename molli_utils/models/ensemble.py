@@ -23,11 +23,13 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from .toy import flow_log_prob
 
-__all__ = ["FlowEnsemble"]
+__all__ = ["FlowEnsemble", "FlowLogProb"]
 
 
-class _LogProb(nn.Module):
-    """Wraps a flow so that ``functional_call`` runs :func:`flow_log_prob`."""
+class FlowLogProb(nn.Module):
+    """A flow whose ``forward(x)`` is :func:`~molli_utils.models.toy.flow_log_prob` (``[B, D] -> [B]``), so that
+    ``torch.func.functional_call`` with the flow's parameters (named ``flow.<name>``) runs it: the template
+    that :class:`FlowEnsemble` vectorises over its members."""
 
     def __init__(self, flow: nf.NormalizingFlow) -> None:
         super().__init__()
@@ -73,7 +75,7 @@ class FlowEnsemble(nn.Module):
         self.stacked = nn.ParameterDict({_key(n): nn.Parameter(p.detach().clone()) for n, p in params.items()})
         for n, b in buffers.items():
             self.register_buffer("buffer__" + _key(n), b.clone())
-        self._template = [_LogProb(copy.deepcopy(models[0]))]  # a list: not registered as a submodule
+        self._template = [FlowLogProb(copy.deepcopy(models[0]))]  # a list: not registered as a submodule
         template = self._template[0]
         self._tied = (len(list(template.named_parameters(remove_duplicate=False))) != len(params)
                       or len(list(template.named_buffers(remove_duplicate=False))) != len(buffers))  # fmt: skip
