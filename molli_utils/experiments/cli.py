@@ -37,7 +37,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from . import results
 
 __all__ = ["UsageError", "RunsFailed", "Interrupted", "positive_int", "non_negative_int", "positive_float",
-           "unique", "check_results_folder", "stop_on_signals", "deferred_signals", "process_pool"]  # fmt: skip
+           "unique", "check_results_folder", "stop_on_signals", "deferred_signals", "process_pool", "first_line"]  # fmt: skip
 
 
 class UsageError(ValueError):
@@ -56,14 +56,15 @@ class RunsFailed(RuntimeError):
 
     def __init__(self, failures: Sequence[tuple[dict, BaseException]], stored: int, where: Union[str, os.PathLike]):
         self.failures, self.stored = list(failures), stored
-        lines = [f"{', '.join(f'{k}={v}' for k, v in key.items())}: {type(err).__name__}: {_first_line(err)}"
+        lines = [f"{', '.join(f'{k}={v}' for k, v in key.items())}: {type(err).__name__}: {first_line(err)}"
                  for key, err in self.failures]  # fmt: skip
         super().__init__(f"{len(self.failures)} run(s) failed ({stored} finished run(s) are stored in {where}; "
                          "fix the cause and run the same command again to run only the missing ones):\n  "
                          + "\n  ".join(lines))  # fmt: skip
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message, or ``repr(err)`` when the message is empty (how a failure is logged)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else repr(err)
 

@@ -23,7 +23,6 @@ table resumes where it stopped (runs already recorded are skipped). The command 
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import copy
 import itertools
 import math
@@ -40,8 +39,7 @@ from ..data.uci import UCI_NAMES, load_uci
 from ..models.tabular import FLOWS, VARIANTS, recompute_batchnorm_statistics, tabular_flow
 from ..runtime import MATMULS, matmul_precision
 from ..training import DivergenceError, TrainConfig, TrainResult, train
-from . import modes, profiles, results
-from .cli import RunsFailed, deferred_signals, process_pool
+from . import modes, profiles, results, runner
 
 __all__ = ["DATASETS", "MODES", "RESULTS", "CURVES", "SEEDS", "BUDGETS", "IDENTITY", "UCIRun", "UCIResult",
            "from_profile", "run", "grid", "run_many", "key", "mean_loglik"]  # fmt: skip
@@ -258,35 +256,19 @@ def run_many(
     finished runs stay stored and the same call resumes."""
     folder = results.results_dir(folder)
     out, curves = folder / RESULTS, folder / CURVES
-    runs = list(dict.fromkeys(runs))  # a run given twice is trained once
-    todo = results.pending(runs, out, key)
+    runs, todo = runner.pending(runs, out, key)  # a run given twice is trained once
     log(f"{len(runs) - len(todo)} of {len(runs)} runs already in {out}; running {len(todo)}")
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    rows: list[dict] = []
-    failed: list[tuple[dict, BaseException]] = []
-    start = time.perf_counter()
-    with process_pool(workers) as pool:
-        futures = {pool.submit(_worker, r, root): r for r in todo}
-        for i, fut in enumerate(cf.as_completed(futures), 1):
-            config = futures[fut]
-            label = f"{config.dataset}/{config.flow}/{config.mode}/seed {config.seed}"
-            try:
-                row, curve = fut.result()
-            except Exception as err:  # reported with its key; the other runs go on
-                failed.append((key(config), err))
-                log(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {label}: FAILED: {type(err).__name__}: "
-                    f"{str(err).strip().splitlines()[0] if str(err).strip() else repr(err)}")  # fmt: skip
-                continue
-            row = {**row, **results.provenance()}
-            with deferred_signals():  # an interrupt never cuts a row
-                results.append(out, [row])
-                if curve:
-                    results.append(curves, curve)
-            rows.append(row)
-            log(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {label}: test LL {row['test_loglik']:.3f} "
-                f"(best-val epoch {row['best_epoch']}: {row['test_loglik_best_val']:.3f}), "
-                f"{row['train_seconds']:.0f} s")  # fmt: skip
-    log(f"{len(todo)} runs in {time.perf_counter() - start:.0f} s wall on {workers} processes")
-    if failed:
-        raise RunsFailed(failed, len(rows), out)
-    return rows
+    batch = runner.Batch(out, len(todo), key, log)
+
+    def label(config: UCIRun) -> str:
+        return f"{config.dataset}/{config.flow}/{config.mode}/seed {config.seed}"
+
+    def done(i: int, config: UCIRun, value: tuple[dict, list[dict]]) -> None:
+        row, curve = value
+        batch.store(i, row, f"{label(config)}: test LL {row['test_loglik']:.3f} (best-val epoch {row['best_epoch']}: "
+                            f"{row['test_loglik_best_val']:.3f}), {row['train_seconds']:.0f} s", (curves, curve))  # fmt: skip
+
+    runner.in_pool(_worker, todo, (root,), workers, done, lambda i, config, err: batch.fail(i, config, err, label(config)))
+    log(f"{len(todo)} runs in {batch.elapsed():.0f} s wall on {workers} processes")
+    return batch.finish()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import math
 import time
 from pathlib import Path
@@ -16,8 +15,7 @@ from ...fid import SCORE_FD_DIGITS, SCORE_FID, SCORE_STANDIN, digits_classifier
 from ...models.image_flows import bits_per_dim
 from ...runtime import pick_device
 from ...training.distributed import Context, barrier
-from .. import results
-from ..cli import RunsFailed, deferred_signals, process_pool
+from .. import results, runner
 from .config import ImageRun, held_out_data, key, load_data, profile_of, results_file, variance_cell
 from .flows import run_flow
 from .result import ImageResult
@@ -148,44 +146,24 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
     out = results.results_dir(folder) / results_file(runs[0].dataset)
     if out.exists():
         results.append(out, [])  # a file of an older version (other columns) is refused here, with the fix
-    todo = results.pending(runs, out, key)
+    runs, todo = runner.pending(runs, out, key)
     barrier(ctx)  # every rank has the same list before rank 0 appends to the file
     say(f"{len(runs) - len(todo)} of {len(runs)} image runs already in {out}; running {len(todo)}"
         + (f" on {workers} processes" if workers > 1 and todo else ""))  # fmt: skip
     if not todo:
         return []
-    rows: list[dict] = []
-    failed: list[tuple[dict, BaseException]] = []
-    start = time.perf_counter()
+    batch = runner.Batch(out, len(todo), key, say)
 
-    def store(i: int, row: dict, line: str) -> None:
-        row = {**row, **results.provenance()}
-        with deferred_signals():  # an interrupt never cuts a row
-            results.append(out, [row])
-        rows.append(row)
-        say(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {line}")
-
-    def report(i: int, config: ImageRun, err: BaseException) -> None:
-        failed.append((key(config), err))
-        text = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-        say(f"[{i}/{len(todo)}, {time.perf_counter() - start:.0f} s] {config.dataset}/{config.model}/{config.mode}/"
-            f"{config.schedule_label}/seed {config.seed}: FAILED: {type(err).__name__}: {text}")  # fmt: skip
+    def fail(i: int, config: ImageRun, err: BaseException) -> None:
+        batch.fail(i, config, err, f"{config.dataset}/{config.model}/{config.mode}/{config.schedule_label}/seed {config.seed}")
 
     if workers > 1:
         if ctx.distributed:
             raise ValueError("workers > 1 runs several one-process runs side by side; under torchrun use workers=1")
         if todo[0].dataset == DIGITS:
             digits_classifier(log=say)  # checked once here (a damaged file stops the batch before it starts)
-        with process_pool(workers) as pool:
-            futures = {pool.submit(_worker, r, use_fid, None if checkpoints is None else str(checkpoints), threads): r
-                       for r in todo}  # fmt: skip
-            for i, fut in enumerate(cf.as_completed(futures), 1):
-                try:
-                    row, line = fut.result()
-                except Exception as err:  # reported with its key; the other runs go on
-                    report(i, futures[fut], err)
-                    continue
-                store(i, row, line)
+        runner.in_pool(_worker, todo, (use_fid, None if checkpoints is None else str(checkpoints), threads), workers,
+                       lambda i, config, value: batch.store(i, *value), fail)  # fmt: skip
     else:
         device = torch.device(pick_device() if device is None else device)
         data = load_data(todo[0])
@@ -198,12 +176,10 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
             except Exception as err:
                 if ctx.distributed:
                     raise
-                report(i, config, err)
+                fail(i, config, err)
                 continue
             if ctx.main:
-                store(i, result_row(result, data), _log_line(result, data))
+                batch.store(i, result_row(result, data), _log_line(result, data))
             barrier(ctx)
-    say(f"{len(todo)} runs in {time.perf_counter() - start:.0f} s wall" + (f" on {workers} processes" if workers > 1 else ""))
-    if failed:
-        raise RunsFailed(failed, len(rows), out)
-    return rows
+    say(f"{len(todo)} runs in {batch.elapsed():.0f} s wall" + (f" on {workers} processes" if workers > 1 else ""))
+    return batch.finish()
