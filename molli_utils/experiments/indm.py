@@ -20,8 +20,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-import torch
-
 from .. import arithmetic
 from ..data import load_toy2d
 from ..metrics import circle_scores, mmd2_of_samples
