@@ -8,7 +8,8 @@
   :mod:`~molli_utils.training.ensemble` (per-member plumbing of ensembles) and
   :mod:`~molli_utils.training.resume` (checkpoints and their fingerprints).
 * :mod:`molli_utils.training.vae`: :class:`~molli_utils.training.vae.MollifiedTrainer`, pythae's
-  trainer with the same one line, for the image VAEs (imported on demand: it needs pythae).
+  trainer with the same one line, for the image VAEs (imported on demand: it needs pythae). What it
+  relies on of pythae beyond its public API is in :mod:`molli_utils.training.pythae_adapter`.
 
 Both write the one checkpoint format of :mod:`molli_utils.checkpoints` and use mollifiers
 through :class:`~molli_utils.mollifiers.MollifierLike`.

@@ -26,23 +26,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
-import warnings
-from copy import deepcopy
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
-with warnings.catch_warnings():  # pythae's trainers import tqdm.auto, which warns in a notebook without ipywidgets
-    warnings.filterwarnings("ignore", message="IProgress not found")
-    from pythae.trainers import BaseTrainer, BaseTrainerConfig
-    from pythae.trainers.base_trainer.base_trainer import logger as _pythae_logger
-
 from .. import checkpoints
 from ..mollifiers import Mollifier
+from .pythae_adapter import MIN_LOSS_SCALE, BaseTrainerConfig, PythaeTrainer
 
 __all__ = [
     "SPACES",
@@ -62,10 +55,6 @@ SPACES = ("symmetric", "input")
 RESUME_NAME = "checkpoint.pt"
 #: Arithmetic of the training step (see :func:`resolve_precision`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16}
-#: Below this fp16 loss scale (17 halvings of the initial 2**16 without a finite step in between)
-#: a run counts as diverged: :class:`MollifiedTrainer` raises instead of skipping steps forever.
-MIN_LOSS_SCALE = 1.0
 
 
 def quiet_pythae(level: int = logging.ERROR) -> None:
@@ -126,7 +115,7 @@ def resolve_precision(precision: str, device: Union[str, torch.device]) -> str:
     return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
-class MollifiedTrainer(BaseTrainer):
+class MollifiedTrainer(PythaeTrainer):
     """pythae ``BaseTrainer`` that mollifies every training batch: ``x = mollifier(x, step)``.
 
     ``step`` is the trainer's own counter ``self.step`` (0, 1, 2, ... across epochs),
@@ -155,6 +144,10 @@ class MollifiedTrainer(BaseTrainer):
     not finite at any scale and the run stops with ``ArithmeticError``. Leave pythae's
     own ``training_config.amp`` off: it autocasts to float16 without loss scaling, so
     small gradients can vanish (the constructor refuses it).
+
+    What it takes from pythae beyond its public API is in :mod:`molli_utils.training.pythae_adapter`
+    (:class:`~molli_utils.training.pythae_adapter.PythaeTrainer`, its base); the one private pythae
+    method overridden here is ``_set_inputs_to_device``, the place of the one line.
     """
 
     def __init__(
@@ -176,33 +169,14 @@ class MollifiedTrainer(BaseTrainer):
         if space not in SPACES:
             raise ValueError(f"unknown mollification space {space!r}; choose one of {list(SPACES)}")
         self.mollifier, self.space, self.step = mollifier, space, 0
-        self.resume_dir = None if resume_dir is None else Path(resume_dir)
-        self._in_train_step = False
         if training_config is not None and training_config.amp:
             raise ValueError("training_config.amp=True is pythae's float16 autocast without loss scaling; "
                              "leave it False and pass precision='auto' (or 'fp16'/'bf16') to MollifiedTrainer")  # fmt: skip
         resolve_precision(precision, "cpu")  # a clear error before pythae builds anything
-        from .distributed import Context
-
-        self.dist = Context() if dist is None else dist
-        if self.dist.distributed:
-            # pythae's own DDP path (world_size > 1, read from torchrun's variables) needs CUDA: it passes
-            # device_ids for a CPU module and starts the process group only on GPUs. The trainer builds a
-            # one-process pythae trainer and wraps the model itself (see _distribute).
-            training_config = training_config or BaseTrainerConfig()
-            training_config.world_size, training_config.rank, training_config.local_rank = 1, -1, -1
-            if not training_config.no_cuda and torch.cuda.is_available():
-                torch.cuda.set_device(self.dist.local_rank)
-        super().__init__(model, train_dataset, eval_dataset, training_config, callbacks)
-        if self.dist.distributed:
-            self._distribute()
+        super().__init__(model, train_dataset, eval_dataset, training_config, callbacks, resume_dir=resume_dir,
+                         dist=dist)  # fmt: skip
         self.precision = resolve_precision(precision, self.device)
-        device_type = torch.device(self.device).type
-        self.scaler = torch.amp.GradScaler(device_type) if self.precision == "fp16" else None
-        self._scale = None if self.scaler is None else self.scaler.get_scale()  # the scale after the last step
-        self.skipped_steps = 0
-        if self.precision != "fp32":
-            self.amp_context = torch.autocast(device_type, dtype=_AUTOCAST_DTYPE[self.precision])
+        self._use_precision(self.precision)
         gen = mollifier.generator
         if gen is not None and gen.device.type != torch.device(self.device).type:
             raise ValueError(
@@ -210,28 +184,6 @@ class MollifiedTrainer(BaseTrainer):
                 f"Mollifier(..., generator=torch.Generator(device={str(self.device)!r}).manual_seed(seed)) "
                 "or set training_config.no_cuda=True"
             )
-
-    def _distribute(self) -> None:
-        """Several processes (``dist.world_size > 1``): DistributedDataParallel around the model, and a loader of
-        the global batch shuffled by a generator seeded alike on every rank (each rank keeps its rows of
-        every batch, in :meth:`_set_inputs_to_device`)."""
-        from torch.nn.parallel import DistributedDataParallel
-        from torch.utils.data import DataLoader
-
-        from pythae.data.datasets import collate_dataset_output
-
-        device = torch.device(self.device)
-        self.model = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.distributed = True
-        self._loader_gen = torch.Generator()
-        self.train_loader = DataLoader(dataset=self.train_dataset, batch_size=self.training_config.per_device_train_batch_size,
-                                       shuffle=True, generator=self._loader_gen, collate_fn=collate_dataset_output)  # fmt: skip
-
-    @property
-    def bare_model(self):
-        """The model itself (without the DistributedDataParallel wrapper of a distributed run)."""
-        model = self.model
-        return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
     def _set_inputs_to_device(self, inputs):
         inputs = super()._set_inputs_to_device(inputs)
@@ -248,43 +200,7 @@ class MollifiedTrainer(BaseTrainer):
             out["data"] = rows[self.dist.rank]
         return out
 
-    def _optimizers_step(self, model_output=None):
-        """pythae's step (zero_grad, backward, step); with ``"fp16"``, through the gradient scaler."""
-        if self.scaler is None:
-            return super()._optimizers_step(model_output)
-        self.optimizer.zero_grad()
-        self.scaler.scale(model_output.loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        scale, self._scale = self._scale, self.scaler.get_scale()  # one host sync per step
-        self.skipped_steps += int(self._scale < scale)  # the scale shrinks only after a skipped step
-        if self._scale < MIN_LOSS_SCALE:
-            raise ArithmeticError(
-                f"fp16 loss scaling skipped {self.skipped_steps} steps and the scale fell to {self._scale:g}: "
-                "the gradients are inf or nan at any scale, so the run has diverged; train with precision='fp32' "
-                "(or 'bf16' on a GPU that has it) or a lower learning rate"
-            )
-
-    def train_step(self, epoch: int):
-        if self.dist.distributed:
-            # the batch order (identical on every rank) and this rank's own model noise (e.g. the VAEs'
-            # reparameterisation), both re-seeded per epoch, so that a resumed run draws what an uninterrupted one does
-            seed = self.training_config.seed
-            self._loader_gen.manual_seed(seed + epoch)
-            torch.manual_seed(1_000_003 * (self.dist.rank + 1) + 1_009 * seed + epoch)
-        self._in_train_step = True
-        try:
-            return super().train_step(epoch)
-        finally:
-            self._in_train_step = False
-
-    # ---- resumable training -------------------------------------------------------------
-    def train(self, log_output_dir: Optional[str] = None):
-        """pythae's training loop; with ``resume_dir``, the resumable loop of :meth:`_train_resumable`."""
-        if self.resume_dir is None and not self.dist.distributed:
-            return super().train(log_output_dir)
-        return self._train_resumable()
-
+    # ---- resumable training (PythaeTrainer's hooks) ---------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
         """What a resume file must match: the model, its parameter shapes, the mollifier and the arithmetic."""
         fingerprint = {"model": self.model_name, "mollifier": [self.mollifier.kind, self.mollifier.horizon],
@@ -310,11 +226,16 @@ class MollifiedTrainer(BaseTrainer):
             "scaler": None if self.scaler is None else self.scaler.state_dict(), "skipped_steps": self.skipped_steps,
         }  # fmt: skip
 
+    def save_resume_state(self, epoch: int, best: dict[str, Any]) -> None:
+        """Write ``resume_dir/checkpoint.pt`` (rank 0 only) with the state after ``epoch``."""
+        self._save_state(self._state(epoch, best))
+
     def _save_state(self, state: dict[str, Any]) -> None:
         if self.resume_dir is not None and self.dist.main:  # rank 0 writes; every rank resumes from its file
             checkpoints.save(state, self.resume_dir / RESUME_NAME)
 
-    def _load_state(self) -> Optional[dict[str, Any]]:
+    def load_resume_state(self) -> Optional[dict[str, Any]]:
+        """The state in ``resume_dir/checkpoint.pt``, loaded into the trainer, or ``None`` without one."""
         if self.resume_dir is None:
             return None
         path = self.resume_dir / RESUME_NAME
@@ -346,38 +267,3 @@ class MollifiedTrainer(BaseTrainer):
         random.setstate((3, tuple(state["python_rng"]), None))
         self.mollifier.load_state_dict(state["mollifier_rng"])
         return state
-
-    def _train_resumable(self) -> None:
-        """pythae's ``BaseTrainer.train`` loop from the epoch after the saved one (no ``predict`` calls,
-        no pythae checkpoints); saves the resume state after every epoch and the best model at the end."""
-        from .distributed import barrier
-
-        cfg = self.training_config
-        self.prepare_training()
-        state = self._load_state()
-        barrier(self.dist)  # every rank has read the resume file before rank 0 writes the next one
-        best = {"train": 1e10, "eval": 1e10, "model": None} if state is None else state["best"]
-        best_model = deepcopy(self.bare_model)
-        if best["model"] is not None:
-            best_model.load_state_dict(best["model"])
-        self.callback_handler.on_train_begin(training_config=cfg, model_config=self.model_config)
-        for epoch in range(1 if state is None else state["epoch"] + 1, cfg.num_epochs + 1):
-            self.callback_handler.on_epoch_begin(training_config=cfg, epoch=epoch, train_loader=self.train_loader, eval_loader=self.eval_loader)
-            metrics = {"train_epoch_loss": self.train_step(epoch)}
-            if self.eval_dataset is not None:
-                metrics["eval_epoch_loss"] = self.eval_step(epoch)
-            self._schedulers_step(metrics.get("eval_epoch_loss", metrics["train_epoch_loss"]))
-            which = "train" if cfg.keep_best_on_train else "eval"
-            if f"{which}_epoch_loss" in metrics and metrics[f"{which}_epoch_loss"] < best[which]:
-                best = {**best, which: metrics[f"{which}_epoch_loss"], "model": deepcopy(self.bare_model.state_dict())}
-                best_model = deepcopy(self.bare_model)
-            self.callback_handler.on_epoch_end(training_config=cfg)
-            self.callback_handler.on_log(cfg, metrics, logger=_pythae_logger, global_step=epoch, rank=self.rank)
-            self._save_state(self._state(epoch, best))
-        self._best_model = best_model
-        if self.dist.distributed:  # pythae's save_model expects the wrapped model then
-            if self.dist.main:
-                best_model.save(os.path.join(self.training_dir, "final_model"))
-        else:
-            self.save_model(best_model, dir_path=os.path.join(self.training_dir, "final_model"))
-        self.callback_handler.on_train_end(cfg)
