@@ -65,7 +65,7 @@ def test_the_colab_profile_of_the_gpu_chapters_fits_a_colab_session():
         assert math.isfinite(est["seconds"]) and est["seconds"] > 60
         assert est["seconds"] <= 60 * 60, (
             f"{name}: the colab profile needs about {est['seconds'] / 60:.0f} min on a T4 by the FLOP estimate "
-            "(more than one hour): shrink BUDGETS['images']['colab'] in molli_utils/experiments/settings.py")
+            "(more than one hour): shrink BUDGETS['colab'] in molli_utils/experiments/images/config.py")
         assert est["detail"].startswith("ESTIMATE")
 
 
