@@ -17,7 +17,7 @@ ifneq ($(wildcard $(SHARED_DATA)/uci),)
 export MOLLI_DATA ?= $(SHARED_DATA)
 endif
 
-.PHONY: install book test test-fast test-arith bench check-site clean student gpu-check gpu-check-wheels gpu-check-offline
+.PHONY: install book test test-fast format test-arith bench check-site clean student gpu-check gpu-check-wheels gpu-check-offline
 
 install: $(STAMP)
 
@@ -47,6 +47,10 @@ test: install
 	MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5): check tests/ and pyproject's testpaths" >&2; fi; \
 	exit $$rc
+
+# The one formatter (ruff format, settings in pyproject.toml); make test fails on unformatted code.
+format: install
+	$(VENV)/bin/ruff format .
 
 # The fast tier, for a contributor's edit-test loop: everything but the notebook executions and the re-runs of
 # stored results (make test runs all of them; CI runs make test).

@@ -97,10 +97,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         folder = tmp / "generated"
         folder.mkdir()
         write_pngs(generated, folder)
-        with (mock.patch.object(fid_score, "InceptionV3", fake_inception(extractor)),
-              mock.patch.object(fid_score, "tqdm", lambda x: x),
-              mock.patch.object(fid_score, "calculate_frechet_distance", frechet_distance)):
-            return fid_score.calculate_fid_given_paths([str(folder), str(tmp / "ref.npz")], args.batch_size, "cpu", DIMS, num_workers=0)
+        with (
+            mock.patch.object(fid_score, "InceptionV3", fake_inception(extractor)),
+            mock.patch.object(fid_score, "tqdm", lambda x: x),
+            mock.patch.object(fid_score, "calculate_frechet_distance", frechet_distance),
+        ):
+            return fid_score.calculate_fid_given_paths(
+                [str(folder), str(tmp / "ref.npz")], args.batch_size, "cpu", DIMS, num_workers=0
+            )
 
     times = {"in_memory": [], "png_files": []}
     values = {}
@@ -114,10 +118,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             values["png_files"] = via_files(Path(tmp))
             times["png_files"].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"median over {args.repeats}: in memory {med['in_memory'] * 1e3:.1f} ms, PNG files + calculate_fid_given_paths "
-          f"{med['png_files'] * 1e3:.1f} ms, ratio {med['png_files'] / med['in_memory']:.1f}x")  # fmt: skip
-    print(f"distance (not FID): in memory {values['in_memory']:.6f}, via files {values['png_files']:.6f}, "
-          f"|diff| {abs(values['in_memory'] - values['png_files']):.2e}")  # fmt: skip
+    print(
+        f"median over {args.repeats}: in memory {med['in_memory'] * 1e3:.1f} ms, PNG files + calculate_fid_given_paths "
+        f"{med['png_files'] * 1e3:.1f} ms, ratio {med['png_files'] / med['in_memory']:.1f}x"
+    )
+    print(
+        f"distance (not FID): in memory {values['in_memory']:.6f}, via files {values['png_files']:.6f}, "
+        f"|diff| {abs(values['in_memory'] - values['png_files']):.2e}"
+    )
     return {**{f"{k}_s": v for k, v in med.items()}, "ratio": med["png_files"] / med["in_memory"]}
 
 

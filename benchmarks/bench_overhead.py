@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeats", type=int, default=15, help="timings per measurement (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest for small nets on 2 cores)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="also write the medians as one CSV row (e.g. molli_utils/results/overhead.csv)")
+    parser.add_argument(
+        "--out", default=None, help="also write the medians as one CSV row (e.g. molli_utils/results/overhead.csv)"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -69,12 +71,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         t_moll_train.append(_time_steps(mollified, args.steps))
         t_line.append(_time_steps(one_line, args.steps * 10))
 
-    med = {k: statistics.median(v) for k, v in
-           {"train_step_s": t_train, "mollified_train_step_s": t_moll_train, "mollifier_call_s": t_line}.items()}
+    med = {
+        k: statistics.median(v)
+        for k, v in {
+            "train_step_s": t_train,
+            "mollified_train_step_s": t_moll_train,
+            "mollifier_call_s": t_line,
+        }.items()
+    }
     med["overhead_ratio"] = med["mollifier_call_s"] / med["train_step_s"]
     med["end_to_end_ratio"] = med["mollified_train_step_s"] / med["train_step_s"]
-    print(f"MAF (tabular_flow): 5 blocks, {dim} inputs, 512 hidden, batch {batch}; torch threads={args.threads}; "
-          f"{args.repeats} repeats x {args.steps} steps, medians")
+    print(
+        f"MAF (tabular_flow): 5 blocks, {dim} inputs, 512 hidden, batch {batch}; torch threads={args.threads}; "
+        f"{args.repeats} repeats x {args.steps} steps, medians"
+    )
     print(f"  training step (vanilla)          {med['train_step_s'] * 1e3:8.3f} ms")
     print(f"  training step (with mollifier)   {med['mollified_train_step_s'] * 1e3:8.3f} ms")
     print(f"  mollifier(x, step) alone         {med['mollifier_call_s'] * 1e6:8.1f} us")

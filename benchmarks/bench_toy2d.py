@@ -142,28 +142,41 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # a 256 x 64 x 64 product: the coupling nets' hidden layer at batch 256
     rate, flops = matmul_rate(256, 64, 64, inner=200), step_flops()
     m = len(RUNS)
-    med = {"ensemble_step_s": statistics.median(t_one), "two_workers_step_s": statistics.median(t_two),
-           "single_step_s": statistics.median(t_single)}  # fmt: skip
+    med = {
+        "ensemble_step_s": statistics.median(t_one),
+        "two_workers_step_s": statistics.median(t_two),
+        "single_step_s": statistics.median(t_single),
+    }
     med["separate_step_s"] = m * med["single_step_s"]
     med["bound_step_s"] = flops / rate / 2
     med["speedup_two_workers"] = med["ensemble_step_s"] / med["two_workers_step_s"]
-    print(f"Toys: {m} runs of realnvp_2d (2 toys x 2 modes x 3 seeds), batch 256; torch threads={args.threads}; "
-          f"{args.repeats} repeats x {args.steps} steps after {args.warmup} warm-up steps, medians; "
-          f"matrix product here {rate / 1e9:.1f} GFLOP/s, {flops / 1e6:.0f} MFLOP per step of the {m} runs")
-    for label, key in (("one ensemble of 12, one process", "ensemble_step_s"),
-                       ("two ensembles of 6, two processes", "two_workers_step_s"),
-                       ("12 runs alone, one after the other", "separate_step_s"),
-                       ("compute bound on 2 cores", "bound_step_s")):  # fmt: skip
-        print(f"  {label:36s} {med[key] * 1e3:8.2f} ms/step   -> {PAPER_STEPS:,} steps: "
-              f"{med[key] * PAPER_STEPS / 60:6.1f} min")
-    print(f"  two workers / one ensemble: {med['speedup_two_workers']:.2f}x faster; "
-          f"two workers / bound: {med['two_workers_step_s'] / med['bound_step_s']:.1f}x")
+    print(
+        f"Toys: {m} runs of realnvp_2d (2 toys x 2 modes x 3 seeds), batch 256; torch threads={args.threads}; "
+        f"{args.repeats} repeats x {args.steps} steps after {args.warmup} warm-up steps, medians; "
+        f"matrix product here {rate / 1e9:.1f} GFLOP/s, {flops / 1e6:.0f} MFLOP per step of the {m} runs"
+    )
+    for label, key in (
+        ("one ensemble of 12, one process", "ensemble_step_s"),
+        ("two ensembles of 6, two processes", "two_workers_step_s"),
+        ("12 runs alone, one after the other", "separate_step_s"),
+        ("compute bound on 2 cores", "bound_step_s"),
+    ):
+        print(
+            f"  {label:36s} {med[key] * 1e3:8.2f} ms/step   -> {PAPER_STEPS:,} steps: "
+            f"{med[key] * PAPER_STEPS / 60:6.1f} min"
+        )
+    print(
+        f"  two workers / one ensemble: {med['speedup_two_workers']:.2f}x faster; "
+        f"two workers / bound: {med['two_workers_step_s'] / med['bound_step_s']:.1f}x"
+    )
     if args.levers:
         lev = compile_timings(halves[0], steps=args.steps // 4, repeats=args.repeats)
         med.update({f"levers_{k}": v for k, v in lev.items()})
-        print(f"  torch.compile, one worker's ensemble of {len(halves[0])}: eager {lev['eager_s'] * 1e3:.2f} ms, "
-              f"compiled {lev['compiled_s'] * 1e3:.2f} ms/step (speed-up {lev['eager_s'] / lev['compiled_s']:.2f}x, "
-              f"compiled in {lev['compile_s']:.0f} s; loss gap {lev['loss_gap']:.1e})")
+        print(
+            f"  torch.compile, one worker's ensemble of {len(halves[0])}: eager {lev['eager_s'] * 1e3:.2f} ms, "
+            f"compiled {lev['compiled_s'] * 1e3:.2f} ms/step (speed-up {lev['eager_s'] / lev['compiled_s']:.2f}x, "
+            f"compiled in {lev['compile_s']:.0f} s; loss gap {lev['loss_gap']:.1e})"
+        )
     return med
 
 

@@ -89,9 +89,13 @@ class _MADE(nn.Module):
         super().__init__()
         d_in, d_hid = torch.arange(d), torch.arange(h) % (d - 1)
         d_out = torch.arange(2 * d) % d - 1
-        self.net = nn.Sequential(_Masked(d, h, (d_hid[:, None] >= d_in).float()), nn.ReLU(),
-                                 _Masked(h, h, (d_hid[:, None] >= d_hid).float()), nn.ReLU(),
-                                 _Masked(h, 2 * d, (d_out[:, None] >= d_hid).float()))  # fmt: skip
+        self.net = nn.Sequential(
+            _Masked(d, h, (d_hid[:, None] >= d_in).float()),
+            nn.ReLU(),
+            _Masked(h, h, (d_hid[:, None] >= d_hid).float()),
+            nn.ReLU(),
+            _Masked(h, 2 * d, (d_out[:, None] >= d_hid).float()),
+        )
 
     def forward(self, x):
         m, a = self.net(x).chunk(2, 1)
@@ -124,8 +128,11 @@ class _LU(nn.Module):
         self.lo, self.up, self.log_s = nn.Parameter(lo), nn.Parameter(up), nn.Parameter(s.abs().log())
 
     def forward(self, x):
-        w = self.p @ (self.lo * self.mask + torch.eye(len(self.mask))) @ (
-            self.up * self.mask.T + torch.diag(self.sign * self.log_s.exp()))
+        w = (
+            self.p
+            @ (self.lo * self.mask + torch.eye(len(self.mask)))
+            @ (self.up * self.mask.T + torch.diag(self.sign * self.log_s.exp()))
+        )
         return x @ w, self.log_s.sum().expand(len(x))
 
 
@@ -198,8 +205,9 @@ def _data(n: int = 1296, dim: int = 11) -> tuple[torch.Tensor, str]:
 
         return torch.from_numpy(load_uci("redwine", download=False).train), "red wine (UCI)"
     except (FileNotFoundError, ValueError):
-        return torch.randn(n, dim, generator=torch.Generator().manual_seed(0)), \
-            "random normal data of the red-wine shape (UCI arrays not found: set MOLLI_DATA)"  # fmt: skip
+        return torch.randn(
+            n, dim, generator=torch.Generator().manual_seed(0)
+        ), "random normal data of the red-wine shape (UCI arrays not found: set MOLLI_DATA)"
 
 
 def ours_epochs(kind: str, data: torch.Tensor, epochs: int) -> float:
@@ -208,8 +216,14 @@ def ours_epochs(kind: str, data: torch.Tensor, epochs: int) -> float:
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-6, fused=True)
     config = TrainConfig(batch_size=BATCH, lr=1e-4, epochs=epochs, drop_last=False, progress=False)
     steps = config.total_steps(len(data))
-    result = train(model, data, config, optimizer=opt, mollifier=Mollifier("gaussian", horizon=steps),
-                   epoch_end=lambda e, m: recompute_batchnorm_statistics(m, data))  # fmt: skip
+    result = train(
+        model,
+        data,
+        config,
+        optimizer=opt,
+        mollifier=Mollifier("gaussian", horizon=steps),
+        epoch_end=lambda e, m: recompute_batchnorm_statistics(m, data),
+    )
     return result.elapsed / steps
 
 
@@ -315,16 +329,18 @@ def _step(loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer) -> None:
     opt.step()
 
 
-def _compiled_copy(kind: str, dim: int, adam: dict) -> tuple[Callable[[torch.Tensor], torch.Tensor],
-                                                         torch.optim.Optimizer]:  # fmt: skip
+def _compiled_copy(
+    kind: str, dim: int, adam: dict
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.optim.Optimizer]:
     """A fresh official flow (seed 0, training mode): its loss ``-flow_log_prob(model, x).mean()`` under
     ``torch.compile``, and its Adam."""
     model = tabular_flow(kind, dim, seed=0).train()
     return torch.compile(lambda xi: -flow_log_prob(model, xi).mean()), torch.optim.Adam(model.parameters(), **adam)
 
 
-def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int = 10, dim: int = 11,
-                  compile_loss: bool = True) -> dict[str, float]:  # fmt: skip
+def lever_timings(
+    kind: str, *, members: int = 4, repeats: int = 5, steps: int = 10, dim: int = 11, compile_loss: bool = True
+) -> dict[str, float]:
     """Seconds per member step of ``kind`` (official variant, batch 100, fused Adam, training mode): one model
     alone (``alone_s``), a vmapped ensemble of ``members`` (``ensemble_s``), if ``compile_loss`` the loss
     under ``torch.compile`` (``compiled_s``, with ``compile_s`` the first call's seconds) and, for a flow with
@@ -352,8 +368,11 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
     ens_loss = vmap(member_loss, in_dims=(0, 0, 0))
     ens_opt = torch.optim.Adam(params.values(), **adam)
     with torch.no_grad():
-        gap = float((ens_loss(params, buffers, x) - torch.stack([-m.log_prob(xi).mean() for m, xi in zip(models, x)]))
-                    .abs().max())  # fmt: skip
+        gap = float(
+            (ens_loss(params, buffers, x) - torch.stack([-m.log_prob(xi).mean() for m, xi in zip(models, x)]))
+            .abs()
+            .max()
+        )
     runs: dict[str, Callable[[], None]] = {
         "alone_s": lambda: _step(lambda: alone.forward_kld(x[0]), alone_opt),
         "ensemble_s": lambda: _step(lambda: ens_loss(params, buffers, x).sum(), ens_opt),
@@ -400,8 +419,9 @@ def lever_timings(kind: str, *, members: int = 4, repeats: int = 5, steps: int =
 PRODUCT_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
-def step_profile(kind: str, data: torch.Tensor, *, matmul: str = "fp32", epochs: int = 2,
-                 repeats: int = 3) -> dict[str, float]:  # fmt: skip
+def step_profile(
+    kind: str, data: torch.Tensor, *, matmul: str = "fp32", epochs: int = 2, repeats: int = 3
+) -> dict[str, float]:
     """Where the seconds of one step of the UCI loop (:func:`ours_epochs`, batch-norm pass included) go, with
     ``matmul`` products (:func:`~molli_utils.runtime.matmul_precision`), medians of ``repeats`` timed runs of
     ``epochs`` epochs alternating with as many under ``torch.profiler``: ``total_s`` timed without the profiler;
@@ -424,8 +444,15 @@ def step_profile(kind: str, data: torch.Tensor, *, matmul: str = "fp32", epochs:
     return out
 
 
-def table_projection(ours_s: dict[str, float], bound_s: dict[str, float], *, seeds: int = 4, modes: int = 2,
-                     cores: int = 2, floor_s: Optional[dict[str, float]] = None) -> dict[str, float]:
+def table_projection(
+    ours_s: dict[str, float],
+    bound_s: dict[str, float],
+    *,
+    seeds: int = 4,
+    modes: int = 2,
+    cores: int = 2,
+    floor_s: Optional[dict[str, float]] = None,
+) -> dict[str, float]:
     """Minutes of the UCI table (official variant, ``modes`` x ``seeds`` runs per data set and flow) on ``cores``
     workers if every step took ``ours_s[flow]`` (and at the compute bound ``bound_s[flow]``, and at the floor
     ``floor_s[flow]`` if given): the steps per run are read from the stored ``uci.csv`` rows (150 epochs of each
@@ -436,6 +463,7 @@ def table_projection(ours_s: dict[str, float], bound_s: dict[str, float], *, see
     steps = rows[rows.variant == "official"].groupby("dataset")["steps"].first()
     runs = len(steps) * len(FLOWS) * seeds * modes
     per_flow = float(steps.sum()) * seeds * modes
+
     def minutes(step_s: dict[str, float]) -> float:
         return per_flow * sum(step_s[f] for f in FLOWS) / cores / 60
 
@@ -451,18 +479,28 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per timing (13 steps each on red wine)")
     parser.add_argument("--flows", nargs="+", choices=FLOWS, default=list(FLOWS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--levers", action="store_true", help="also time a vmapped ensemble, torch.compile, MADE's masks hoisted and bf16 products")
+    parser.add_argument(
+        "--levers",
+        action="store_true",
+        help="also time a vmapped ensemble, torch.compile, MADE's masks hoisted and bf16 products",
+    )
     parser.add_argument("--members", type=int, default=4, help="ensemble size for --levers (default 4: the seeds)")
     parser.add_argument("--no-compile", action="store_true", help="with --levers: skip torch.compile")
-    parser.add_argument("--profile", action="store_true", help="also show where a step's time goes (matrix products, "
-                        "Adam, the rest), in fp32 and, where the CPU has them, bf16 products")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also show where a step's time goes (matrix products, "
+        "Adam, the rest), in fp32 and, where the CPU has them, bf16 products",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     data, source = _data()
     gen = torch.Generator().manual_seed(0)
     rate = matmul_rate()
-    print(f"UCI training step ({source}: {len(data)} rows, batch {BATCH}, {args.threads} thread(s)); medians of "
-          f"{args.repeats} alternating timings of {args.epochs} epochs; matrix product here: {rate / 1e9:.1f} GFLOP/s")
+    print(
+        f"UCI training step ({source}: {len(data)} rows, batch {BATCH}, {args.threads} thread(s)); medians of "
+        f"{args.repeats} alternating timings of {args.epochs} epochs; matrix product here: {rate / 1e9:.1f} GFLOP/s"
+    )
     out = {}
     for kind in args.flows:
         ours_epochs(kind, data, 1), plain_epochs(kind, data, 1, gen)  # warm-up
@@ -472,49 +510,70 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             t_plain.append(plain_epochs(kind, data, args.epochs, gen))
         flops = matmul_flops(kind)
         bn_flops = batchnorm_pass_flops(kind, data)
-        med = {"ours_s": statistics.median(t_ours), "plain_s": statistics.median(t_plain), "bound_s": flops / rate,
-               "gflop": flops / 1e9, "adam_s": optimizer_seconds(kind, data.shape[1])}  # fmt: skip
+        med = {
+            "ours_s": statistics.median(t_ours),
+            "plain_s": statistics.median(t_plain),
+            "bound_s": flops / rate,
+            "gflop": flops / 1e9,
+            "adam_s": optimizer_seconds(kind, data.shape[1]),
+        }
         med["floor_s"] = (flops + bn_flops) / rate + med["adam_s"]
         for base in ("plain", "bound", "floor"):
             med[f"ours_over_{base}"] = med["ours_s"] / med[f"{base}_s"]
         out[kind] = med
-        print(f"  {kind:8s} ({count_parameters(tabular_flow(kind, data.shape[1])):,} parameters, {med['gflop']:.2f} GFLOP "
-              f"per step): ours {med['ours_s'] * 1e3:6.1f} ms/step, plain PyTorch {med['plain_s'] * 1e3:6.1f} ms, bound "
-              f"{med['bound_s'] * 1e3:5.1f} ms, floor {med['floor_s'] * 1e3:5.1f} ms (Adam alone "
-              f"{med['adam_s'] * 1e3:.1f} ms); ours/plain {med['ours_over_plain']:.2f}, ours/bound "
-              f"{med['ours_over_bound']:.2f}, ours/floor {med['ours_over_floor']:.2f}")  # fmt: skip
+        print(
+            f"  {kind:8s} ({count_parameters(tabular_flow(kind, data.shape[1])):,} parameters, {med['gflop']:.2f} GFLOP "
+            f"per step): ours {med['ours_s'] * 1e3:6.1f} ms/step, plain PyTorch {med['plain_s'] * 1e3:6.1f} ms, bound "
+            f"{med['bound_s'] * 1e3:5.1f} ms, floor {med['floor_s'] * 1e3:5.1f} ms (Adam alone "
+            f"{med['adam_s'] * 1e3:.1f} ms); ours/plain {med['ours_over_plain']:.2f}, ours/bound "
+            f"{med['ours_over_bound']:.2f}, ours/floor {med['ours_over_floor']:.2f}"
+        )
     if set(out) == set(FLOWS):
         ours, bound, floor = ({k: v[f"{what}_s"] for k, v in out.items()} for what in ("ours", "bound", "floor"))
         table = table_projection(ours, bound, floor_s=floor)
         out["table"] = table
-        print(f"  Table 4's {table['runs']} vanilla and mollification runs (3 data sets x 3 flows x 4 seeds, "
-              f"{table['steps'] / 1e6:.2f} M steps) on 2 cores, at these step times: ours {table['ours_min']:.0f} min, "
-              f"bound {table['bound_min']:.0f} min, floor {table['floor_min']:.0f} min\n  (red wine's step time for "
-              "every data set; per-epoch evaluation and two processes slowing each other not counted: a lower bound "
-              "on the wall time)")  # fmt: skip
+        print(
+            f"  Table 4's {table['runs']} vanilla and mollification runs (3 data sets x 3 flows x 4 seeds, "
+            f"{table['steps'] / 1e6:.2f} M steps) on 2 cores, at these step times: ours {table['ours_min']:.0f} min, "
+            f"bound {table['bound_min']:.0f} min, floor {table['floor_min']:.0f} min\n  (red wine's step time for "
+            "every data set; per-epoch evaluation and two processes slowing each other not counted: a lower bound "
+            "on the wall time)"
+        )
     if args.levers:
         print(f"Levers, seconds per member step, medians of {args.repeats} alternating timings of 10 steps:")
         for kind in args.flows:
             lev = lever_timings(kind, members=args.members, repeats=args.repeats, compile_loss=not args.no_compile)
             out[kind].update({"lever_" + k: v for k, v in lev.items()})
-            line = (f"  {kind:8s} alone {lev['alone_s'] * 1e3:6.1f} ms; ensemble of {args.members} "
-                    f"{lev['ensemble_s'] * 1e3:6.1f} ms per member (speed-up {lev['alone_s'] / lev['ensemble_s']:.2f}x, "
-                    f"loss gap {lev['ensemble_loss_gap']:.1e})")  # fmt: skip
+            line = (
+                f"  {kind:8s} alone {lev['alone_s'] * 1e3:6.1f} ms; ensemble of {args.members} "
+                f"{lev['ensemble_s'] * 1e3:6.1f} ms per member (speed-up {lev['alone_s'] / lev['ensemble_s']:.2f}x, "
+                f"loss gap {lev['ensemble_loss_gap']:.1e})"
+            )
             if "compiled_s" in lev:
-                line += (f"; torch.compile {lev['compiled_s'] * 1e3:6.1f} ms (speed-up "
-                         f"{lev['alone_s'] / lev['compiled_s']:.2f}x, compiled in {lev['compile_s']:.0f} s)")  # fmt: skip
+                line += (
+                    f"; torch.compile {lev['compiled_s'] * 1e3:6.1f} ms (speed-up "
+                    f"{lev['alone_s'] / lev['compiled_s']:.2f}x, compiled in {lev['compile_s']:.0f} s)"
+                )
             if "hoisted_s" in lev:
-                line += (f"; masks hoisted {lev['hoisted_s'] * 1e3:6.1f} ms (speed-up "
-                         f"{lev['alone_s'] / lev['hoisted_s']:.2f}x, loss gap {lev['hoisted_loss_gap']:.1e})")
+                line += (
+                    f"; masks hoisted {lev['hoisted_s'] * 1e3:6.1f} ms (speed-up "
+                    f"{lev['alone_s'] / lev['hoisted_s']:.2f}x, loss gap {lev['hoisted_loss_gap']:.1e})"
+                )
             if "bf16_s" in lev:
-                line += (f"; bf16 products {lev['bf16_s'] * 1e3:6.1f} ms (speed-up "
-                         f"{lev['alone_s'] / lev['bf16_s']:.2f}x, loss gap {lev['bf16_loss_gap']:.1e})")
+                line += (
+                    f"; bf16 products {lev['bf16_s'] * 1e3:6.1f} ms (speed-up "
+                    f"{lev['alone_s'] / lev['bf16_s']:.2f}x, loss gap {lev['bf16_loss_gap']:.1e})"
+                )
             if "compiled_bf16_s" in lev:
-                line += (f"; compiled with bf16 products {lev['compiled_bf16_s'] * 1e3:6.1f} ms (speed-up "
-                         f"{lev['alone_s'] / lev['compiled_bf16_s']:.2f}x)")
+                line += (
+                    f"; compiled with bf16 products {lev['compiled_bf16_s'] * 1e3:6.1f} ms (speed-up "
+                    f"{lev['alone_s'] / lev['compiled_bf16_s']:.2f}x)"
+                )
             print(line)
         if not bf16_matmul_supported():
-            print("  (bf16 products not timed: they do not round to bfloat16 on this CPU, measured by arithmetic.bf16_products)")
+            print(
+                "  (bf16 products not timed: they do not round to bfloat16 on this CPU, measured by arithmetic.bf16_products)"
+            )
     if args.profile:
         _print_profiles(args.flows, data, out, epochs=args.epochs, repeats=args.repeats)
     return out
@@ -523,23 +582,29 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 def _print_profiles(flows: list[str], data: torch.Tensor, out: dict, *, epochs: int, repeats: int) -> None:
     """``--profile``: :func:`step_profile` of each flow per matmul arithmetic, and the table at those step times
     and at their products and Adam alone (what no loop of these models can go below at these kernels' speed)."""
-    print(f"Where a step of ours goes (torch.profiler, self CPU time; the total timed without it; medians of "
-          f"{repeats}):")
+    print(
+        f"Where a step of ours goes (torch.profiler, self CPU time; the total timed without it; medians of {repeats}):"
+    )
     for matmul in ("fp32", "bf16") if bf16_matmul_supported() else ("fp32",):
         prof = {}
         for kind in flows:
             p = prof[kind] = step_profile(kind, data, matmul=matmul, epochs=epochs, repeats=repeats)
             out[kind].update({f"profile_{matmul}_{k}": v for k, v in p.items()})
             share = {k: p[f"{k}_s"] / p["total_s"] for k in ("products", "adam", "rest")}
-            print(f"  {kind:8s} {matmul}: {p['total_s'] * 1e3:5.1f} ms/step = matrix products "
-                  f"{p['products_s'] * 1e3:5.1f} ({share['products']:.0%}) + fused Adam {p['adam_s'] * 1e3:4.1f} "
-                  f"({share['adam']:.0%}) + the rest {p['rest_s'] * 1e3:5.1f} ({share['rest']:.0%})")  # fmt: skip
+            print(
+                f"  {kind:8s} {matmul}: {p['total_s'] * 1e3:5.1f} ms/step = matrix products "
+                f"{p['products_s'] * 1e3:5.1f} ({share['products']:.0%}) + fused Adam {p['adam_s'] * 1e3:4.1f} "
+                f"({share['adam']:.0%}) + the rest {p['rest_s'] * 1e3:5.1f} ({share['rest']:.0%})"
+            )
         if set(prof) == set(FLOWS):
-            table = table_projection({k: p["total_s"] for k, p in prof.items()},
-                                     {k: p["products_s"] + p["adam_s"] for k, p in prof.items()})  # fmt: skip
+            table = table_projection(
+                {k: p["total_s"] for k, p in prof.items()}, {k: p["products_s"] + p["adam_s"] for k, p in prof.items()}
+            )
             out[f"table_profile_{matmul}"] = table
-            print(f"  Table 4's {table['runs']} runs on 2 cores with {matmul} products: {table['ours_min']:.0f} min at "
-                  f"these step times, {table['bound_min']:.0f} min if the rest cost nothing")  # fmt: skip
+            print(
+                f"  Table 4's {table['runs']} runs on 2 cores with {matmul} products: {table['ours_min']:.0f} min at "
+                f"these step times, {table['bound_min']:.0f} min if the rest cost nothing"
+            )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,12 @@ def step_seconds(model: torch.nn.Module, batch: torch.Tensor, repeats: int) -> f
 
 def add_full_run_arguments(parser: argparse.ArgumentParser, batch_flag: str = "--batch") -> None:
     """The options that size a full paper run: epochs, training images, batch (defaults: CIFAR-10)."""
-    parser.add_argument("--epochs", type=int, default=200, help="epochs of the full run (paper: 200 CIFAR-10, 100 CelebA)")
-    parser.add_argument("--train-size", type=int, default=50_000, help="training images (CIFAR-10 50,000; CelebA 162,770)")
+    parser.add_argument(
+        "--epochs", type=int, default=200, help="epochs of the full run (paper: 200 CIFAR-10, 100 CelebA)"
+    )
+    parser.add_argument(
+        "--train-size", type=int, default=50_000, help="training images (CIFAR-10 50,000; CelebA 162,770)"
+    )
     parser.add_argument(batch_flag, type=int, default=128, help="batch of the full run (paper: 128)")
 
 
@@ -90,10 +94,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     steps = full_run_steps(args.epochs, args.train_size, args.batch)
     x = torch.rand(args.count_batch, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    print(f"Full-width VAEs on 3x32x32, batch {args.batch}, {args.epochs} epochs = {steps:,} steps; "
-          f"GPU at {args.tflops} TFLOPS peak")  # fmt: skip
-    print(f"  {'model':9s} {'GFLOP/step':>11s} {'CPU s/step':>11s} {'h at peak':>10s} "
-          f"{'h at ' + format(args.utilisation, '.0%'):>10s}")  # fmt: skip
+    print(
+        f"Full-width VAEs on 3x32x32, batch {args.batch}, {args.epochs} epochs = {steps:,} steps; "
+        f"GPU at {args.tflops} TFLOPS peak"
+    )
+    print(
+        f"  {'model':9s} {'GFLOP/step':>11s} {'CPU s/step':>11s} {'h at peak':>10s} "
+        f"{'h at ' + format(args.utilisation, '.0%'):>10s}"
+    )
     hours = {}
     for kind in VAE_KINDS:
         torch.manual_seed(0)
@@ -102,10 +110,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         cpu = step_seconds(model, x, args.repeats)
         peak_h = flops * steps / (args.tflops * 1e12) / 3600
         hours[kind] = peak_h / args.utilisation
-        print(f"  {kind:9s} {flops / 1e9:11.0f} {cpu:11.2f} {peak_h:10.1f} {hours[kind]:10.1f}"
-              f"   (CPU step on a batch of {args.count_batch}, {args.threads} thread(s))")  # fmt: skip
-    print(f"Paper-size flows on 3x32x32, batch 64: REAL-NVP {FLOW_STEPS['realnvp']:,} steps, GLOW (official code) "
-          f"{FLOW_STEPS['glow']:,} steps; ESTIMATE from counted FLOPs, not measured on a GPU")  # fmt: skip
+        print(
+            f"  {kind:9s} {flops / 1e9:11.0f} {cpu:11.2f} {peak_h:10.1f} {hours[kind]:10.1f}"
+            f"   (CPU step on a batch of {args.count_batch}, {args.threads} thread(s))"
+        )
+    print(
+        f"Paper-size flows on 3x32x32, batch 64: REAL-NVP {FLOW_STEPS['realnvp']:,} steps, GLOW (official code) "
+        f"{FLOW_STEPS['glow']:,} steps; ESTIMATE from counted FLOPs, not measured on a GPU"
+    )
     z = torch.rand(args.count_batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     for kind in FLOW_KINDS:
         torch.manual_seed(0)

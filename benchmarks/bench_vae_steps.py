@@ -37,26 +37,54 @@ def synthetic_images(n: int, size: int, seed: int = 0) -> ImageData:
     return ImageData("synthetic-uniform", "train", images, "random pixels, for timing only")
 
 
-def time_step(kind: str, precision: str, device: torch.device, *, batch: int, steps: int, size: int = 32,
-              width: float = 1.0, latent_dim: int = 256, seed: int = 0) -> dict[str, float]:  # fmt: skip
+def time_step(
+    kind: str,
+    precision: str,
+    device: torch.device,
+    *,
+    batch: int,
+    steps: int,
+    size: int = 32,
+    width: float = 1.0,
+    latent_dim: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
     """Seconds per training step: the second epoch's time / ``steps`` (pythae's loop times no single step).
 
     Also the first epoch's time (warm-up), the steps skipped by fp16 loss scaling, and the precision used.
     """
     data = synthetic_images(batch * steps, size, seed)
-    config = images.ImageRun(kind, "gaussian", seed, epochs=2, batch_size=batch, latent_dim=latent_dim, width=width,
-                             fraction=1.0, precision=precision)  # fmt: skip
+    config = images.ImageRun(
+        kind,
+        "gaussian",
+        seed,
+        epochs=2,
+        batch_size=batch,
+        latent_dim=latent_dim,
+        width=width,
+        fraction=1.0,
+        precision=precision,
+    )
     run = images.run(config, data=data, device=device)
-    return {"seconds_per_step": run.epoch_seconds[-1] / steps, "warmup_seconds": run.epoch_seconds[0],
-            "skipped_steps": run.skipped_steps, "precision": run.precision}  # fmt: skip
+    return {
+        "seconds_per_step": run.epoch_seconds[-1] / steps,
+        "warmup_seconds": run.epoch_seconds[0],
+        "skipped_steps": run.skipped_steps,
+        "precision": run.precision,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default=None, help="default: CUDA if available, else CPU ($MOLLI_DEVICE overrides)")
     parser.add_argument("--models", nargs="+", default=list(VAE_KINDS), choices=list(VAE_KINDS))
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"], choices=list(PRECISIONS),
-                        help="auto: bf16 on Ampere+, fp16 on a T4, fp32 on a CPU (then bf16 is timed instead)")
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["fp32", "auto"],
+        choices=list(PRECISIONS),
+        help="auto: bf16 on Ampere+, fp16 on a T4, fp32 on a CPU (then bf16 is timed instead)",
+    )
     parser.add_argument("--batch", type=int, default=None, help="default: 128 on a GPU (paper), 8 on a CPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on a GPU, 2 on a CPU)")
     parser.add_argument("--size", type=int, default=32, choices=[32, 64], help="image size (CIFAR-10 32, CelebA 64)")
@@ -78,11 +106,15 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
     run_steps = full_run_steps(args.epochs, args.train_size, args.run_batch)
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {args.threads} thread(s)"
     scale = args.run_batch / batch
-    print(f"{name}: full-width VAEs (width {args.width:g}) on random 3x{args.size}x{args.size} images, batch {batch}, "
-          f"second of two epochs of {steps} steps; full run = {args.epochs} epochs x {args.train_size:,} images at "
-          f"batch {args.run_batch} = {run_steps:,} steps")  # fmt: skip
+    print(
+        f"{name}: full-width VAEs (width {args.width:g}) on random 3x{args.size}x{args.size} images, batch {batch}, "
+        f"second of two epochs of {steps} steps; full run = {args.epochs} epochs x {args.train_size:,} images at "
+        f"batch {args.run_batch} = {run_steps:,} steps"
+    )
     if scale != 1:
-        print(f"EXTRAPOLATED: hours assume the step time grows linearly from batch {batch} to {args.run_batch} (x{scale:g})")
+        print(
+            f"EXTRAPOLATED: hours assume the step time grows linearly from batch {batch} to {args.run_batch} (x{scale:g})"
+        )
     print(f"  {'model':9s} {'precision':9s} {'ms/step':>9s} {'warm-up s':>9s} {'skipped':>7s} {'h per run':>9s}")
     out = {}
     for kind in args.models:
@@ -90,13 +122,17 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], float]:
             r = time_step(kind, p, device, batch=batch, steps=steps, size=args.size, width=args.width)
             hours = r["seconds_per_step"] * scale * run_steps / 3600
             out[kind, p] = r["seconds_per_step"]
-            print(f"  {kind:9s} {p:9s} {1e3 * r['seconds_per_step']:9.1f} {r['warmup_seconds']:9.1f} "
-                  f"{r['skipped_steps']:7d} {hours:9.1f}")  # fmt: skip
+            print(
+                f"  {kind:9s} {p:9s} {1e3 * r['seconds_per_step']:9.1f} {r['warmup_seconds']:9.1f} "
+                f"{r['skipped_steps']:7d} {hours:9.1f}"
+            )
     if len(precisions) == 2:
         a, b = precisions
         ratios = [out[k, a] / out[k, b] for k in args.models]
-        print(f"step time {a} / {b}: median {statistics.median(ratios):.2f} "
-              f"(per model: {', '.join(f'{k} {r:.2f}' for k, r in zip(args.models, ratios))})")  # fmt: skip
+        print(
+            f"step time {a} / {b}: median {statistics.median(ratios):.2f} "
+            f"(per model: {', '.join(f'{k} {r:.2f}' for k, r in zip(args.models, ratios))})"
+        )
     return out
 
 

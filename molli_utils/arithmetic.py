@@ -53,10 +53,20 @@ def _probe(device: torch.device) -> list[torch.Tensor]:
     h = torch.addmm(b, x, w1)
     z = torch.relu(h) @ w2
     out += [h, z, z.T @ h, h @ w2.T, torch.randn(256, 2, generator=g).to(device) @ randn(2, 64)]
-    out += [f(z) for f in (torch.tanh, torch.sigmoid, torch.exp, torch.nn.functional.softplus,
-                           torch.nn.functional.leaky_relu)]  # fmt: skip
-    out += [torch.log1p(z.abs()), torch.log(z.abs() + 1e-3), torch.sqrt(z.abs()), z.sum(0), z.mean(),
-            z.var(0), torch.logsumexp(z, 1), torch.nn.functional.batch_norm(z, None, None, training=True)]  # fmt: skip
+    out += [
+        f(z)
+        for f in (torch.tanh, torch.sigmoid, torch.exp, torch.nn.functional.softplus, torch.nn.functional.leaky_relu)
+    ]
+    out += [
+        torch.log1p(z.abs()),
+        torch.log(z.abs() + 1e-3),
+        torch.sqrt(z.abs()),
+        z.sum(0),
+        z.mean(),
+        z.var(0),
+        torch.logsumexp(z, 1),
+        torch.nn.functional.batch_norm(z, None, None, training=True),
+    ]
     # a tiny flow-like network, forward and backward
     net = torch.nn.Sequential(torch.nn.Linear(11, 64), torch.nn.Tanh(), torch.nn.Linear(64, 22)).to(device)
     with torch.no_grad():
@@ -105,6 +115,7 @@ def fingerprint(device: Union[str, torch.device] = "cpu") -> str:
 
 def same(a: Optional[str], b: Optional[str]) -> bool:
     """Whether two recorded fingerprints name the same arithmetic (an unrecorded one, empty or nan, never does)."""
+
     def known(f) -> bool:
         return isinstance(f, str) and f.count("/") == 3
 
@@ -117,8 +128,11 @@ def describe(a: Optional[str]) -> str:
         return "not recorded"
     version, device, threads, digest = a.split("/")
     n = int(threads.rstrip("t"))
-    return (f"{version.replace('torch', 'torch ')}, {device}" + (f", {n} thread{'s' * (n != 1)}" if n else "")
-            + f", probe {digest}")
+    return (
+        f"{version.replace('torch', 'torch ')}, {device}"
+        + (f", {n} thread{'s' * (n != 1)}" if n else "")
+        + f", probe {digest}"
+    )
 
 
 def bf16_products(device: Union[str, torch.device] = "cpu") -> bool:

@@ -54,7 +54,9 @@ def _stub_function(lines: list[str], node: Union[ast.FunctionDef, ast.AsyncFunct
     """Decorators, signature and docstring of ``node`` (from ``lines``), then ``raise NotImplementedError``."""
     start = (node.decorator_list[0].lineno if node.decorator_list else node.lineno) - 1
     first = node.body[0]
-    has_doc = isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    has_doc = (
+        isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
+    )
     if first.lineno == node.lineno:  # one-liner `def f(x): return x`: rebuild the header
         header = copy.copy(node)
         header.body = [ast.Pass()]
@@ -117,7 +119,9 @@ def write_student_versions(src: Union[str, pathlib.Path], dest: Union[str, pathl
     if not notebooks:
         raise ValueError(f"no notebooks (*.ipynb) in {src}: pass the folder of the instructor notebooks")
     if dest.resolve() == src.resolve():
-        raise ValueError(f"the output folder {dest} is the source folder: the student versions would overwrite the solutions")
+        raise ValueError(
+            f"the output folder {dest} is the source folder: the student versions would overwrite the solutions"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks:

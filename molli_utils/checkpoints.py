@@ -92,19 +92,26 @@ def load(path: Union[str, os.PathLike], map_location: Union[str, torch.device, N
     match = _HEADER.match(raw, 0, 200)
     if match is None:
         what = "is empty" if not raw else "is not a molli_utils checkpoint (no MOLLI-CHECKPOINT header)"
-        raise CheckpointError(f"the checkpoint {path} {what}: it was written by another program or is damaged; {_RECOVER}")
+        raise CheckpointError(
+            f"the checkpoint {path} {what}: it was written by another program or is damaged; {_RECOVER}"
+        )
     digest, size = match.group(1).decode(), int(match.group(2))
-    payload = raw[match.end():]
+    payload = raw[match.end() :]
     if len(payload) != size:
-        raise CheckpointError(f"the checkpoint {path} is truncated or has trailing bytes: {len(payload)} bytes of "
-                              f"payload instead of {size} (an interrupted copy?); {_RECOVER}")  # fmt: skip
+        raise CheckpointError(
+            f"the checkpoint {path} is truncated or has trailing bytes: {len(payload)} bytes of "
+            f"payload instead of {size} (an interrupted copy?); {_RECOVER}"
+        )
     if hashlib.sha256(payload).hexdigest() != digest:
-        raise CheckpointError(f"the checkpoint {path} is damaged: its content does not match its SHA-256 "
-                              f"(a changed byte); {_RECOVER}")  # fmt: skip
+        raise CheckpointError(
+            f"the checkpoint {path} is damaged: its content does not match its SHA-256 (a changed byte); {_RECOVER}"
+        )
     try:
         state = torch.load(io.BytesIO(payload), map_location=map_location, weights_only=True)
     except Exception as err:  # an intact file that holds something other than plain state
-        raise CheckpointError(f"the checkpoint {path} holds objects that cannot be loaded safely ({err}); {_RECOVER}") from err
+        raise CheckpointError(
+            f"the checkpoint {path} holds objects that cannot be loaded safely ({err}); {_RECOVER}"
+        ) from err
     if not isinstance(state, dict):
         raise CheckpointError(f"the checkpoint {path} holds a {type(state).__name__}, not a state dict; {_RECOVER}")
     return state
@@ -113,8 +120,11 @@ def load(path: Union[str, os.PathLike], map_location: Union[str, torch.device, N
 def check_fingerprint(path: Union[str, os.PathLike], saved: Optional[dict], now: dict) -> None:
     """Raise :class:`CheckpointError` listing every field where ``saved`` (from the file) differs from ``now``."""
     saved = saved or {}
-    diffs = [f"{k}: {saved.get(k)!r} (checkpoint) != {now.get(k)!r} (now)"
-             for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]  # fmt: skip
+    diffs = [
+        f"{k}: {saved.get(k)!r} (checkpoint) != {now.get(k)!r} (now)"
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k)
+    ]
     if diffs:
         raise CheckpointError(
             f"cannot resume from {path}: it was made with a different configuration ({'; '.join(diffs)}). "
@@ -127,9 +137,13 @@ def require(path: Union[str, os.PathLike], state: Any, keys: Sequence[str], wher
     is not a dict holding every one of ``keys``: a checkpoint of an older version, or an edited one."""
     part = f"its {where!r} part " if where else ""
     if not isinstance(state, dict):
-        raise CheckpointError(f"the checkpoint {path} is incomplete: {part or 'it '}is a {type(state).__name__}, not a "
-                              f"dict (written by another version, or edited); {_RECOVER}")  # fmt: skip
+        raise CheckpointError(
+            f"the checkpoint {path} is incomplete: {part or 'it '}is a {type(state).__name__}, not a "
+            f"dict (written by another version, or edited); {_RECOVER}"
+        )
     missing = [k for k in keys if k not in state]
     if missing:
-        raise CheckpointError(f"the checkpoint {path} is incomplete: {part}lacks {missing} (written by another "
-                              f"version of the trainer, or edited); {_RECOVER}")  # fmt: skip
+        raise CheckpointError(
+            f"the checkpoint {path} is incomplete: {part}lacks {missing} (written by another "
+            f"version of the trainer, or edited); {_RECOVER}"
+        )

@@ -156,17 +156,22 @@ def _as_tensor(value: Any, what: str, *, dtype: Optional[torch.dtype] = None) ->
         got = value.dtype
         wanted = dtype if isinstance(value, torch.Tensor) else np.dtype(str(dtype).replace("torch.", ""))
         if got != wanted:
-            hint = (" Compute in float64: create your tensors with dtype=torch.float64 (e.g. "
-                    "torch.as_tensor(t, dtype=torch.float64)); float32 keeps only about 7 digits, so its values can "
-                    "differ from the reference while the printed numbers look the same."
-                    if dtype == torch.float64 else f" Keep the input's dtype ({dtype}): convert with .to(x.dtype).")
+            hint = (
+                " Compute in float64: create your tensors with dtype=torch.float64 (e.g. "
+                "torch.as_tensor(t, dtype=torch.float64)); float32 keeps only about 7 digits, so its values can "
+                "differ from the reference while the printed numbers look the same."
+                if dtype == torch.float64
+                else f" Keep the input's dtype ({dtype}): convert with .to(x.dtype)."
+            )
             raise AssertionError(f"{what}: expected a {dtype} result, got {got}.{hint}")
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64)
     try:
         return torch.as_tensor(np.asarray(value, dtype=np.float64))
     except (TypeError, ValueError) as err:
-        raise AssertionError(f"{what}: must return a number or a tensor, got {type(value).__name__}: {value!r}") from err
+        raise AssertionError(
+            f"{what}: must return a number or a tensor, got {type(value).__name__}: {value!r}"
+        ) from err
 
 
 def _fmt(t: torch.Tensor, limit: int = 6) -> str:
@@ -179,8 +184,10 @@ def _fmt(t: torch.Tensor, limit: int = 6) -> str:
 def _assert_close(got: torch.Tensor, expected: torch.Tensor, *, where: str, rtol: float, atol: float) -> None:
     """Raise an AssertionError saying where and by how much ``got`` differs from ``expected`` (shape, nan, values)."""
     if got.shape != expected.shape:
-        raise AssertionError(f"{where}: wrong shape, expected {tuple(expected.shape)}, got {tuple(got.shape)}"
-                             " (return a result with the shape of the input)")
+        raise AssertionError(
+            f"{where}: wrong shape, expected {tuple(expected.shape)}, got {tuple(got.shape)}"
+            " (return a result with the shape of the input)"
+        )
     if not bool(torch.isfinite(got).all()):
         raise AssertionError(f"{where}: the result contains nan or inf: {_fmt(got)}")
     if not torch.allclose(got, expected, rtol=rtol, atol=atol):
@@ -235,8 +242,10 @@ def check_sigmoid_schedule(fn: Callable[..., Any]) -> str:
             f"sigmoid schedule at t = T: expected clip_min = 1e-9, got {end.item():.3g}. Clip the schedule to "
             "[clip_min, 1] so that the noise level (and its log-SNR) stays finite and positive."
         )
-    return (f"sigmoid schedule matches molli_utils.schedules.sigmoid_schedule on {len(cases)} cases "
-            "(t = 0, t = T, t > T, batches, other start, end and tau)")
+    return (
+        f"sigmoid schedule matches molli_utils.schedules.sigmoid_schedule on {len(cases)} cases "
+        "(t = 0, t = T, t > T, batches, other start, end and tau)"
+    )
 
 
 def _moments(fn: Callable[..., Any], x: torch.Tensor, gamma: Any, what: str) -> torch.Tensor:
@@ -250,8 +259,10 @@ def _moments(fn: Callable[..., Any], x: torch.Tensor, gamma: Any, what: str) -> 
             "with the shape of x (eps = torch.randn_like(x)), so that it adds to x element by element."
         )
     if out.dtype != x.dtype:
-        raise AssertionError(f"{what}: the output must keep x's dtype ({x.dtype}), got {out.dtype} "
-                             "(torch.randn_like(x) draws noise of x's dtype)")
+        raise AssertionError(
+            f"{what}: the output must keep x's dtype ({x.dtype}), got {out.dtype} "
+            "(torch.randn_like(x) draws noise of x's dtype)"
+        )
     if not bool(torch.isfinite(out).all()):
         raise AssertionError(f"{what}: the output contains nan or inf")
     return out
@@ -290,9 +301,13 @@ def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_0
         x = torch.zeros(num_samples, 2)
         out = _moments(fn, x + 3.0, 0.0, "gamma = 0")
         if not torch.allclose(out, x + 3.0, atol=1e-6):
-            raise AssertionError(f"gamma = 0: the data must come back unchanged, got max |x_out - x| = {(out - 3.0).abs().max():.3g}")
-        _shared_noise(_moments(fn, torch.zeros(num_samples // 50, 4), 1.0, "gamma = 1, x of shape [4000, 4]"),
-                      "gamma = 1, x = 0 of shape [4000, 4] (the output is the noise itself)")
+            raise AssertionError(
+                f"gamma = 0: the data must come back unchanged, got max |x_out - x| = {(out - 3.0).abs().max():.3g}"
+            )
+        _shared_noise(
+            _moments(fn, torch.zeros(num_samples // 50, 4), 1.0, "gamma = 1, x of shape [4000, 4]"),
+            "gamma = 1, x = 0 of shape [4000, 4] (the output is the noise itself)",
+        )
         for gamma in (1.0, 0.3, 0.75):
             out = _moments(fn, x + c, gamma, f"gamma = {gamma}")
             mean, var = out.mean().item(), out.var().item()
@@ -315,7 +330,10 @@ def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_0
         for row, gamma in enumerate(levels[:, 0].tolist()):
             mean, var = out[row].mean().item(), out[row].var().item()
             row_se = se * 2.0
-            if abs(mean - math.sqrt(1.0 - gamma) * c) > row_se or abs(var - gamma) > row_se * max(gamma, 0.05) * 2.0 + 2e-3:
+            if (
+                abs(mean - math.sqrt(1.0 - gamma) * c) > row_se
+                or abs(var - gamma) > row_se * max(gamma, 0.05) * 2.0 + 2e-3
+            ):
                 raise AssertionError(
                     f"{what}: row {row} (gamma = {gamma}) should have mean {math.sqrt(1.0 - gamma) * c:.4f} and variance {gamma:.4f}, "
                     f"got mean {mean:.4f} and variance {var:.4f}. Let gamma broadcast against x (use torch.sqrt for tensors)."
@@ -357,7 +375,9 @@ def check_ring_data(make_data: Callable[..., Any], *, num_modes: int = 8, radius
     if not bool(torch.isfinite(x).all()):
         raise AssertionError("make_data returned nan or inf")
     if not torch.equal(x, make_data(n, seed=0)):
-        raise AssertionError("make_data is not reproducible: the same seed must give the same tensor (use a torch.Generator)")
+        raise AssertionError(
+            "make_data is not reproducible: the same seed must give the same tensor (use a torch.Generator)"
+        )
     if torch.equal(x, make_data(n, seed=1)):
         raise AssertionError("make_data(n, seed=0) and make_data(n, seed=1) are equal: the seed must change the draw")
     angles = 2 * math.pi * torch.arange(num_modes, dtype=torch.float64) / num_modes
@@ -373,7 +393,9 @@ def check_ring_data(make_data: Callable[..., Any], *, num_modes: int = 8, radius
         )
     counts = torch.bincount(nearest, minlength=num_modes).double() / n
     if bool(((counts - 1.0 / num_modes).abs() > 0.02).any()):
-        raise AssertionError(f"the modes must be equally weighted (1/{num_modes} = {1 / num_modes:.3f} each), got {counts.numpy().round(3)}")
+        raise AssertionError(
+            f"the modes must be equally weighted (1/{num_modes} = {1 / num_modes:.3f} each), got {counts.numpy().round(3)}"
+        )
     spread = (x.double() - centres[nearest]).std().item()
     if abs(spread - std) > 0.1 * std:
         raise AssertionError(f"the points must scatter around their centre with std {std}, got {spread:.4f}")
@@ -397,20 +419,26 @@ def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengt
 
     runs = ("vanilla", "mollified")
     if not isinstance(x_test, torch.Tensor) or x_test.ndim != 2 or not 0 < len(x_test) <= MAX_ROWS:
-        raise AssertionError(f"x_test must be a tensor [n, d] of at most {MAX_ROWS:,} held-out points, got "
-                             f"{getattr(x_test, 'shape', type(x_test).__name__)}")  # fmt: skip
+        raise AssertionError(
+            f"x_test must be a tensor [n, d] of at most {MAX_ROWS:,} held-out points, got "
+            f"{getattr(x_test, 'shape', type(x_test).__name__)}"
+        )
     for name, mapping in (("scores", scores), ("samples", samples)):
         missing = [r for r in runs if r not in mapping]
         if missing:
             raise AssertionError(f"{name} needs the runs {list(runs)}; missing {missing} (keys: {list(mapping)})")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        untrained = mmd2(torch.randn(len(x_test), x_test.shape[1], dtype=torch.float64), x_test, lengthscale=lengthscale)
+        untrained = mmd2(
+            torch.randn(len(x_test), x_test.shape[1], dtype=torch.float64), x_test, lengthscale=lengthscale
+        )
     for run in runs:
         x = samples[run]
         if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != x_test.shape[1] or len(x) > MAX_ROWS:
-            raise AssertionError(f"samples[{run!r}] must be a tensor [n, {x_test.shape[1]}] with n at most {MAX_ROWS:,}, "
-                                 f"got {getattr(x, 'shape', type(x).__name__)}")  # fmt: skip
+            raise AssertionError(
+                f"samples[{run!r}] must be a tensor [n, {x_test.shape[1]}] with n at most {MAX_ROWS:,}, "
+                f"got {getattr(x, 'shape', type(x).__name__)}"
+            )
         if not bool(torch.isfinite(x).all()):
             raise AssertionError(f"samples[{run!r}] contains nan or inf: keep only the finite rows before scoring")
         value = scores[run]
@@ -448,7 +476,13 @@ def check_dct_matrix(fn: Callable[[int], Any]) -> str:
         got = _as_tensor(fn(n), f"dct_matrix({n})", dtype=torch.float64)
         _assert_close(got, _ref_dct_matrix(n), where=f"dct_matrix({n})", rtol=1e-6, atol=1e-8)
         eye = got @ got.T
-        _assert_close(eye, torch.eye(n, dtype=torch.float64), where=f"dct_matrix({n}) @ dct_matrix({n}).T (must be I)", rtol=0, atol=1e-6)
+        _assert_close(
+            eye,
+            torch.eye(n, dtype=torch.float64),
+            where=f"dct_matrix({n}) @ dct_matrix({n}).T (must be I)",
+            rtol=0,
+            atol=1e-6,
+        )
     return "DCT matrix matches molli_utils.mollifiers.dct_matrix for n = 1, 2, 5, 8, 16 and is orthonormal"
 
 
@@ -501,7 +535,12 @@ def check_blur_schedule(fn: Callable[..., Any]) -> str:
         ("t = 2T (past the horizon: the value at T)", torch.tensor(2.0 * T, dtype=torch.float64), 64, {}),
         ("a Python float t = 500.0", 500.0, 32, {}),
         ("a batch of steps", torch.linspace(0, T, 11, dtype=torch.float64), 28, {}),
-        ("sigma_min = 0.25, sigma_max = 8", torch.linspace(0, T, 5, dtype=torch.float64), 64, {"sigma_min": 0.25, "sigma_max": 8.0}),
+        (
+            "sigma_min = 0.25, sigma_max = 8",
+            torch.linspace(0, T, 5, dtype=torch.float64),
+            64,
+            {"sigma_min": 0.25, "sigma_max": 8.0},
+        ),
     ]
     for label, t, size, kwargs in cases:
         where = f"blur schedule, {label}: {_call('fn', (t, T, size), kwargs)}"
@@ -533,10 +572,14 @@ def check_noise_vs_blur(table: Any, image: torch.Tensor, *, horizon: int) -> str
     if missing:
         raise AssertionError(f"the table lacks the columns {missing}; it needs {need}, has {list(frame.columns)}")
     if not 3 <= len(frame) <= 1000:
-        raise AssertionError(f"the table needs at least 3 steps (e.g. t = 0, T/2, T) and at most 1,000, got {len(frame)}")
+        raise AssertionError(
+            f"the table needs at least 3 steps (e.g. t = 0, T/2, T) and at most 1,000, got {len(frame)}"
+        )
     if not isinstance(image, torch.Tensor) or image.ndim < 2 or image.numel() > 2**22:
-        raise AssertionError(f"image must be a tensor [..., H, W] of at most {2**22:,} values, got "
-                             f"{getattr(image, 'shape', type(image).__name__)}")  # fmt: skip
+        raise AssertionError(
+            f"image must be a tensor [..., H, W] of at most {2**22:,} values, got "
+            f"{getattr(image, 'shape', type(image).__name__)}"
+        )
     img = image.detach().double()
     centred = 2.0 * img - 1.0
     noise_tol = max(0.05, 6.0 * math.sqrt(2.0 / img.numel()))  # ~6 standard errors of a mean of squares
@@ -546,12 +589,18 @@ def check_noise_vs_blur(table: Any, image: torch.Tensor, *, horizon: int) -> str
         heat = float(_ref_blur_schedule(step, horizon, img.shape[-1]))
         where = f"row step = {step}"
         if not math.isclose(float(row["noise_level"]), s, rel_tol=1e-5, abs_tol=1e-12):
-            raise AssertionError(f"{where}: noise_level should be sigmoid_schedule({step}, {horizon}) = {s:.6g}, got {row['noise_level']:.6g}")
+            raise AssertionError(
+                f"{where}: noise_level should be sigmoid_schedule({step}, {horizon}) = {s:.6g}, got {row['noise_level']:.6g}"
+            )
         if not math.isclose(float(row["heat_time"]), heat, rel_tol=1e-5):
-            raise AssertionError(f"{where}: heat_time should be blur_schedule({step}, {horizon}, {img.shape[-1]}) = {heat:.6g}, got {row['heat_time']:.6g}")
+            raise AssertionError(
+                f"{where}: heat_time should be blur_schedule({step}, {horizon}, {img.shape[-1]}) = {heat:.6g}, got {row['heat_time']:.6g}"
+            )
         mse_blur = float(((_ref_blur(img, heat) - img) ** 2).mean())
         if not math.isclose(float(row["mse_blur"]), mse_blur, rel_tol=1e-3, abs_tol=1e-4):
-            raise AssertionError(f"{where}: mse_blur should be mean((blur(image, heat_time) - image)^2) = {mse_blur:.6g}, got {row['mse_blur']:.6g}")
+            raise AssertionError(
+                f"{where}: mse_blur should be mean((blur(image, heat_time) - image)^2) = {mse_blur:.6g}, got {row['mse_blur']:.6g}"
+            )
         # noised = (sqrt(1-s) c + sqrt(s) eps + 1) / 2, so noised - image = ((sqrt(1-s) - 1) c + sqrt(s) eps) / 2
         expected_noise = float(((math.sqrt(1.0 - s) - 1.0) ** 2 * (centred**2).mean() + s) / 4.0)
         if not math.isclose(float(row["mse_noise"]), expected_noise, rel_tol=noise_tol, abs_tol=1e-4):

@@ -94,11 +94,15 @@ def _batches(images: Images, batch_size: int) -> Iterable[torch.Tensor]:
 
 def _check_batch(batch: torch.Tensor) -> None:
     if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or not batch.is_floating_point():
-        raise ValueError(f"each batch must be a float tensor [B, C, H, W] in [0, 1], got {getattr(batch, 'shape', type(batch))}")
+        raise ValueError(
+            f"each batch must be a float tensor [B, C, H, W] in [0, 1], got {getattr(batch, 'shape', type(batch))}"
+        )
     lo, hi = float(batch.min()), float(batch.max())
     if lo < -1e-6 or hi > 1 + 1e-6:
-        raise ValueError(f"images must lie in [0, 1] (pytorch-fid's convention), got values in [{lo:.3g}, {hi:.3g}]; "
-                         "map [-1, 1] data with (x + 1) / 2 or clamp")  # fmt: skip
+        raise ValueError(
+            f"images must lie in [0, 1] (pytorch-fid's convention), got values in [{lo:.3g}, {hi:.3g}]; "
+            "map [-1, 1] data with (x + 1) / 2 or clamp"
+        )
 
 
 @torch.no_grad()
@@ -142,8 +146,9 @@ def _psd_root(sigma: np.ndarray, name: str, slack: float) -> np.ndarray:
     """The symmetric square root of a covariance; eigenvalues that rounding put below 0 count as 0."""
     w, v = np.linalg.eigh(sigma)
     if w[0] < -slack * max(abs(w[0]), abs(w[-1])):
-        raise ValueError(f"{name} is not a covariance (positive semi-definite): eigenvalue {w[0]:.3g} < 0 "
-                         f"(largest {w[-1]:.3g})")  # fmt: skip
+        raise ValueError(
+            f"{name} is not a covariance (positive semi-definite): eigenvalue {w[0]:.3g} < 0 (largest {w[-1]:.3g})"
+        )
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
@@ -168,10 +173,14 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(np.asarray(mu1)), np.atleast_1d(np.asarray(mu2))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1)), np.atleast_2d(np.asarray(sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"statistics of different feature sizes: mu {mu1.shape} vs {mu2.shape}, "
-                         f"sigma {sigma1.shape} vs {sigma2.shape}; use the same feature extractor for both")  # fmt: skip
+        raise ValueError(
+            f"statistics of different feature sizes: mu {mu1.shape} vs {mu2.shape}, "
+            f"sigma {sigma1.shape} vs {sigma2.shape}; use the same feature extractor for both"
+        )
     if mu1.ndim != 1 or sigma1.shape != (mu1.shape[0], mu1.shape[0]):
-        raise ValueError(f"mu must be a vector [D] and sigma its covariance [D, D], got mu {mu1.shape} and sigma {sigma1.shape}")
+        raise ValueError(
+            f"mu must be a vector [D] and sigma its covariance [D, D], got mu {mu1.shape} and sigma {sigma1.shape}"
+        )
     for name, value in (("mu1", mu1), ("sigma1", sigma1), ("mu2", mu2), ("sigma2", sigma2)):
         if not np.isfinite(value).all():
             raise ValueError(f"{name} has non-finite values (nan or inf): were the features (or the images) finite?")
@@ -226,8 +235,10 @@ def reference_statistics(
     """
     name = extractor_name or getattr(feature_extractor, "name", None)
     if not name:
-        raise ValueError("give extractor_name (or a feature extractor with a .name): it keys the cache file, "
-                         "so statistics of different extractors never mix")  # fmt: skip
+        raise ValueError(
+            "give extractor_name (or a feature extractor with a .name): it keys the cache file, "
+            "so statistics of different extractors never mix"
+        )
     if isinstance(data, str):
         data = sample_patches(**load_kwargs) if data == SAMPLE_PATCHES else load_images(data, **load_kwargs)
     path = fid_cache_root(cache_dir) / f"{data.key}-n{len(data)}__{name}.npz"
@@ -294,7 +305,9 @@ class RandomFeatures(torch.nn.Module):
             raise ValueError(f"dim must be an even number >= 4 (mean and std pooling of dim/2 channels), got {dim}")
         gen = torch.Generator().manual_seed(seed)
         c = dim // 2
-        self.convs = torch.nn.ModuleList([torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.Conv2d(16, 32, 3, 2, 1), torch.nn.Conv2d(32, c, 3, 2, 1)])
+        self.convs = torch.nn.ModuleList(
+            [torch.nn.Conv2d(3, 16, 3, 2, 1), torch.nn.Conv2d(16, 32, 3, 2, 1), torch.nn.Conv2d(32, c, 3, 2, 1)]
+        )
         with torch.no_grad():
             for conv in self.convs:
                 fan_in = conv.in_channels * 9
@@ -316,8 +329,9 @@ def random_features_extractor(seed: int = 0, dim: int = 64, device: Union[str, t
 
 
 @torch.no_grad()
-def features(images: Images, feature_extractor: FeatureExtractor, batch_size: int = 500,
-             device: Union[str, torch.device] = "cpu") -> torch.Tensor:  # fmt: skip
+def features(
+    images: Images, feature_extractor: FeatureExtractor, batch_size: int = 500, device: Union[str, torch.device] = "cpu"
+) -> torch.Tensor:
     """The features ``[N, D]`` (float64, on the CPU) of ``images`` (``[0, 1]``), batch by batch."""
     out = []
     for batch in _batches(images, batch_size):
@@ -338,7 +352,9 @@ def kid(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     """
     a, b = torch.as_tensor(feats_a, dtype=torch.float64), torch.as_tensor(feats_b, dtype=torch.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"kid needs two feature matrices [N, D] of the same D, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"kid needs two feature matrices [N, D] of the same D, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     m, n, d = a.shape[0], b.shape[0], a.shape[1]
     if min(m, n) < 2:
         raise ValueError(f"kid needs at least 2 samples in each set, got {m} and {n}")
@@ -364,9 +380,18 @@ class DigitsClassifier(torch.nn.Module):
     def __init__(self, dim: int = 64):
         super().__init__()
         c = torch.nn
-        self.body = c.Sequential(c.Conv2d(1, 32, 3, padding=1), c.ReLU(), c.Conv2d(32, 64, 3, padding=1), c.ReLU(),
-                                 c.MaxPool2d(2), c.Conv2d(64, 64, 3, padding=1), c.ReLU(), c.MaxPool2d(2), c.Flatten(),
-                                 c.Linear(64 * 2 * 2, dim))  # fmt: skip
+        self.body = c.Sequential(
+            c.Conv2d(1, 32, 3, padding=1),
+            c.ReLU(),
+            c.Conv2d(32, 64, 3, padding=1),
+            c.ReLU(),
+            c.MaxPool2d(2),
+            c.Conv2d(64, 64, 3, padding=1),
+            c.ReLU(),
+            c.MaxPool2d(2),
+            c.Flatten(),
+            c.Linear(64 * 2 * 2, dim),
+        )
         self.head = c.Sequential(c.ReLU(), c.Linear(dim, 10))
         self.register_buffer("feature_mean", torch.zeros(dim))
         self.register_buffer("feature_std", torch.ones(dim))
@@ -431,8 +456,10 @@ def train_digits_classifier(seed: int = 0, epochs: int = 40, log: Callable[[str]
         raw = net.body(2.0 * x - 1.0)
         net.feature_mean.copy_(raw.mean(0))
         net.feature_std.copy_(raw.std(0).clamp_min(1e-6))
-    log(f"trained the digits classifier (seed {seed}, {epochs} epochs on {len(train)} training digits):\n"
-        f"  test accuracy {net.test_accuracy:.4f} on {len(test)} held-out digits")  # fmt: skip
+    log(
+        f"trained the digits classifier (seed {seed}, {epochs} epochs on {len(train)} training digits):\n"
+        f"  test accuracy {net.test_accuracy:.4f} on {len(test)} held-out digits"
+    )
     return net
 
 
@@ -451,8 +478,13 @@ def _shipped_classifier() -> Path:
     return Path(str(files("molli_utils").joinpath(DIGITS_CLASSIFIER_FILE)))
 
 
-def digits_classifier(path: Union[str, Path, None] = None, *, sha256: Optional[str] = DIGITS_CLASSIFIER_SHA256,
-                      device: Union[str, torch.device] = "cpu", log: Callable[[str], None] = print) -> DigitsClassifier:  # fmt: skip
+def digits_classifier(
+    path: Union[str, Path, None] = None,
+    *,
+    sha256: Optional[str] = DIGITS_CLASSIFIER_SHA256,
+    device: Union[str, torch.device] = "cpu",
+    log: Callable[[str], None] = print,
+) -> DigitsClassifier:
     """The feature extractor of the miniature: the :class:`DigitsClassifier` shipped with the package
     (:data:`DIGITS_CLASSIFIER_FILE`), or the one at ``path``, in eval mode on ``device``.
 
@@ -464,9 +496,11 @@ def digits_classifier(path: Union[str, Path, None] = None, *, sha256: Optional[s
 
     path = _shipped_classifier() if path is None else Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"the digits classifier {path} is missing: reinstall molli_utils "
-                                "(pip install --force-reinstall molli-utils), or in a checkout "
-                                f"`git checkout -- molli_utils/{DIGITS_CLASSIFIER_FILE}`")  # fmt: skip
+        raise FileNotFoundError(
+            f"the digits classifier {path} is missing: reinstall molli_utils "
+            "(pip install --force-reinstall molli-utils), or in a checkout "
+            f"`git checkout -- molli_utils/{DIGITS_CLASSIFIER_FILE}`"
+        )
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if sha256 is not None and digest != sha256:
         raise checkpoints.CheckpointError(

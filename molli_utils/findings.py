@@ -72,8 +72,9 @@ class Findings:
         if not self.items:
             raise AssertionError("no findings were stated")
         if self.failing:
-            raise AssertionError("these findings no longer hold, rewrite them from the numbers: "
-                                 + " | ".join(self.failing))  # fmt: skip
+            raise AssertionError(
+                "these findings no longer hold, rewrite them from the numbers: " + " | ".join(self.failing)
+            )
         return self
 
     def markdown(self) -> str:

@@ -82,9 +82,21 @@ from .assignments import ANSWER_CELL, SOLUTION_TAG
 from . import grade_calls, grade_kernel
 from .checks import CHECKS, RECORD_MIME
 
-__all__ = ["CheckResult", "Report", "Limits", "NotGradable", "grade_notebook", "grade", "expected_checks",
-           "records", "restore_check_cells", "read_notebook", "isolation", "format_report",
-           "main"]  # fmt: skip
+__all__ = [
+    "CheckResult",
+    "Report",
+    "Limits",
+    "NotGradable",
+    "grade_notebook",
+    "grade",
+    "expected_checks",
+    "records",
+    "restore_check_cells",
+    "read_notebook",
+    "isolation",
+    "format_report",
+    "main",
+]
 
 _CHECK_CALL = re.compile(r"\b(check_\w+)\s*\(")
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -149,8 +161,9 @@ def _nb_modules():
         import nbclient
         import nbformat
     except ImportError as err:
-        raise ImportError(f'the grading command needs nbclient, nbformat and ipykernel ({err}): '
-                          'pip install "molli-utils[teach]"') from err
+        raise ImportError(
+            f'the grading command needs nbclient, nbformat and ipykernel ({err}): pip install "molli-utils[teach]"'
+        ) from err
     return nbformat, nbclient
 
 
@@ -228,9 +241,13 @@ def records(nb: Any) -> list[dict[str, Any]]:
 
 def _errors(nb: Any, cells: Optional[int] = None) -> list[dict[str, Any]]:
     """The error outputs of an executed notebook (of its first ``cells`` cells): ``{"cell", "ename", "evalue"}``."""
-    return [{"cell": i + 1, "ename": o.get("ename", ""), "evalue": o.get("evalue", "")}
-            for i, c in enumerate(nb.cells[:cells]) if c.cell_type == "code"
-            for o in c.get("outputs", []) if o.get("output_type") == "error"]  # fmt: skip
+    return [
+        {"cell": i + 1, "ename": o.get("ename", ""), "evalue": o.get("evalue", "")}
+        for i, c in enumerate(nb.cells[:cells])
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
 
 
 def _calling_cells(nb: Any, check: str) -> list[int]:
@@ -242,8 +259,12 @@ def _calling_cells(nb: Any, check: str) -> list[int]:
             tree = ast.parse(nb.cells[i - 1].source)
         except SyntaxError:
             continue
-        helpers |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-                    and re.search(rf"\b{check}\s*\(", ast.get_source_segment(nb.cells[i - 1].source, n) or "")}  # fmt: skip
+        helpers |= {
+            n.name
+            for n in ast.walk(tree)
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and re.search(rf"\b{check}\s*\(", ast.get_source_segment(nb.cells[i - 1].source, n) or "")
+        }
     indirect = [i for i, src in _code(nb) if i not in direct and any(re.search(rf"\b{h}\s*\(", src) for h in helpers)]
     return sorted(direct + indirect)
 
@@ -267,8 +288,9 @@ def _verdict(nb: Any, check: str, recs: list[dict[str, Any]], errors: list[dict[
     return CheckResult(check, "not attempted" if stop["ename"] == "NotImplementedError" else "failed", why)
 
 
-def _verified_verdict(nb: Any, check: str, recs: list[dict[str, Any]], done: dict[int, dict[str, Any]],
-                      reached: int, stopped: str) -> CheckResult:  # fmt: skip
+def _verified_verdict(
+    nb: Any, check: str, recs: list[dict[str, Any]], done: dict[int, dict[str, Any]], reached: int, stopped: str
+) -> CheckResult:
     """The verdict on ``check`` from the grader's own runs of it (``recs``: ``{"check", "status", "message"}``),
     else from how the grader's re-run of the cell that should have called it ended (``done``, by cell);
     ``reached``: the last cell of the submission executed."""
@@ -285,8 +307,9 @@ def _verified_verdict(nb: Any, check: str, recs: list[dict[str, Any]], done: dic
         d = done.get(i)
         if d is None:
             why = stopped or "its record of the calls was suppressed"
-            return CheckResult(check, "failed", f"could not be verified: the grader's re-run of cell {i} did not "
-                                                f"finish ({why})")  # fmt: skip
+            return CheckResult(
+                check, "failed", f"could not be verified: the grader's re-run of cell {i} did not finish ({why})"
+            )
         if d.get("ename"):
             why = f"cell {i} stopped before the check ran: {d['ename']}: {d.get('evalue', '')}"
             return CheckResult(check, "not attempted" if d["ename"] == "NotImplementedError" else "failed", why)
@@ -345,7 +368,9 @@ def _pick_reference(nb: Any, reference: Path) -> Optional[Any]:
     (None when none shares any). A reference that is not a notebook raises ValueError."""
     paths = [reference] if reference.is_file() else sorted(reference.glob("*.ipynb"))
     if not paths:
-        raise ValueError(f"--reference {reference}: no notebooks (*.ipynb) there; pass an instructor notebook or its folder")
+        raise ValueError(
+            f"--reference {reference}: no notebooks (*.ipynb) there; pass an instructor notebook or its folder"
+        )
     candidates = []
     for p in paths:
         try:
@@ -374,8 +399,24 @@ def _bwrap_works() -> bool:
         return False
     if exe not in _BWRAP:
         try:
-            done = subprocess.run([exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
-                                   "--unshare-net", "--die-with-parent", "true"], capture_output=True, timeout=30)  # fmt: skip
+            done = subprocess.run(
+                [
+                    exe,
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--unshare-pid",
+                    "--unshare-net",
+                    "--die-with-parent",
+                    "true",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
             _BWRAP[exe] = done.returncode == 0
         except (OSError, subprocess.SubprocessError):
             _BWRAP[exe] = False
@@ -389,14 +430,20 @@ def isolation(sandbox: str = "auto") -> str:
         raise ValueError(f"sandbox={sandbox!r}: choose auto, bwrap or none")
     use = sandbox == "bwrap" or (sandbox == "auto" and _bwrap_works())
     if sandbox == "bwrap" and not _bwrap_works():
-        raise RuntimeError("--sandbox bwrap: bwrap (bubblewrap) is not on PATH or cannot create a sandbox here "
-                           "(apt-get install bubblewrap; in a container it may need user namespaces)")
+        raise RuntimeError(
+            "--sandbox bwrap: bwrap (bubblewrap) is not on PATH or cannot create a sandbox here "
+            "(apt-get install bubblewrap; in a container it may need user namespaces)"
+        )
     if use:
-        return ("bwrap: filesystem read-only except the submission's temporary folder; /tmp, HOME, the submissions' "
-                "and the reference's folders hidden (but for the Python installation); own PID namespace; no network "
-                "(the kernel talks over Unix sockets); limits and clean environment")
-    return ("no bwrap: process limits, clean environment, own session, temporary folder; the student's code "
-            "can still read (and write) what your user can; changes to the checks and submissions are detected")
+        return (
+            "bwrap: filesystem read-only except the submission's temporary folder; /tmp, HOME, the submissions' "
+            "and the reference's folders hidden (but for the Python installation); own PID namespace; no network "
+            "(the kernel talks over Unix sockets); limits and clean environment"
+        )
+    return (
+        "no bwrap: process limits, clean environment, own session, temporary folder; the student's code "
+        "can still read (and write) what your user can; changes to the checks and submissions are detected"
+    )
 
 
 def _uses_bwrap(sandbox: str) -> bool:
@@ -407,8 +454,14 @@ def _python_paths() -> list[Path]:
     """The folders the kernel's Python needs to read: its prefixes, its executable's folder, its site-packages."""
     import site
 
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.realpath(sys.executable)), *site.getsitepackages()]  # fmt: skip
+    paths = [
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        *site.getsitepackages(),
+    ]
     if site.ENABLE_USER_SITE and site.getusersitepackages():
         paths.append(site.getusersitepackages())
     return [Path(p).resolve() for p in dict.fromkeys(paths) if p and os.path.isdir(p)]
@@ -425,8 +478,9 @@ def _hidden_paths(paths: Iterable[Path], keep: Iterable[Path]) -> list[tuple[str
             continue
         inside = [k for k in keep[1:] if k == p or p in k.parents]
         out[str(p)] = sorted({str(k) for k in inside if not any(o in k.parents for o in inside)})
-    return [(h, inside) for h, inside in out.items()
-            if not any(Path(o) in Path(h).parents for o in out) and h not in inside]  # fmt: skip
+    return [
+        (h, inside) for h, inside in out.items() if not any(Path(o) in Path(h).parents for o in out) and h not in inside
+    ]
 
 
 def _bwrap_prefix(work: Path, hide: Sequence[tuple[str, list[str]]], python: Sequence[Path] = ()) -> list[str]:
@@ -434,8 +488,18 @@ def _bwrap_prefix(work: Path, hide: Sequence[tuple[str, list[str]]], python: Seq
     ``hide`` empty but for the folders listed with it (read-only), and ``/tmp`` empty but for the folders of
     ``python`` (the Python installation, :func:`_python_paths`) that lie in it (a virtual environment in
     ``/tmp``), bound back read-only."""
-    cmd = [shutil.which("bwrap") or "bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-           "--tmpfs", "/tmp"]  # fmt: skip
+    cmd = [
+        shutil.which("bwrap") or "bwrap",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+    ]
     tmp = Path("/tmp").resolve()
     inside = sorted({str(p) for p in map(Path, python) if tmp in p.parents and p != work and work not in p.parents})
     for p in inside:
@@ -445,9 +509,22 @@ def _bwrap_prefix(work: Path, hide: Sequence[tuple[str, list[str]]], python: Seq
         cmd += ["--tmpfs", folder]
         for k in inside:
             cmd += ["--ro-bind", k, k]
-    cmd += ["--bind", str(work), str(work), "--ro-bind", str(work / "pkg"), str(work / "pkg"),
-            "--unshare-pid", "--unshare-ipc", "--unshare-net", "--die-with-parent", "--new-session",
-            "--unsetenv", "JPY_PARENT_PID", "--"]  # fmt: skip  (ipykernel would exit: its parent is pid 1 there)
+    cmd += [
+        "--bind",
+        str(work),
+        str(work),
+        "--ro-bind",
+        str(work / "pkg"),
+        str(work / "pkg"),
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-net",
+        "--die-with-parent",
+        "--new-session",
+        "--unsetenv",
+        "JPY_PARENT_PID",
+        "--",
+    ]  # ipykernel would exit: its parent is pid 1 there
     return cmd
 
 
@@ -456,12 +533,20 @@ def _kernel_env(work: Path, profile: str, token: str) -> dict[str, str]:
     keep = ("LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VIRTUAL_ENV")
     env = {k: os.environ[k] for k in keep if k in os.environ}
     env.update({k: v for k, v in os.environ.items() if k.startswith("MOLLI_")})
-    env.update({
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
-        "LANG": os.environ.get("LANG", "C.UTF-8"), "HOME": str(work / "home"), "TMPDIR": str(work / "tmp"),
-        "PYTHONPATH": str(work / "pkg"), "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-        "MOLLI_PROFILE": profile, "MPLBACKEND": "Agg", "MOLLI_GRADE_RUN": token,
-    })  # fmt: skip
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", os.defpath)]),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            "HOME": str(work / "home"),
+            "TMPDIR": str(work / "tmp"),
+            "PYTHONPATH": str(work / "pkg"),
+            "PYTHONNOUSERSITE": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "MOLLI_PROFILE": profile,
+            "MPLBACKEND": "Agg",
+            "MOLLI_GRADE_RUN": token,
+        }
+    )
     return env
 
 
@@ -500,8 +585,11 @@ def _kill_leftovers(token: str, pgid: Optional[int]) -> int:
 
 def _package_snapshot() -> dict[str, bytes]:
     """Every file of the molli_utils package (relative path -> bytes), bytecode caches left out."""
-    return {p.relative_to(_PACKAGE_DIR).as_posix(): p.read_bytes() for p in sorted(_PACKAGE_DIR.rglob("*"))
-            if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"}  # fmt: skip
+    return {
+        p.relative_to(_PACKAGE_DIR).as_posix(): p.read_bytes()
+        for p in sorted(_PACKAGE_DIR.rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
 
 
 def _check_modules(files: dict[str, bytes]) -> list[str]:
@@ -576,29 +664,37 @@ class _Guard:
 
 # --------------------------------------------------------------------------- the grader's cells
 
+
 def _agent_cell() -> str:
     """The source of the grader's first cell: :mod:`molli_utils.grade_kernel`, sent as text (never imported in the
     kernel from the package) and bound to ``_molli_grade``."""
     source = inspect.getsource(grade_kernel)
-    return ("# Added by the grading command (python -m molli_utils.grade): its agent in this kernel. The checks run in\n"
-            "# the grader's own process; only data passes between them.\n"
-            "import types as _molli_types\n"
-            "_molli_grade = _molli_types.ModuleType('_molli_grade')\n"
-            f"exec(compile({source!r}, '<molli_utils.grade_kernel>', 'exec'), _molli_grade.__dict__)\n"
-            "_molli_grade = _molli_grade.Agent()\n"
-            "del _molli_types\n")
+    return (
+        "# Added by the grading command (python -m molli_utils.grade): its agent in this kernel. The checks run in\n"
+        "# the grader's own process; only data passes between them.\n"
+        "import types as _molli_types\n"
+        "_molli_grade = _molli_types.ModuleType('_molli_grade')\n"
+        f"exec(compile({source!r}, '<molli_utils.grade_kernel>', 'exec'), _molli_grade.__dict__)\n"
+        "_molli_grade = _molli_grade.Agent()\n"
+        "del _molli_types\n"
+    )
 
 
 def _rerun_cell(cell: int, source: str) -> str:
     """The source of the grader's cell that re-runs ``source`` (cell ``cell``) with the checks' calls recorded."""
-    return (f"# Added by the grading command: re-runs cell {cell} of the submission, recording its checks' calls.\n"
-            f"_molli_grade.rerun({cell}, {source!r}, {list(CHECKS)!r})\n")
+    return (
+        f"# Added by the grading command: re-runs cell {cell} of the submission, recording its checks' calls.\n"
+        f"_molli_grade.rerun({cell}, {source!r}, {list(CHECKS)!r})\n"
+    )
 
 
 def _outputs(cell: Any, mime: str) -> list[Any]:
     """The values of ``mime`` in the display outputs of ``cell``."""
-    return [o["data"][mime] for o in cell.get("outputs", []) if o.get("output_type") in ("display_data",
-            "execute_result") and mime in o.get("data", {})]  # fmt: skip
+    return [
+        o["data"][mime]
+        for o in cell.get("outputs", [])
+        if o.get("output_type") in ("display_data", "execute_result") and mime in o.get("data", {})
+    ]
 
 
 def _done_records(nb: Any, first_cell: int) -> dict[int, dict[str, Any]]:
@@ -611,8 +707,11 @@ def _done_records(nb: Any, first_cell: int) -> dict[int, dict[str, Any]]:
             continue
         for rec in _outputs(cell, grade_kernel.DONE_MIME):
             if isinstance(rec, dict) and rec.get("cell") == meta["cell"] and isinstance(rec.get("calls"), list):
-                out[meta["cell"]] = {"ename": str(rec.get("ename", "")), "evalue": str(rec.get("evalue", "")),
-                                     "calls": [c for c in rec["calls"] if isinstance(c, dict)]}  # fmt: skip
+                out[meta["cell"]] = {
+                    "ename": str(rec.get("ename", "")),
+                    "evalue": str(rec.get("evalue", "")),
+                    "calls": [c for c in rec["calls"] if isinstance(c, dict)],
+                }
     return out
 
 
@@ -666,8 +765,11 @@ def _run_checks(done: dict[int, dict[str, Any]], nb: Any, run: Any, timeout: int
         buf = io.BytesIO()
         torch.save({"args": args, "kwargs": kwargs, "rng": torch.get_rng_state()}, buf)
         payload = base64.b64encode(buf.getvalue()).decode("ascii")
-        nb.cells.append(nbformat.v4.new_code_cell(f"_molli_grade.call({int(handle)}, {payload!r})",
-                                                  metadata={"molli_grader": {"call": int(handle)}}))  # fmt: skip
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                f"_molli_grade.call({int(handle)}, {payload!r})", metadata={"molli_grader": {"call": int(handle)}}
+            )
+        )
         index = len(nb.cells) - 1
         try:
             late = run(index)
@@ -705,10 +807,19 @@ def _run_checks(done: dict[int, dict[str, Any]], nb: Any, run: Any, timeout: int
     return dead[0]
 
 
-def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "quick", timeout: int = 600,
-                   name: str = "submission", limits: Optional[Limits] = None, sandbox: str = "auto",
-                   hide: Sequence[str | os.PathLike] = (), _package: Optional[dict[str, bytes]] = None,
-                   _guard: Optional[_Guard] = None) -> tuple[Report, Any]:  # fmt: skip
+def grade_notebook(
+    nb: Any,
+    *,
+    reference: Optional[Any] = None,
+    profile: str = "quick",
+    timeout: int = 600,
+    name: str = "submission",
+    limits: Optional[Limits] = None,
+    sandbox: str = "auto",
+    hide: Sequence[str | os.PathLike] = (),
+    _package: Optional[dict[str, bytes]] = None,
+    _guard: Optional[_Guard] = None,
+) -> tuple[Report, Any]:
     """Execute a copy of ``nb`` as the module docstring says and grade it; return the report and the executed copy
     (the submission's cells, then the grader's). ``timeout``: seconds per cell; ``limits``: the kernel's limits
     (default :class:`Limits`); ``sandbox``: ``auto``, ``bwrap`` or ``none`` (:func:`isolation`); ``hide``: more
@@ -731,9 +842,11 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
     expected = expected_checks(reference if reference is not None else nb)
     report.empty_answers = sum(c.cell_type == "markdown" and c.source.strip() == ANSWER_CELL.strip() for c in nb.cells)
     if not expected:
-        report.stopped = ("no checks to grade (0 of 0): " + ("the reference calls no check of molli_utils.checks"
-                          if reference is not None else "the submission calls no check of molli_utils.checks; "
-                          "pass the instructor notebook with --reference"))  # fmt: skip
+        report.stopped = "no checks to grade (0 of 0): " + (
+            "the reference calls no check of molli_utils.checks"
+            if reference is not None
+            else "the submission calls no check of molli_utils.checks; pass the instructor notebook with --reference"
+        )
         return report, nb
 
     token = secrets.token_hex(16)
@@ -751,20 +864,42 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
             target.write_bytes(data)
         nb.cells.append(nbformat.v4.new_code_cell(_agent_cell(), metadata={"molli_grader": {"agent": True}}))
         for i in rerun:
-            nb.cells.append(nbformat.v4.new_code_cell(_rerun_cell(i, nb.cells[i - 1].source),
-                                                      metadata={"molli_grader": {"cell": i}}))  # fmt: skip
+            nb.cells.append(
+                nbformat.v4.new_code_cell(
+                    _rerun_cell(i, nb.cells[i - 1].source), metadata={"molli_grader": {"cell": i}}
+                )
+            )
         nbformat.write(nb, work / "nb" / (Path(name).name if name.endswith(".ipynb") else "submission.ipynb"))
-        prefix = [sys.executable, "-I", str(work / "pkg" / "molli_utils" / "sandbox.py"), "--wall", str(limits.wall),
-                  "--cpu", str(limits.cpu), "--memory", str(limits.memory_mib), "--nproc", str(limits.nproc),
-                  "--fsize", str(limits.fsize_mib), "--"]  # fmt: skip
+        prefix = [
+            sys.executable,
+            "-I",
+            str(work / "pkg" / "molli_utils" / "sandbox.py"),
+            "--wall",
+            str(limits.wall),
+            "--cpu",
+            str(limits.cpu),
+            "--memory",
+            str(limits.memory_mib),
+            "--nproc",
+            str(limits.nproc),
+            "--fsize",
+            str(limits.fsize_mib),
+            "--",
+        ]
         if _uses_bwrap(sandbox):
             hidden = _hidden_paths([Path.home(), _PACKAGE_DIR, *map(Path, hide)], [work, *_python_paths()])
             prefix += _bwrap_prefix(work, hidden, _python_paths())
-        client = _grader_client(nbclient)(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                                          resources={"metadata": {"path": str(work / "nb")}})  # fmt: skip
+        client = _grader_client(nbclient)(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            allow_errors=True,
+            resources={"metadata": {"path": str(work / "nb")}},
+        )
         client.molli_first_grader_cell = n_student
-        client.km = _sandboxed_manager(prefix, str(work / "kernel.json"),
-                                       ipc=str(work / "k") if _uses_bwrap(sandbox) else None)  # fmt: skip
+        client.km = _sandboxed_manager(
+            prefix, str(work / "kernel.json"), ipc=str(work / "k") if _uses_bwrap(sandbox) else None
+        )
         client.owns_km = True
         client.reset_execution_trackers()
         dead = False
@@ -784,8 +919,9 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
 
         log = open(work / "kernel.log", "wb")  # the kernel's own messages: read back if it dies
         try:
-            with client.setup_kernel(env=_kernel_env(work, profile, token), cwd=str(work / "nb"), stdout=log,
-                                     stderr=log):  # fmt: skip
+            with client.setup_kernel(
+                env=_kernel_env(work, profile, token), cwd=str(work / "nb"), stdout=log, stderr=log
+            ):
                 pgid = getattr(client.km.provisioner, "pgid", None)
                 for index in range(n_student):
                     if nb.cells[index].cell_type != "code":
@@ -808,8 +944,11 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
         except DeadKernelError as err:
             dead = True
             elapsed = time.perf_counter() - start
-            why = (f"the wall-time limit of {limits.wall:g} s" if elapsed >= limits.wall - 1
-                   else f"the kernel died ({err}: a crash, or the memory or CPU-time limit)")  # fmt: skip
+            why = (
+                f"the wall-time limit of {limits.wall:g} s"
+                if elapsed >= limits.wall - 1
+                else f"the kernel died ({err}: a crash, or the memory or CPU-time limit)"
+            )
             report.stopped = report.stopped or f"{why}: execution stopped there{_last_words(work / 'kernel.log')}"
         except Exception as err:  # noqa: BLE001 - the kernel could not be started or driven
             dead = True
@@ -817,8 +956,11 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
         _kill_leftovers(token, pgid)
         report.seconds = time.perf_counter() - start
         report.errors = _errors(nb, n_student)
-        copy_changed = [f"molli_utils/{rel} (the grader's copy)" for rel, data in package.items()
-                        if _sha(_read(work / "pkg" / "molli_utils" / rel)) != _sha(data)]  # fmt: skip
+        copy_changed = [
+            f"molli_utils/{rel} (the grader's copy)"
+            for rel, data in package.items()
+            if _sha(_read(work / "pkg" / "molli_utils" / rel)) != _sha(data)
+        ]
     finally:
         if log is not None:
             log.close()
@@ -828,15 +970,21 @@ def grade_notebook(nb: Any, *, reference: Optional[Any] = None, profile: str = "
     restored = guard.restore(changed)
     report.tampered = copy_changed + [str(p) + (" (restored)" if p in restored else "") for p in changed]
     if report.tampered:
-        report.stopped = ("tampered: the submission changed " + ", ".join(report.tampered)
-                          + "; not graded (later submissions use the grader's copy)")  # fmt: skip
-        report.checks = [CheckResult(c, "failed", "not graded: the submission changed files outside its copy")
-                         for c in expected]  # fmt: skip
+        report.stopped = (
+            "tampered: the submission changed "
+            + ", ".join(report.tampered)
+            + "; not graded (later submissions use the grader's copy)"
+        )
+        report.checks = [
+            CheckResult(c, "failed", "not graded: the submission changed files outside its copy") for c in expected
+        ]
         return report, nb
     stopped = report.stopped if report.stopped else ""
     extra = [c for c in dict.fromkeys(r["check"] for r in recs) if c not in expected]
-    report.checks = [_verified_verdict(nb, c, recs, done, reached if (stopped or dead) else n_student, stopped)
-                     for c in [*expected, *extra]]  # fmt: skip
+    report.checks = [
+        _verified_verdict(nb, c, recs, done, reached if (stopped or dead) else n_student, stopped)
+        for c in [*expected, *extra]
+    ]
     return report, nb
 
 
@@ -858,9 +1006,16 @@ def _executed_name(path: Path) -> str:
     return f"{path.stem}-{digest}.ipynb"
 
 
-def grade(paths: Sequence[str | os.PathLike], *, reference: Optional[str | os.PathLike] = None, profile: str = "quick",
-          timeout: int = 600, executed_dir: Optional[str | os.PathLike] = None, limits: Optional[Limits] = None,
-          sandbox: str = "auto") -> list[Report]:  # fmt: skip
+def grade(
+    paths: Sequence[str | os.PathLike],
+    *,
+    reference: Optional[str | os.PathLike] = None,
+    profile: str = "quick",
+    timeout: int = 600,
+    executed_dir: Optional[str | os.PathLike] = None,
+    limits: Optional[Limits] = None,
+    sandbox: str = "auto",
+) -> list[Report]:
     """Grade every notebook in ``paths`` (see the module docstring), each from the bytes read before the first
     runs; write the executed copies to ``executed_dir`` (named by :func:`_executed_name`). A submission that
     cannot be read or graded gets a report saying why, and the batch goes on. A reference that is not a
@@ -873,10 +1028,16 @@ def grade(paths: Sequence[str | os.PathLike], *, reference: Optional[str | os.Pa
     package = _package_snapshot()
     refs = ([ref_path] if ref_path.is_file() else sorted(ref_path.glob("*.ipynb"))) if ref_path is not None else []
     folders = dict.fromkeys(p.parent for p in paths)
-    beside = [f for d in folders if d.is_dir() for f in sorted(d.glob("*.ipynb"))
-              if f.is_file() and f not in paths and f.stat().st_size < 50 * 2**20]  # fmt: skip
-    guard = _Guard([*(_PACKAGE_DIR / m for m in _check_modules(package)), *paths, *beside, *refs],
-                   restore=[*paths, *beside, *refs])  # fmt: skip
+    beside = [
+        f
+        for d in folders
+        if d.is_dir()
+        for f in sorted(d.glob("*.ipynb"))
+        if f.is_file() and f not in paths and f.stat().st_size < 50 * 2**20
+    ]
+    guard = _Guard(
+        [*(_PACKAGE_DIR / m for m in _check_modules(package)), *paths, *beside, *refs], restore=[*paths, *beside, *refs]
+    )
     hide = [p.resolve().parent for p in paths]
     if ref_path is not None:
         hide.append(ref_path.resolve() if ref_path.is_dir() else ref_path.resolve().parent)
@@ -889,11 +1050,22 @@ def grade(paths: Sequence[str | os.PathLike], *, reference: Optional[str | os.Pa
             nb = read_notebook(data)
             ref = _pick_reference(nb, ref_path) if ref_path is not None else None
             if ref_path is not None and ref is None:
-                raise NotGradable(f"it calls none of the checks of the notebooks in --reference {ref_path} "
-                                  "(pass the instructor notebook itself)")  # fmt: skip
-            report, executed = grade_notebook(nb, reference=ref, profile=profile, timeout=timeout, name=str(path),
-                                              limits=limits, sandbox=sandbox, hide=hide, _package=package,
-                                              _guard=guard)  # fmt: skip
+                raise NotGradable(
+                    f"it calls none of the checks of the notebooks in --reference {ref_path} "
+                    "(pass the instructor notebook itself)"
+                )
+            report, executed = grade_notebook(
+                nb,
+                reference=ref,
+                profile=profile,
+                timeout=timeout,
+                name=str(path),
+                limits=limits,
+                sandbox=sandbox,
+                hide=hide,
+                _package=package,
+                _guard=guard,
+            )
         except NotGradable as err:
             reports.append(Report(str(path), profile=profile, stopped=f"not gradable: {err}"))
             continue
@@ -919,9 +1091,11 @@ def format_report(report: Report) -> str:
         first = c.message.strip().splitlines()[0] if c.message.strip() else ""
         runs = f" [{c.calls} calls]" if c.calls > 1 else ""
         lines.append(f"  {c.check:{width}s}  {c.status:13s}  {first[:160]}{runs}")
-    lines.append(f"  passed {report.passed} of {len(report.checks)} checks; "
-                 f"{len(report.errors)} cell(s) ended in an error; "
-                 f"{report.empty_answers} written answer(s) left empty (grade the others by hand)")  # fmt: skip
+    lines.append(
+        f"  passed {report.passed} of {len(report.checks)} checks; "
+        f"{len(report.errors)} cell(s) ended in an error; "
+        f"{report.empty_answers} written answer(s) left empty (grade the others by hand)"
+    )
     return "\n".join(lines)
 
 
@@ -931,29 +1105,52 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m molli_utils.grade", description=__doc__.split("\n")[0])
     parser.add_argument("submissions", nargs="+", help="submitted notebooks (.ipynb)")
     parser.add_argument("--reference", help="the instructor notebook, or their folder (e.g. book/assignments)")
-    parser.add_argument("--profile", default="quick", choices=("quick", "colab", "full"),
-                        help="MOLLI_PROFILE of the run (default: quick)")
+    parser.add_argument(
+        "--profile",
+        default="quick",
+        choices=("quick", "colab", "full"),
+        help="MOLLI_PROFILE of the run (default: quick)",
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell (default: 600)")
     parser.add_argument("--wall", type=float, default=Limits.wall, help="seconds per submission in all (default: 3600)")
     parser.add_argument("--cpu", type=int, default=Limits.cpu, help="CPU seconds per submission (default: 14400)")
-    parser.add_argument("--memory", type=int, default=Limits.memory_mib,
-                        help="MiB of address space per submission (RLIMIT_AS; default: 16384)")
-    parser.add_argument("--sandbox", default="auto", choices=("auto", "bwrap", "none"),
-                        help="bwrap: require bubblewrap; auto (default): use it where it works")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        default=Limits.memory_mib,
+        help="MiB of address space per submission (RLIMIT_AS; default: 16384)",
+    )
+    parser.add_argument(
+        "--sandbox",
+        default="auto",
+        choices=("auto", "bwrap", "none"),
+        help="bwrap: require bubblewrap; auto (default): use it where it works",
+    )
     parser.add_argument("--json", dest="json_path", help="also write the reports to this JSON file")
     parser.add_argument("--executed", help="write the executed submissions to this folder (to read them)")
     args = parser.parse_args(argv)
     if args.reference is not None and not Path(args.reference).exists():
         parser.error(f"--reference {args.reference} does not exist: pass an instructor notebook or its folder")
-    for name, value in (("--timeout", args.timeout), ("--wall", args.wall), ("--cpu", args.cpu),
-                        ("--memory", args.memory)):  # fmt: skip
+    for name, value in (
+        ("--timeout", args.timeout),
+        ("--wall", args.wall),
+        ("--cpu", args.cpu),
+        ("--memory", args.memory),
+    ):
         if value <= 0:
             parser.error(f"{name} {value}: must be positive")
     try:
         print(f"isolation: {isolation(args.sandbox)}")
         limits = Limits(wall=args.wall, cpu=args.cpu, memory_mib=args.memory)
-        reports = grade(args.submissions, reference=args.reference, profile=args.profile, timeout=args.timeout,
-                        executed_dir=args.executed, limits=limits, sandbox=args.sandbox)  # fmt: skip
+        reports = grade(
+            args.submissions,
+            reference=args.reference,
+            profile=args.profile,
+            timeout=args.timeout,
+            executed_dir=args.executed,
+            limits=limits,
+            sandbox=args.sandbox,
+        )
     except (ValueError, RuntimeError) as err:
         parser.error(str(err))
     for report in reports:

@@ -79,8 +79,7 @@ def decode(value: Any, call: Callable[[int, tuple, dict], Any]) -> Any:
         array = value["__ndarray__"].numpy()
         return array[()] if value.get("scalar") else array
     if "__dataframe__" in value and isinstance(value["__dataframe__"], list):
-        return {decode(c, call): decode(v, call) for c, v in value["__dataframe__"]
-                if isinstance(c, (str, int, float))}  # fmt: skip
+        return {decode(c, call): decode(v, call) for c, v in value["__dataframe__"] if isinstance(c, (str, int, float))}
     if isinstance(value.get("__callable__"), int):
         return Remote(value["__callable__"], call)
     if "__opaque__" in value:

@@ -56,12 +56,18 @@ def encode(value, handles, depth=0):
         import numpy as np
 
         if isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in "biufc":
-            return {"__ndarray__": torch.from_numpy(np.array(value, copy=True).reshape(np.shape(value))),
-                    "scalar": isinstance(value, np.generic)}  # fmt: skip
+            return {
+                "__ndarray__": torch.from_numpy(np.array(value, copy=True).reshape(np.shape(value))),
+                "scalar": isinstance(value, np.generic),
+            }
     if module == "pandas":
         if hasattr(value, "columns") and hasattr(value, "to_dict"):
-            return {"__dataframe__": [[encode(c, handles, depth + 1), encode(value[c].tolist(), handles, depth + 1)]
-                                      for c in value.columns]}  # fmt: skip
+            return {
+                "__dataframe__": [
+                    [encode(c, handles, depth + 1), encode(value[c].tolist(), handles, depth + 1)]
+                    for c in value.columns
+                ]
+            }
         if hasattr(value, "tolist"):
             return encode(value.tolist(), handles, depth + 1)
     for base in (int, float, str):  # a subclass (an enum member, a str subclass): its plain value
@@ -138,8 +144,11 @@ class Agent:
                 sys.modules["molli_utils.checks"] = saved_module
             if package is not None and old_attr is not None:
                 package.checks = old_attr
-        _show(DONE_MIME, {"cell": cell, "ename": ename, "evalue": evalue, "calls": calls},
-              f"grader: cell {cell} re-run, {len(calls)} check call(s) recorded")  # fmt: skip
+        _show(
+            DONE_MIME,
+            {"cell": cell, "ename": ename, "evalue": evalue, "calls": calls},
+            f"grader: cell {cell} re-run, {len(calls)} check call(s) recorded",
+        )
 
     def call(self, handle, payload):
         """Call the callable ``handle`` with the arguments in ``payload``; show the result (:data:`RESULT_MIME`)."""

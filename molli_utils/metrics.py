@@ -144,7 +144,9 @@ def circle_distance(x: ArrayLike, radius: float = 1.0) -> torch.Tensor:
     return (t.detach().to("cpu", torch.float64).norm(dim=1) - radius).abs()
 
 
-def von_mises_bin_probs(bins: int = 36, *, kappa: float = 1.0, mu: float = 0.0, subdivisions: int = 200) -> torch.Tensor:
+def von_mises_bin_probs(
+    bins: int = 36, *, kappa: float = 1.0, mu: float = 0.0, subdivisions: int = 200
+) -> torch.Tensor:
     r"""Probability of each of ``bins`` equal angle bins of :math:`[-\pi, \pi]` under :math:`\mathrm{vM}(\mu, \kappa)`.
 
     .. math:: P_j = \int_{\vartheta_j}^{\vartheta_{j+1}} \frac{e^{\kappa \cos(\vartheta - \mu)}}{2\pi I_0(\kappa)}\,\mathrm d\vartheta,
@@ -183,15 +185,17 @@ def angular_tv(x: ArrayLike, *, bins: int = 36, kappa: float = 1.0, mu: float = 
     return 0.5 * (counts / counts.sum() - von_mises_bin_probs(bins, kappa=kappa, mu=mu)).abs().sum().item()
 
 
-def angular_tv_floor(n: int, *, bins: int = 36, kappa: float = 1.0, mu: float = 0.0, repeats: int = 20,
-                     seed: int = 0) -> float:  # fmt: skip
+def angular_tv_floor(
+    n: int, *, bins: int = 36, kappa: float = 1.0, mu: float = 0.0, repeats: int = 20, seed: int = 0
+) -> float:
     """The :func:`angular_tv` of ``n`` samples *of the true distribution*, averaged over ``repeats`` draws
     (seeds ``seed``, ``seed + 1``, ...): the score a perfect model gets from sampling noise alone."""
     from .data.toy2d import VonMisesCircle
 
     vm = VonMisesCircle(kappa=kappa, mu=mu)
-    return float(sum(angular_tv(vm.sample(n, seed=seed + k), bins=bins, kappa=kappa, mu=mu) for k in range(repeats))
-                 / repeats)  # fmt: skip
+    return float(
+        sum(angular_tv(vm.sample(n, seed=seed + k), bins=bins, kappa=kappa, mu=mu) for k in range(repeats)) / repeats
+    )
 
 
 def circle_scores(
@@ -230,8 +234,12 @@ def circle_scores(
     for q in quantiles:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantiles must lie in [0, 1], got {q}")
-    keys = (["circle_dist_mean"] + [f"circle_dist_q{round(100 * q):d}" for q in quantiles] + ["angle_tv"]
-            + [f"mmd2_ls{ls:g}" for ls in lengthscales])  # fmt: skip
+    keys = (
+        ["circle_dist_mean"]
+        + [f"circle_dist_q{round(100 * q):d}" for q in quantiles]
+        + ["angle_tv"]
+        + [f"mmd2_ls{ls:g}" for ls in lengthscales]
+    )
     if len(x) < 2:
         return {**{k: math.nan for k in keys}, "nonfinite_samples": nonfinite}
     d = circle_distance(x)
@@ -289,16 +297,18 @@ class MMDReference:
     bitwise those of :func:`mmd2` with the same arguments.
     """
 
-    def __init__(self, y: ArrayLike, lengthscales: tuple[float, ...] = (1.0,), variance: float = 1.0,
-                 block_size: int = 256) -> None:  # fmt: skip
+    def __init__(
+        self, y: ArrayLike, lengthscales: tuple[float, ...] = (1.0,), variance: float = 1.0, block_size: int = 256
+    ) -> None:
         if not lengthscales or any(ls <= 0 for ls in lengthscales) or variance <= 0:
             raise ValueError(f"lengthscales and variance must be > 0, got {lengthscales}, {variance}")
         self.y = _as_samples(y, "y")
         if self.y.shape[0] < 2:
             raise ValueError(f"need at least 2 reference samples, got {self.y.shape[0]}")
         self.lengthscales, self.variance, self.block_size = tuple(lengthscales), variance, block_size
-        self.kyy = rbf_kernel_sums(self.y, self.y, lengthscales=self.lengthscales, variance=variance,
-                                   block_size=block_size)  # fmt: skip
+        self.kyy = rbf_kernel_sums(
+            self.y, self.y, lengthscales=self.lengthscales, variance=variance, block_size=block_size
+        )
 
     def __call__(self, x: ArrayLike) -> dict[float, float]:
         """``{lengthscale: MMD^2}`` of samples ``x`` [n, d] (finite, n >= 2) against the reference."""
@@ -310,8 +320,10 @@ class MMDReference:
             raise ValueError(f"need at least 2 samples in x, got {n}")
         kw = dict(lengthscales=self.lengthscales, variance=v, block_size=self.block_size)
         kxx, kxy = rbf_kernel_sums(xs, xs, **kw), rbf_kernel_sums(xs, self.y.to(xs.device), **kw)
-        return {ls: (a - n * v) / (n * (n - 1)) + (b - m * v) / (m * (m - 1)) - 2.0 * c / (n * m)
-                for ls, a, b, c in zip(self.lengthscales, kxx, self.kyy, kxy)}  # fmt: skip
+        return {
+            ls: (a - n * v) / (n * (n - 1)) + (b - m * v) / (m * (m - 1)) - 2.0 * c / (n * m)
+            for ls, a, b, c in zip(self.lengthscales, kxx, self.kyy, kxy)
+        }
 
 
 def mmd2_noise_floor(

@@ -196,9 +196,11 @@ class Mollifier:
             raise ValueError(f"unknown mollifier kind {self.kind!r}; choose one of {list(MOLLIFIER_KINDS)}")
         if self.horizon is None:
             if self.kind != "none":
-                raise ValueError(f"Mollifier({self.kind!r}) needs horizon=T, the number of steps over which the data "
-                                 "are mollified: e.g. Mollifier('gaussian', horizon=total_steps) (the paper's UCI and "
-                                 "toy recipe) or horizon=total_steps // 2 (its image recipe)")  # fmt: skip
+                raise ValueError(
+                    f"Mollifier({self.kind!r}) needs horizon=T, the number of steps over which the data "
+                    "are mollified: e.g. Mollifier('gaussian', horizon=total_steps) (the paper's UCI and "
+                    "toy recipe) or horizon=total_steps // 2 (its image recipe)"
+                )
             self.horizon = 1  # vanilla: never mollifies (1 keeps the fingerprints of earlier checkpoints)
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon <= 0:
             raise ValueError(
@@ -206,13 +208,19 @@ class Mollifier:
                 "(e.g. the total number of steps, or half of it for 'first half of training')"
             )
         if isinstance(self.step_quantum, bool) or not isinstance(self.step_quantum, int) or self.step_quantum <= 0:
-            raise ValueError(f"step_quantum must be a positive integer number of steps (e.g. batches per epoch), "
-                             f"got {self.step_quantum!r}")  # fmt: skip
-        if self.schedule_horizon is not None and (isinstance(self.schedule_horizon, bool)
-                                                  or not isinstance(self.schedule_horizon, int)
-                                                  or self.schedule_horizon < self.horizon):  # fmt: skip
-            raise ValueError(f"schedule_horizon must be None or an integer >= horizon ({self.horizon}), "
-                             f"got {self.schedule_horizon!r}")  # fmt: skip
+            raise ValueError(
+                f"step_quantum must be a positive integer number of steps (e.g. batches per epoch), "
+                f"got {self.step_quantum!r}"
+            )
+        if self.schedule_horizon is not None and (
+            isinstance(self.schedule_horizon, bool)
+            or not isinstance(self.schedule_horizon, int)
+            or self.schedule_horizon < self.horizon
+        ):
+            raise ValueError(
+                f"schedule_horizon must be None or an integer >= horizon ({self.horizon}), "
+                f"got {self.schedule_horizon!r}"
+            )
         self._gamma = get_schedule(self.schedule)
 
     def active(self, step: int) -> bool:
@@ -242,8 +250,10 @@ class Mollifier:
         """Restore the generator state saved by :meth:`state_dict` (a checkpoint of the same run)."""
         saved = state.get("generator")
         if (saved is None) != (self.generator is None):
-            raise ValueError("the saved mollifier state and this mollifier differ in having a noise generator; "
-                             "resume with the mollifier of the run that wrote the checkpoint")  # fmt: skip
+            raise ValueError(
+                "the saved mollifier state and this mollifier differ in having a noise generator; "
+                "resume with the mollifier of the run that wrote the checkpoint"
+            )
         if saved is not None:
             self.generator.set_state(saved)
 
@@ -253,7 +263,9 @@ class Mollifier:
         if self.kind == "gaussian":
             return gaussian(x, self.noise_level(step), generator=self.generator)
         if isinstance(x, torch.Tensor) and x.ndim < 3:
-            raise ValueError(f"Mollifier('blur') blurs a batch of images [B, (C,) H, W], got shape {tuple(x.shape)}: "
-                             "points or vectors have no pixels to blur; use Mollifier('gaussian', horizon=...) for "
-                             "them")  # fmt: skip
+            raise ValueError(
+                f"Mollifier('blur') blurs a batch of images [B, (C,) H, W], got shape {tuple(x.shape)}: "
+                "points or vectors have no pixels to blur; use Mollifier('gaussian', horizon=...) for "
+                "them"
+            )
         return blur(x, self.blur_time(step, x.shape[-1]))

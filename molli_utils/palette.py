@@ -29,15 +29,15 @@ __all__ = ["PALETTE", "color"]
 
 #: Mode -> colour (hex). ``gaussian`` shares ``mollification``'s colour: both are annealed Gaussian noise.
 PALETTE: dict[str, str] = {
-    "vanilla": "#d62728",        # C3
+    "vanilla": "#d62728",  # C3
     "mollification": "#1f77b4",  # C0
-    "gaussian": "#1f77b4",       # C0
-    "half": "#ff7f0e",           # C1
-    "clean-half": "#8c564b",     # C5
-    "constant": "#2ca02c",       # C2
-    "blur": "#9467bd",           # C4
-    "indm": "#e377c2",           # C6
-    "diffusion": "#7f7f7f",      # C7
+    "gaussian": "#1f77b4",  # C0
+    "half": "#ff7f0e",  # C1
+    "clean-half": "#8c564b",  # C5
+    "constant": "#2ca02c",  # C2
+    "blur": "#9467bd",  # C4
+    "indm": "#e377c2",  # C6
+    "diffusion": "#7f7f7f",  # C7
     "data": "#000000",
 }
 

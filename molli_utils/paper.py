@@ -65,8 +65,15 @@ SCHEDULES_FID = {
 #: Table 3: FID on CIFAR-10 of the two-step approach of Loaiza-Ganem et al. (2022) (a generalised
 #: autoencoder, then a density estimator on its codes), beside the VAE of Table 1, same networks.
 TWO_STEP_FID = {
-    "cifar10": {"vae": 191.98, "vae+gaussian": 155.13, "vae+blur": 175.40, "vae+nf": 208.80,
-                "vae+ebm": 166.20, "vae+avb": 153.72, "vae+arm": 203.32},
+    "cifar10": {
+        "vae": 191.98,
+        "vae+gaussian": 155.13,
+        "vae+blur": 175.40,
+        "vae+nf": 208.80,
+        "vae+ebm": 166.20,
+        "vae+avb": 153.72,
+        "vae+arm": 203.32,
+    },
 }
 
 #: Sec. 4.2, last paragraph: NVAE on CIFAR-10, FID vanilla and with Gaussian mollification (no error bars).
@@ -85,6 +92,13 @@ def table2_disagreements() -> list[dict]:
             t1 = IMAGES_FID[(dataset, model)][t1_column]
             if t1 != row[column]:
                 same = [m for (d, m), r in IMAGES_FID.items() if d == dataset and r[t1_column] == row[column]]
-                out.append({"model": model, "column": column, "table1": t1, "table2": row[column],
-                            "table1_models_with_that_value": same})  # fmt: skip
+                out.append(
+                    {
+                        "model": model,
+                        "column": column,
+                        "table1": t1,
+                        "table2": row[column],
+                        "table1_models_with_that_value": same,
+                    }
+                )
     return out

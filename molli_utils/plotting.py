@@ -93,8 +93,15 @@ def animate(
     frames = list(frames)
     keep = select_frames(len(frames), max_frames)
     try:
-        anim = animation.FuncAnimation(fig, lambda i: update(frames[i]), frames=keep, interval=interval_ms,
-                                       repeat=loop, blit=False, cache_frame_data=False)  # fmt: skip
+        anim = animation.FuncAnimation(
+            fig,
+            lambda i: update(frames[i]),
+            frames=keep,
+            interval=interval_ms,
+            repeat=loop,
+            blit=False,
+            cache_frame_data=False,
+        )
         # matplotlib's own limit (animation.embed_limit, 20 MB by default) silently drops frames; ours raises
         html = anim.to_jshtml(default_mode="loop" if loop else "once", embed_frames=True)
     finally:
@@ -102,8 +109,10 @@ def animate(
             plt.close(fig)
     size_kb = len(html.encode()) / 1024
     if size_kb > max_kb:
-        raise ValueError(f"the animation is {size_kb:.0f} kB, above max_kb={max_kb:g}: lower the figure's dpi "
-                         f"or size, or max_frames (now {len(keep)} frames)")  # fmt: skip
+        raise ValueError(
+            f"the animation is {size_kb:.0f} kB, above max_kb={max_kb:g}: lower the figure's dpi "
+            f"or size, or max_frames (now {len(keep)} frames)"
+        )
     return AnimationHTML(html, keep, len(frames))
 
 

@@ -18,9 +18,24 @@ import torch
 
 from ._version import __version__
 
-__all__ = ["PROFILES", "REPOSITORY", "MATMULS", "get_profile", "pick_device", "check_device", "matmul_precision",
-           "bf16_matmul_supported", "on_colab", "release_tag", "colab_install_spec",
-           "colab_setup_cell", "data_root", "new_folders", "git_commit", "git_dirty"]  # fmt: skip
+__all__ = [
+    "PROFILES",
+    "REPOSITORY",
+    "MATMULS",
+    "get_profile",
+    "pick_device",
+    "check_device",
+    "matmul_precision",
+    "bf16_matmul_supported",
+    "on_colab",
+    "release_tag",
+    "colab_install_spec",
+    "colab_setup_cell",
+    "data_root",
+    "new_folders",
+    "git_commit",
+    "git_dirty",
+]
 
 #: ``quick``: CI and laptops, minutes; ``colab``: one free Colab session on a T4; ``full``: the paper's settings.
 PROFILES = ("quick", "colab", "full")
@@ -71,9 +86,11 @@ def matmul_precision(matmul: str, device: str | torch.device = "cpu") -> Iterato
     if matmul not in MATMULS:
         raise ValueError(f"unknown matmul {matmul!r}; choose one of {list(MATMULS)}")
     if matmul == "bf16" and not bf16_matmul_supported(device):
-        raise ValueError(f"matmul='bf16' needs a device whose 'medium' float32 products round their inputs to "
-                         f"bfloat16 (a CPU with AMX); on this {torch.device(device).type} they do not (measured), "
-                         "so use matmul='fp32'")  # fmt: skip
+        raise ValueError(
+            f"matmul='bf16' needs a device whose 'medium' float32 products round their inputs to "
+            f"bfloat16 (a CPU with AMX); on this {torch.device(device).type} they do not (measured), "
+            "so use matmul='fp32'"
+        )
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision(_PRECISION[matmul])
     try:
@@ -115,8 +132,10 @@ def check_device(choice: str | torch.device) -> torch.device:
         )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         count = torch.cuda.device_count()
-        raise ValueError(f"device {choice!r} was requested but this machine has {count} visible CUDA GPU(s) "
-                         f"(cuda:0 to cuda:{count - 1}); use one of them, or 'cuda' for the first")  # fmt: skip
+        raise ValueError(
+            f"device {choice!r} was requested but this machine has {count} visible CUDA GPU(s) "
+            f"(cuda:0 to cuda:{count - 1}); use one of them, or 'cuda' for the first"
+        )
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device {choice!r} was requested but MPS is not available; use 'cpu'")
     return dev
@@ -227,7 +246,9 @@ def git_commit(root: str | os.PathLike | None = None) -> str:
     return out.strip() if out else "unknown"
 
 
-def git_dirty(root: str | os.PathLike | None = None, ignore: tuple[str, ...] = ("molli_utils/results",)) -> Optional[bool]:
+def git_dirty(
+    root: str | os.PathLike | None = None, ignore: tuple[str, ...] = ("molli_utils/results",)
+) -> Optional[bool]:
     """Whether tracked files of the checkout differ from its commit (``None`` outside a git checkout).
 
     Paths under ``ignore`` do not count: the stored results that a running command appends to.

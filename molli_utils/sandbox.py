@@ -202,8 +202,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
-    return supervise(command, wall=args.wall, cpu=args.cpu, memory_mib=args.memory, nproc=args.nproc,
-                     fsize_mib=args.fsize)  # fmt: skip
+    return supervise(
+        command, wall=args.wall, cpu=args.cpu, memory_mib=args.memory, nproc=args.nproc, fsize_mib=args.fsize
+    )
 
 
 if __name__ == "__main__":

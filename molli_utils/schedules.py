@@ -207,6 +207,5 @@ def get_schedule(name: str | Schedule) -> Schedule:
         return SCHEDULES[name]
     except (KeyError, TypeError):
         raise ValueError(
-            f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)} "
-            "or pass a callable gamma(t, T)"
+            f"unknown schedule {name!r}; choose one of {sorted(SCHEDULES)} or pass a callable gamma(t, T)"
         ) from None

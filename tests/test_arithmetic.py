@@ -18,8 +18,9 @@ OTHER = {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
 
 def _fingerprint_in_subprocess(env: dict[str, str]) -> str:
     code = "import torch; torch.set_num_threads(1); from molli_utils import arithmetic; print(arithmetic.fingerprint())"
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, check=True
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -73,7 +74,9 @@ def test_the_thread_count_is_part_of_the_arithmetic():
     assert one.split("/")[2] == "1t" and two.split("/")[2] == "2t" and not arithmetic.same(one, two)
 
 
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="the forcing variables are x86-64 MKL/ATen ones")
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64"), reason="the forcing variables are x86-64 MKL/ATen ones"
+)
 def test_a_forced_other_arithmetic_changes_the_hash_not_only_the_label():
     native, forced = _fingerprint_in_subprocess({}), _fingerprint_in_subprocess(OTHER)
     assert forced.split("/")[1] == "cpu:DEFAULT"
@@ -117,6 +120,7 @@ def test_the_bf16_probe_tells_bf16_from_a_kernel_change(monkeypatch):
             if kind == "bf16":
                 return real_matmul(x.bfloat16().float(), y.bfloat16().float())
             return real_matmul(x, y) * (1 + 2**-23)  # another float32 kernel: last bits only
+
         return mm
 
     for kind, expected in (("bf16", True), ("fp32-kernel", False)):
@@ -125,7 +129,9 @@ def test_the_bf16_probe_tells_bf16_from_a_kernel_change(monkeypatch):
 
 
 @pytest.mark.reproduction
-@pytest.mark.skipif(not os.environ.get("MOLLI_NATIVE_ARITH"), reason="only under make test-arith (tools/other_arith.py)")
+@pytest.mark.skipif(
+    not os.environ.get("MOLLI_NATIVE_ARITH"), reason="only under make test-arith (tools/other_arith.py)"
+)
 def test_make_test_arith_really_runs_on_another_arithmetic(one_thread):
     """``make test-arith`` sets MOLLI_NATIVE_ARITH to the machine's own fingerprint: the checks that follow
     it must run on another one, or they prove nothing."""
@@ -134,8 +140,13 @@ def test_make_test_arith_really_runs_on_another_arithmetic(one_thread):
 
 
 def test_other_arith_prints_a_forcing_that_changes_the_hash():
-    out = subprocess.run([sys.executable, "-m", "tools.other_arith"], capture_output=True, text=True, check=False,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "tools.other_arith"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
     if platform.machine() not in ("x86_64", "AMD64"):
         pytest.skip("the forcing variables are x86-64 MKL/ATen ones")
     assert out.returncode == 0, out.stderr

@@ -34,15 +34,27 @@ def _is_solution(cell):
 def _execute(nb, path, monkeypatch, allow_errors):
     monkeypatch.setenv("MOLLI_PROFILE", "quick")
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     client.execute()
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    return [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
 
 
 def _stream_text(nb):
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                   if o.get("output_type") == "stream")
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream"
+    )
 
 
 def test_there_are_two_assignments_with_solutions():
@@ -105,8 +117,11 @@ def test_every_check_records_its_verdict(monkeypatch):
     with pytest.raises(ZeroDivisionError):
         checks.check_dct_matrix(lambda n: 1 / 0)
     assert [(name, status) for name, status, _ in seen] == [
-        ("check_dct_matrix", "passed"), ("check_dct_matrix", "failed"),
-        ("check_dct_matrix", "not attempted"), ("check_dct_matrix", "failed")]
+        ("check_dct_matrix", "passed"),
+        ("check_dct_matrix", "failed"),
+        ("check_dct_matrix", "not attempted"),
+        ("check_dct_matrix", "failed"),
+    ]
     assert "dct_matrix(1)" in seen[1][2] and "ZeroDivisionError" in seen[3][2]
     assert checks.CHECKS == tuple(n for n in checks.__all__ if n.startswith("check_")) and len(checks.CHECKS) == 8
 
@@ -127,8 +142,14 @@ def _unfinished(*args, **kwargs):
 
 
 def test_checks_let_the_students_own_errors_through():
-    for check in (checks.check_sigmoid_schedule, checks.check_gaussian_mollifier, checks.check_ring_data,
-                  checks.check_dct_matrix, checks.check_blur, checks.check_blur_schedule):
+    for check in (
+        checks.check_sigmoid_schedule,
+        checks.check_gaussian_mollifier,
+        checks.check_ring_data,
+        checks.check_dct_matrix,
+        checks.check_blur,
+        checks.check_blur_schedule,
+    ):
         with pytest.raises(NotImplementedError):
             check(_unfinished)
 
@@ -151,12 +172,18 @@ WRONG_SCHEDULES = {
     "tau_on_the_ramp_only": (lambda t, T, **kw: _sigmoid(t, T, **kw, ramp_tau=False), "start, end and tau all changed"),
     "endpoints_without_tau": (lambda t, T, **kw: _sigmoid(t, T, **kw, end_tau=False), "wrong values"),
     "unclipped": (lambda t, T, **kw: _sigmoid(t, T, **kw, clip=False), "t = T"),
-    "fixed_tau": (lambda t, T, start=0.0, end=3.0, tau=0.7, clip_min=1e-9: sigmoid_schedule(
-        t, T, start=start, end=end, clip_min=clip_min), "tau = 0.3"),
+    "fixed_tau": (
+        lambda t, T, start=0.0, end=3.0, tau=0.7, clip_min=1e-9: sigmoid_schedule(
+            t, T, start=start, end=end, clip_min=clip_min
+        ),
+        "tau = 0.3",
+    ),
     "float32": (lambda t, T, **kw: _sigmoid(t, T, **kw).float(), "compute in float64"),
     "flattened": (lambda t, T, **kw: _sigmoid(t, T, **kw).reshape(-1), "wrong shape"),
-    "ignores_clip_min": (lambda t, T, start=0.0, end=3.0, tau=0.7, clip_min=1e-9: _sigmoid(
-        t, T, start=start, end=end, tau=tau), "clip_min = 1e-4"),
+    "ignores_clip_min": (
+        lambda t, T, start=0.0, end=3.0, tau=0.7, clip_min=1e-9: _sigmoid(t, T, start=start, end=end, tau=tau),
+        "clip_min = 1e-4",
+    ),
 }
 
 
@@ -173,14 +200,18 @@ def test_sigmoid_check_shows_inputs_as_values():
     with pytest.raises(AssertionError) as err:
         checks.check_sigmoid_schedule(wrong)
     message = str(err.value)
-    assert "fn(torch.tensor([0.0, 125.0, 250.0, 375.0, 500.0, 625.0, 750.0, 875.0, 1000.0], dtype=torch.float64), " \
-           "1000, start=-2.0, end=2.5, tau=0.4)" in message, message
+    assert (
+        "fn(torch.tensor([0.0, 125.0, 250.0, 375.0, 500.0, 625.0, 750.0, 875.0, 1000.0], dtype=torch.float64), "
+        "1000, start=-2.0, end=2.5, tau=0.4)" in message
+    ), message
     assert "fn(t," not in message
 
 
 def test_float32_gets_the_float64_hint_not_a_value_mismatch():
     with pytest.raises(AssertionError) as err:
-        checks.check_sigmoid_schedule(lambda t, T, **kw: sigmoid_schedule(torch.as_tensor(t, dtype=torch.float32), T, **kw))
+        checks.check_sigmoid_schedule(
+            lambda t, T, **kw: sigmoid_schedule(torch.as_tensor(t, dtype=torch.float32), T, **kw)
+        )
     assert "compute in float64" in str(err.value).lower() and "wrong values" not in str(err.value)
     with pytest.raises(AssertionError, match="(?i)compute in float64"):  # NumPy float32 too
         checks.check_sigmoid_schedule(lambda t, T, **kw: np.asarray(sigmoid_schedule(t, T, **kw), dtype=np.float32))
@@ -214,6 +245,7 @@ def _noise_of_shape(shape_of):
     def mollify(x, s):
         s = torch.as_tensor(s, dtype=x.dtype)
         return torch.sqrt(1 - s) * x + torch.sqrt(s) * torch.randn(shape_of(x, s), dtype=x.dtype)
+
     return mollify
 
 
@@ -268,7 +300,9 @@ def _blur_wrong_frequencies(x, t):  # pi k / H without the square
 def _blur_square_only(x, t):  # divides both frequencies by H: right for square images only
     h, w = x.shape[-2:]
     ch, cw = dct_matrix(h, dtype=x.dtype), dct_matrix(w, dtype=x.dtype)
-    lam = (math.pi * torch.arange(h, dtype=x.dtype)[:, None] / h) ** 2 + (math.pi * torch.arange(w, dtype=x.dtype)[None, :] / h) ** 2
+    lam = (math.pi * torch.arange(h, dtype=x.dtype)[:, None] / h) ** 2 + (
+        math.pi * torch.arange(w, dtype=x.dtype)[None, :] / h
+    ) ** 2
     return ch.T @ (torch.exp(-lam * t) * (ch @ x @ cw.T)) @ cw
 
 
@@ -288,7 +322,11 @@ def _log_blur_schedule(t, T, image_size, sigma_min=0.5, sigma_max=None, clamp=Tr
 
 WRONG_BLUR_CODE = {
     "dct_without_c0": (checks.check_dct_matrix, _dct_without_c0, "dct_matrix(1)"),
-    "dct_transposed": (checks.check_dct_matrix, lambda n: dct_matrix(n).T.contiguous(), "dct_matrix(5)"),  # symmetric for n = 2
+    "dct_transposed": (
+        checks.check_dct_matrix,
+        lambda n: dct_matrix(n).T.contiguous(),
+        "dct_matrix(5)",
+    ),  # symmetric for n = 2
     "dct_float32": (checks.check_dct_matrix, lambda n: dct_matrix(n, dtype=torch.float32), "compute in float64"),
     "dct_unnormalised": (checks.check_dct_matrix, lambda n: dct_matrix(n) * math.sqrt(n), "dct_matrix(2)"),
     "blur_wrong_frequencies": (checks.check_blur, _blur_wrong_frequencies, "wrong values"),
@@ -296,12 +334,28 @@ WRONG_BLUR_CODE = {
     "blur_half_time": (checks.check_blur, lambda x, h: blur(x, h / 2), "h = 1"),
     "blur_float64_for_float32": (checks.check_blur, lambda x, t: blur(x.double(), t), "float32"),
     "blur_schedule_linear_sigma": (checks.check_blur_schedule, _linear_blur_schedule, "blur schedule"),
-    "blur_schedule_sigma_max_default": (checks.check_blur_schedule, lambda t, T, size, sigma_min=0.5, sigma_max=None:
-                                        blur_schedule(t, T, size, sigma_min=sigma_min, sigma_max=sigma_max or size),
-                                        "blur schedule, t = 0"),
-    "blur_schedule_not_clamped": (checks.check_blur_schedule, lambda *a, **k: _log_blur_schedule(*a, **k, clamp=False), "t = 2T"),
-    "blur_schedule_sigma_not_heat": (checks.check_blur_schedule, lambda *a, **k: _log_blur_schedule(*a, **k, square=False), "t = 0"),
-    "blur_schedule_float32": (checks.check_blur_schedule, lambda *a, **k: _log_blur_schedule(*a, **k).float(), "compute in float64"),
+    "blur_schedule_sigma_max_default": (
+        checks.check_blur_schedule,
+        lambda t, T, size, sigma_min=0.5, sigma_max=None: blur_schedule(
+            t, T, size, sigma_min=sigma_min, sigma_max=sigma_max or size
+        ),
+        "blur schedule, t = 0",
+    ),
+    "blur_schedule_not_clamped": (
+        checks.check_blur_schedule,
+        lambda *a, **k: _log_blur_schedule(*a, **k, clamp=False),
+        "t = 2T",
+    ),
+    "blur_schedule_sigma_not_heat": (
+        checks.check_blur_schedule,
+        lambda *a, **k: _log_blur_schedule(*a, **k, square=False),
+        "t = 0",
+    ),
+    "blur_schedule_float32": (
+        checks.check_blur_schedule,
+        lambda *a, **k: _log_blur_schedule(*a, **k).float(),
+        "compute in float64",
+    ),
 }
 
 
@@ -390,9 +444,15 @@ def _table(image, horizon, heat_scale=1.0, noise_root=True, tau=0.7, blur_of=Non
         level = s if noise_root else s**2
         noised = (gaussian(centred, level, generator=gen) + 1) / 2
         blurred = blur(image if blur_of is None else blur_of(image), heat)
-        rows.append({"step": step, "noise_level": s, "heat_time": heat,
-                     "mse_noise": ((noised - image) ** 2).mean().item(),
-                     "mse_blur": ((blurred - image) ** 2).mean().item()})
+        rows.append(
+            {
+                "step": step,
+                "noise_level": s,
+                "heat_time": heat,
+                "mse_noise": ((noised - image) ** 2).mean().item(),
+                "mse_blur": ((blurred - image) ** 2).mean().item(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -438,7 +498,8 @@ def test_make_student_strips_only_the_solutions(path):
         assert after.get("id") == before.get("id")
         if not _is_solution(before):
             assert nbformat.writes(nbformat.v4.new_notebook(cells=[after])) == nbformat.writes(
-                nbformat.v4.new_notebook(cells=[before])), f"non-solution cell {before.get('id')} changed"
+                nbformat.v4.new_notebook(cells=[before])
+            ), f"non-solution cell {before.get('id')} changed"
             continue
         if before.cell_type == "markdown":
             assert after.source == ANSWER_CELL
@@ -457,9 +518,11 @@ def test_make_student_strips_only_the_solutions(path):
 
 def test_make_student_on_edge_cases():
     cells = [
-        nbformat.v4.new_code_cell("import torch\n\n\n@torch.no_grad()\ndef f(x,\n      y=1):\n"
-                                  '    """Doc."""\n    secret = x + y\n    return secret\n\n\n'
-                                  "def g(x): return x * 42\n\nRESULT = f(1)\n"),
+        nbformat.v4.new_code_cell(
+            "import torch\n\n\n@torch.no_grad()\ndef f(x,\n      y=1):\n"
+            '    """Doc."""\n    secret = x + y\n    return secret\n\n\n'
+            "def g(x): return x * 42\n\nRESULT = f(1)\n"
+        ),
         nbformat.v4.new_code_cell("answer = 6 * 7\nprint(answer)"),
         nbformat.v4.new_code_cell("%timeit 1 + 1"),
         nbformat.v4.new_code_cell("print('kept')"),
@@ -486,8 +549,13 @@ def test_make_student_on_edge_cases():
 
 def test_make_student_command_line(tmp_path):
     out = tmp_path / "student"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "make_student.py"), str(ROOT / "book" / "assignments"), str(out)],
-                   check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_student.py"), str(ROOT / "book" / "assignments"), str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in ASSIGNMENTS]
     for path in ASSIGNMENTS:
         assert nbformat.read(out / path.name, as_version=4) == make_student(nbformat.read(path, as_version=4))
@@ -510,12 +578,17 @@ def test_assignments_need_nbformat_only_when_used(monkeypatch):
 def test_make_student_tool_runs_without_the_package_imports(tmp_path):
     """tools/make_student.py needs nbformat only: it runs even where torch (and so molli_utils) cannot be imported."""
     out = tmp_path / "student"
-    code = ("import runpy, sys; sys.modules['torch'] = None; "
-            f"sys.argv = ['make_student.py', {str(ROOT / 'book' / 'assignments')!r}, {str(out)!r}]; "
-            f"runpy.run_path({str(ROOT / 'tools' / 'make_student.py')!r}, run_name='__main__')")
+    code = (
+        "import runpy, sys; sys.modules['torch'] = None; "
+        f"sys.argv = ['make_student.py', {str(ROOT / 'book' / 'assignments')!r}, {str(out)!r}]; "
+        f"runpy.run_path({str(ROOT / 'tools' / 'make_student.py')!r}, run_name='__main__')"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in ASSIGNMENTS]
-    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "make_student.py"), str(tmp_path / "nothing"), str(out)],
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_student.py"), str(tmp_path / "nothing"), str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "is not a folder" in bad.stderr and "Traceback" not in bad.stderr

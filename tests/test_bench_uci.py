@@ -27,7 +27,9 @@ def test_table_projection_counts_the_stored_steps():
     # one second per step of every flow: 3 flows x 8 runs x the three data sets' steps, over 2 cores
     out = table_projection({"maf": 1.0, "realnvp": 1.0, "glow": 1.0}, {"maf": 0.5, "realnvp": 0.5, "glow": 0.5})
     assert out["runs"] == 72 and out["steps"] == 3 * 8 * steps.sum()
-    assert out["ours_min"] == pytest.approx(out["steps"] / 2 / 60) and out["bound_min"] == pytest.approx(out["ours_min"] / 2)
+    assert out["ours_min"] == pytest.approx(out["steps"] / 2 / 60) and out["bound_min"] == pytest.approx(
+        out["ours_min"] / 2
+    )
 
 
 def test_floor_parts_count_the_batchnorm_pass_and_time_the_optimizer():
@@ -70,7 +72,9 @@ def test_bf16_products_change_the_numbers_by_bf16_rounding_only():
     assert torch.get_float32_matmul_precision() == "highest"  # the lever does not leak its setting
     if not bf16_matmul_supported():
         assert "bf16_s" not in out
-        pytest.skip("bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)")
+        pytest.skip(
+            "bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)"
+        )
     # 2 warm-up + 2 timed steps of a loss of about 4-6 nats: the products' rounding is seen, and stays small
     assert 0 < out["bf16_loss_gap"] < 0.05
     assert math.isfinite(out["bf16_s"]) and out["bf16_s"] > 0
@@ -84,7 +88,9 @@ def test_step_profile_finds_the_products_and_adam(matmul):
     from molli_utils.runtime import bf16_matmul_supported
 
     if matmul == "bf16" and not bf16_matmul_supported():
-        pytest.skip("bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)")
+        pytest.skip(
+            "bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)"
+        )
     data = torch.randn(250, 4, generator=torch.Generator().manual_seed(0))  # 3 steps per epoch, the last of 50 rows
     out = step_profile("realnvp", data, matmul=matmul, epochs=2, repeats=3)  # medians: a busy machine's noise
     assert torch.get_float32_matmul_precision() == "highest"  # restored

@@ -34,7 +34,9 @@ def test_time_step_reports_the_second_epoch(monkeypatch):
 
 
 def test_main_on_a_cpu_times_fp32_and_bf16(capsys):
-    out = B.main(["--device", "cpu", "--models", "vae", "--width", "0.03125", "--steps", "1", "--batch", "2", "--threads", "1"])
+    out = B.main(
+        ["--device", "cpu", "--models", "vae", "--width", "0.03125", "--steps", "1", "--batch", "2", "--threads", "1"]
+    )
     assert set(out) == {("vae", "fp32"), ("vae", "bf16")} and all(math.isfinite(v) and v > 0 for v in out.values())
     text = capsys.readouterr().out
     assert "EXTRAPOLATED" in text and "78,200 steps" in text and "fp32 / bf16" in text

@@ -20,10 +20,29 @@ def _notebook(path, *sources):
 @pytest.mark.notebook
 def test_measure_executes_a_chapter_and_renders_the_table(tmp_path):
     results, table = tmp_path / "times.csv", tmp_path / "table.csv"
-    assert ct.main(["measure", "--profile", "quick", "--chapters", "05_report",
-                    "--results", str(results), "--table", str(table)]) == 0  # fmt: skip
+    assert (
+        ct.main(
+            [
+                "measure",
+                "--profile",
+                "quick",
+                "--chapters",
+                "05_report",
+                "--results",
+                str(results),
+                "--table",
+                str(table),
+            ]
+        )
+        == 0
+    )
     (row,) = list(csv.DictReader(results.open()))
-    assert (row["chapter"], row["profile"], row["kind"], row["detail"]) == ("05_report", "quick", "measured, this CPU", "")
+    assert (row["chapter"], row["profile"], row["kind"], row["detail"]) == (
+        "05_report",
+        "quick",
+        "measured, this CPU",
+        "",
+    )
     assert 1 < float(row["seconds"]) < 1200 and row["machine"] and row["commit"]
     rendered = {r["chapter"]: r for r in csv.DictReader(table.open())}
     assert list(rendered) == [ct.label(p.stem) for p in ct.chapters()]  # every chapter of the toc, in its order
@@ -43,8 +62,13 @@ def test_measure_says_when_a_notebook_failed_or_ran_another_profile(tmp_path):
 
 def test_merge_replaces_only_the_same_chapter_profile_and_kind(tmp_path):
     path = tmp_path / "t.csv"
-    ct.merge([{"chapter": "a", "profile": "quick", "kind": "k", "seconds": "1", "detail": ""},
-              {"chapter": "b", "profile": "quick", "kind": "k", "seconds": "2", "detail": ""}], path)
+    ct.merge(
+        [
+            {"chapter": "a", "profile": "quick", "kind": "k", "seconds": "1", "detail": ""},
+            {"chapter": "b", "profile": "quick", "kind": "k", "seconds": "2", "detail": ""},
+        ],
+        path,
+    )
     rows = ct.merge([{"chapter": "a", "profile": "quick", "kind": "k", "seconds": "3", "detail": ""}], path)
     assert sorted((r["chapter"], r["seconds"]) for r in rows) == [("a", "3"), ("b", "2")]
 
@@ -65,7 +89,8 @@ def test_the_colab_profile_of_the_gpu_chapters_fits_a_colab_session():
         assert math.isfinite(est["seconds"]) and est["seconds"] > 60
         assert est["seconds"] <= 60 * 60, (
             f"{name}: the colab profile needs about {est['seconds'] / 60:.0f} min on a T4 by the FLOP estimate "
-            "(more than one hour): shrink BUDGETS['colab'] in molli_utils/experiments/images/config.py")
+            "(more than one hour): shrink BUDGETS['colab'] in molli_utils/experiments/images/config.py"
+        )
         assert est["detail"].startswith("ESTIMATE")
 
 
@@ -74,7 +99,8 @@ def test_the_book_table_is_generated_from_the_results_file(tmp_path):
     assert rows, "molli_utils/results/chapter_times.csv is empty: python -m tools.chapter_times estimate"
     assert {r["kind"] for r in rows} <= {"measured, this CPU", "estimate, T4"}
     assert ct.render(rows, tmp_path / "table.csv").read_text() == ct.TABLE.read_text(), (
-        "book/runtime_data/table.csv is not the rendering of chapter_times.csv: python -m tools.chapter_times table")
+        "book/runtime_data/table.csv is not the rendering of chapter_times.csv: python -m tools.chapter_times table"
+    )
     page = (ct.ROOT / "book" / "runtimes.md").read_text()
     assert ":file: runtime_data/table.csv" in page and "python -m tools.chapter_times" in page
     assert "book/runtimes" in (ct.ROOT / "_toc.yml").read_text()

@@ -34,8 +34,10 @@ def widget():
 
 
 NOTEBOOK = GOOD.replace("</html>", '<a href="../_sources/book/01_x.ipynb">.ipynb</a></html>')
-BADGE = ('<h1>1. X</h1><p class="colab-badge"><a href="https://colab.research.google.com/github/o/r/blob/v1/book/01_x.ipynb">'
-         'Open in Colab</a></p><h2>1.1</h2>')
+BADGE = (
+    '<h1>1. X</h1><p class="colab-badge"><a href="https://colab.research.google.com/github/o/r/blob/v1/book/01_x.ipynb">'
+    "Open in Colab</a></p><h2>1.1</h2>"
+)
 
 
 def test_clean_page_passes(tmp_path):
@@ -52,13 +54,17 @@ def test_each_problem_is_reported(tmp_path):
     assert any("layout check did not run" in p for p in problems)
     cdn = GOOD.replace("../_static/mathjax", "https://cdn.jsdelivr.net/npm/mathjax@3/es5")
     assert any("CDN" in p for p in check_site.check_page(page, cdn, cdn + "<mjx-container><mjx-merror>"))
-    assert any("MathJax reported an error" in p for p in check_site.check_page(page, cdn, cdn + "<mjx-container><mjx-merror>"))
+    assert any(
+        "MathJax reported an error" in p for p in check_site.check_page(page, cdn, cdn + "<mjx-container><mjx-merror>")
+    )
 
 
 def test_overflow_in_the_report_fails_the_page(tmp_path):
     (tmp_path / "a.png").write_bytes(b"png")
-    items = [{"kind": "code", "tag": "pre", "text": "x = " + "1" * 100, "section": "1.2 Setup", "excess_px": 361},
-             {"kind": "math", "tag": "mjx-container", "text": "H = ...", "section": "1.1", "excess_px": 45}]
+    items = [
+        {"kind": "code", "tag": "pre", "text": "x = " + "1" * 100, "section": "1.2 Setup", "excess_px": 361},
+        {"kind": "math", "tag": "mjx-container", "text": "H = ...", "section": "1.1", "excess_px": 45},
+    ]
     problems = check_site.check_page(tmp_path / "p.html", GOOD, GOOD + "<mjx-container>" + report(items))
     assert len(problems) == 1
     assert problems[0].startswith("2 element(s) overflow the 752px text column at 1280px")
@@ -68,14 +74,17 @@ def test_overflow_in_the_report_fails_the_page(tmp_path):
 
 
 def test_output_cells_are_counted_as_rendered():
-    dom = ("<h2>Training</h2>" + output_cell("<pre>" + "a" * 50 + "</pre>" + widget() * 3)
-           + "<h2>Results</h2>" + output_cell("<div><div><p>" + "b " * 20 + "</p></div></div><script>var s = '"
-                                              + "c" * 9000 + "';</script>"))
+    dom = (
+        "<h2>Training</h2>"
+        + output_cell("<pre>" + "a" * 50 + "</pre>" + widget() * 3)
+        + "<h2>Results</h2>"
+        + output_cell("<div><div><p>" + "b " * 20 + "</p></div></div><script>var s = '" + "c" * 9000 + "';</script>")
+    )
     cells = check_site.output_cells(dom)
     assert [c["widgets"] for c in cells] == [3, 0]
-    assert cells[0]["chars"] == 50 and cells[1]["chars"] == len(("b " * 20).strip())   # script text is not shown
+    assert cells[0]["chars"] == 50 and cells[1]["chars"] == len(("b " * 20).strip())  # script text is not shown
     assert [c["section"] for c in cells] == ["Training", "Results"]
-    assert cells[1]["kb"] > 9000 / 1024                                                 # but it weighs on the page
+    assert cells[1]["kb"] > 9000 / 1024  # but it weighs on the page
 
 
 def test_output_cells_over_the_limits_fail(tmp_path):
@@ -83,7 +92,7 @@ def test_output_cells_over_the_limits_fail(tmp_path):
     ok = GOOD + "<mjx-container>" + report()
     at_limit = output_cell(widget() * check_site.MAX_OUTPUT_WIDGETS + "x" * check_site.MAX_OUTPUT_CHARS)
     assert check_site.check_page(tmp_path / "p.html", GOOD, ok + at_limit) == []
-    spam = output_cell(widget() * 2900)                         # chapter 7's progress bars, before the fix
+    spam = output_cell(widget() * 2900)  # chapter 7's progress bars, before the fix
     long = output_cell("<pre>" + "y" * (check_site.MAX_OUTPUT_CHARS + 1) + "</pre>")
     heavy = output_cell("<img src='data:image/png;base64," + "A" * (check_site.MAX_OUTPUT_KB * 1024 + 10) + "'>")
     problems = check_site.check_page(tmp_path / "p.html", GOOD, ok + "<h2>Runs</h2>" + spam + long + heavy)
@@ -97,12 +106,14 @@ def test_chapter_pages_need_the_colab_badge_at_the_top(tmp_path):
     base = "<mjx-container>" + report()
     page = tmp_path / "p.html"
     assert check_site.check_page(page, NOTEBOOK, NOTEBOOK + base + BADGE) == []
-    assert check_site.check_page(page, NOTEBOOK, NOTEBOOK + base) == ['no "Open in Colab" badge at the top of this chapter']
+    assert check_site.check_page(page, NOTEBOOK, NOTEBOOK + base) == [
+        'no "Open in Colab" badge at the top of this chapter'
+    ]
     late = "<h1>1. X</h1><h2>1.1</h2>" + BADGE.split("</h1>")[1].split("<h2>")[0]
     assert any("not at the top" in p for p in check_site.check_page(page, NOTEBOOK, NOTEBOOK + base + late))
     wrong = BADGE.replace("https://colab.research.google.com/github/", "https://example.org/")
     assert any("does not link" in p for p in check_site.check_page(page, NOTEBOOK, NOTEBOOK + base + wrong))
-    assert check_site.check_page(page, GOOD, GOOD + base) == []        # a Markdown page needs none
+    assert check_site.check_page(page, GOOD, GOOD + base) == []  # a Markdown page needs none
 
 
 def test_the_site_index_redirect_needs_no_layout():
@@ -123,8 +134,10 @@ div.math {{ white-space: nowrap; }}
 </article></main></body></html>"""
 
 
-@pytest.mark.skipif(not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")),
-                    reason="headless Chromium is not installed")
+@pytest.mark.skipif(
+    not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")),
+    reason="headless Chromium is not installed",
+)
 def test_layout_measurement_in_chromium_finds_overflow_and_passes_a_page_that_fits(tmp_path):
     chromium = check_site.find_chromium()
     wide = tmp_path / "wide.html"
@@ -135,6 +148,6 @@ def test_layout_measurement_in_chromium_finds_overflow_and_passes_a_page_that_fi
     assert rep["column_px"] == 600 and rep["window_px"] == check_site.WINDOW_WIDTH
     kinds = {(i["kind"], i["section"]) for i in rep["overflow"]}
     assert {("code", "Code"), ("math", "Maths"), ("code", "Folded")} <= kinds, rep["overflow"]
-    assert all(i["excess_px"] > 300 for i in rep["overflow"])             # ~120 characters of 10px in 600px
+    assert all(i["excess_px"] > 300 for i in rep["overflow"])  # ~120 characters of 10px in 600px
     assert check_site.layout_report(check_site.rendered_dom(chromium, fits))["overflow"] == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fits.html", "wide.html"]   # the probe copies are gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fits.html", "wide.html"]  # the probe copies are gone

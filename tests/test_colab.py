@@ -116,8 +116,10 @@ def _colab_python() -> str:
     """Colab's Python (the constraints file's major.minor) if this machine has it, else the running one (warned)."""
     found = cc.find_python(HEADER["python"])
     if found is None:
-        warnings.warn(f"no Python {HEADER['python']} (Colab's) on PATH or under pyenv: the Colab simulation runs "
-                      f"on {sys.version.split()[0]} (set MOLLI_COLAB_PYTHON)")  # fmt: skip
+        warnings.warn(
+            f"no Python {HEADER['python']} (Colab's) on PATH or under pyenv: the Colab simulation runs "
+            f"on {sys.version.split()[0]} (set MOLLI_COLAB_PYTHON)"
+        )
     return found or sys.executable
 
 
@@ -143,10 +145,16 @@ def colab():
         python = venv / "bin" / "python"
         drop = ("MOLLI_", "PYTHON", "VIRTUAL_ENV", "JUPYTER", "IPYTHON", "MPL", "PIP_CONSTRAINT")  # as on Colab: none
         env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-        env.update(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}", PYTHONNOUSERSITE="1", PIP_NO_CACHE_DIR="1",
-                   PIP_DISABLE_PIP_VERSION_CHECK="1", JUPYTER_DATA_DIR=str(top / "jupyter"),
-                   JUPYTER_CONFIG_DIR=str(top / "jupyter-config"), IPYTHONDIR=str(top / "ipython"),
-                   OMP_NUM_THREADS="1")  # fmt: skip
+        env.update(
+            PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            PYTHONNOUSERSITE="1",
+            PIP_NO_CACHE_DIR="1",
+            PIP_DISABLE_PIP_VERSION_CHECK="1",
+            JUPYTER_DATA_DIR=str(top / "jupyter"),
+            JUPYTER_CONFIG_DIR=str(top / "jupyter-config"),
+            IPYTHONDIR=str(top / "ipython"),
+            OMP_NUM_THREADS="1",
+        )
         _sh(python, "-m", "pip", "install", "--quiet", f"pip=={HEADER['pip']}", env=env)  # Colab's pip
         _sh(python, "-m", "pip", "install", "--quiet", "-r", cc.CONSTRAINTS, env=env)  # Colab's versions
         stub = top / "colab-stub" / "google" / "colab"
@@ -155,7 +163,8 @@ def colab():
         startup = top / "ipython" / "profile_default" / "startup"
         startup.mkdir(parents=True)
         (startup / "00-google-colab.py").write_text(
-            _STARTUP.format(stub=str(top / "colab-stub"), modules=", ".join(PRELOADED), names=PRELOADED))
+            _STARTUP.format(stub=str(top / "colab-stub"), modules=", ".join(PRELOADED), names=PRELOADED)
+        )
         mirror = _mirror_of_the_checkout(top / "mirror", release_tag())
         env.update(MOLLI_INSTALL_SPEC=f"molli-utils @ git+file://{mirror}@{release_tag()}", MOLLI_PROFILE="quick")
         if os.environ.get("MOLLI_DATA"):  # offline UCI arrays, for the chapters that read them (not 03, 06)
@@ -178,16 +187,27 @@ def _run_alone(colab, nb, name: str, *, allow_errors: bool = False, env: dict | 
     """Execute ``nb`` as the only file of an empty folder in the fresh environment, without molli_utils installed;
     return the executed notebook, the probe's findings (None when the probe did not run) and what was installed
     before (:func:`_distributions`)."""
-    subprocess.run([colab["python"], "-m", "pip", "uninstall", "--quiet", "--yes", "molli-utils"], env=colab["env"],
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [colab["python"], "-m", "pip", "uninstall", "--quiet", "--yes", "molli-utils"],
+        env=colab["env"],
+        capture_output=True,
+    )
     before = _distributions(colab["top"] / "venv")
     work = pathlib.Path(tempfile.mkdtemp(dir=colab["top"], prefix="notebook-"))
     nb = nbformat.from_dict(json.loads(nbformat.writes(nb)))
     nb.cells.append(nbformat.v4.new_code_cell(_PROBE))
     nbformat.write(nb, work / name)
     out = colab["top"] / f"executed-{name}"
-    _sh(colab["python"], colab["top"] / "driver.py", work / name, out, "1" if allow_errors else "0",
-        env=env or colab["env"], cwd=work, timeout=3600)  # fmt: skip
+    _sh(
+        colab["python"],
+        colab["top"] / "driver.py",
+        work / name,
+        out,
+        "1" if allow_errors else "0",
+        env=env or colab["env"],
+        cwd=work,
+        timeout=3600,
+    )
     executed = nbformat.read(out, as_version=4)
     probe = [o["text"] for o in executed.cells[-1].get("outputs", []) if o.get("name") == "stdout"]
     found = json.loads(probe[0].split("PROBE ", 1)[1]) if probe else None
@@ -195,23 +215,31 @@ def _run_alone(colab, nb, name: str, *, allow_errors: bool = False, env: dict | 
 
 
 def _errors(nb) -> list[tuple[str, str]]:
-    return [(o["ename"], o["evalue"]) for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if o.get("output_type") == "error"]  # fmt: skip
+    return [
+        (o["ename"], o["evalue"])
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
 
 
 def _assert_installed_like_colab(colab, found, before):
     """The install cell added molli-utils (and packages Colab lacks), replaced nothing, upgraded nothing imported."""
     assert found is not None, "the probe cell did not run"
     assert found["colab"], "google.colab was not imported at kernel start"
-    assert found["molli_utils"].startswith(str(colab["top"] / "venv")), f"imported {found['molli_utils']}, not the install"
+    assert found["molli_utils"].startswith(str(colab["top"] / "venv")), (
+        f"imported {found['molli_utils']}, not the install"
+    )
     assert found["version"] == molli_utils.__version__
     if cc.find_python(HEADER["python"]):
         assert found["python"] == ".".join(HEADER["python"].split(".")[:2]), "not Colab's Python"
     assert found["torch"].split("+")[0] == PINS["torch"][1]
     after = _distributions(colab["top"] / "venv")
     assert after.get("torch") == before["torch"], "installing molli_utils re-installed torch"
-    changed = {k: f"{v[0]} -> {after[k][0] if k in after else 'removed'}"
-               for k, v in before.items() if after.get(k) != v}  # fmt: skip
+    changed = {
+        k: f"{v[0]} -> {after[k][0] if k in after else 'removed'}" for k, v in before.items() if after.get(k) != v
+    }
     assert not changed, f"the install cell replaced what the Colab environment had: {changed}"
     added = set(after) - set(before)
     assert "molli-utils" in added
@@ -220,7 +248,8 @@ def _assert_installed_like_colab(colab, found, before):
     pinned = {n: PINS[n][1] for n in PRELOADED}
     assert found["preloaded"] == found["imported"] == found["installed"] == pinned, (
         f"upgraded underneath the kernel: at start {found['preloaded']}, imported {found['imported']}, "
-        f"installed {found['installed']}, Colab's {pinned}")
+        f"installed {found['installed']}, Colab's {pinned}"
+    )
 
 
 @pytest.mark.parametrize("chapter", ["03_toys.ipynb", "06_images.ipynb"])
@@ -231,8 +260,9 @@ def test_a_chapter_alone_installs_and_runs(colab, chapter):
 
 
 def test_a_student_assignment_alone_installs_and_stops_at_the_exercises(colab):
-    student = make_student(nbformat.read(ROOT / "book" / "assignments" / "assignment1_gaussian_mollification.ipynb",
-                                         as_version=4))  # fmt: skip
+    student = make_student(
+        nbformat.read(ROOT / "book" / "assignments" / "assignment1_gaussian_mollification.ipynb", as_version=4)
+    )
     executed, found, before = _run_alone(colab, student, "assignment1.ipynb", allow_errors=True)
     errors = _errors(executed)
     assert errors and {e for e, _ in errors} == {"NotImplementedError"}, errors

@@ -39,9 +39,14 @@ def test_the_freeze_is_parsed_as_pins_without_direct_urls_or_local_labels():
 
 def test_a_resolution_keeps_colabs_versions_and_names_what_it_adds_and_leaves_unpinned():
     pins, _ = cc.parse_freeze(FREEZE)
-    resolved = {"torch": ("torch", "2.11.0"), "numpy": ("numpy", "2.1.3"), "jinja2": ("jinja2", "3.1.6"),
-                "nvidia-cublas": ("nvidia-cublas", "13.1.0.3"), "normflows": ("normflows", "1.7.3"),
-                "typing-extensions": ("typing_extensions", "4.15.0")}  # fmt: skip
+    resolved = {
+        "torch": ("torch", "2.11.0"),
+        "numpy": ("numpy", "2.1.3"),
+        "jinja2": ("jinja2", "3.1.6"),
+        "nvidia-cublas": ("nvidia-cublas", "13.1.0.3"),
+        "normflows": ("normflows", "1.7.3"),
+        "typing-extensions": ("typing_extensions", "4.15.0"),
+    }
     keep, adds, loose = cc.select(pins, resolved)
     assert list(keep) == ["jinja2", "numpy", "torch"] and keep["jinja2"] == ("Jinja2", "3.1.6")
     assert adds == ["normflows"]
@@ -50,8 +55,14 @@ def test_a_resolution_keeps_colabs_versions_and_names_what_it_adds_and_leaves_un
 
 def test_the_file_reads_back_as_written(tmp_path):
     pins, _ = cc.parse_freeze(FREEZE)
-    header = {"commit": "0" * 40, "date": "2026-08-19", "python": "3.13.15", "pip": "24.1.2", "adds": "normflows",
-              "unpinned": "nvidia-cublas (why)"}  # fmt: skip
+    header = {
+        "commit": "0" * 40,
+        "date": "2026-08-19",
+        "python": "3.13.15",
+        "pip": "24.1.2",
+        "adds": "normflows",
+        "unpinned": "nvidia-cublas (why)",
+    }
     path = tmp_path / "constraints.txt"
     path.write_text(cc.render(pins, header))
     read_header, read_pins = cc.read(path)
@@ -63,7 +74,9 @@ def test_the_file_reads_back_as_written(tmp_path):
 def test_stand_ins_are_installed_distributions_at_the_pinned_versions(tmp_path):
     pins, _ = cc.parse_freeze(FREEZE)
     cc.stand_ins(tmp_path, pins)
-    found = {cc.canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions(path=[str(tmp_path)])}
+    found = {
+        cc.canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions(path=[str(tmp_path)])
+    }
     assert found == {k: v for k, (_, v) in pins.items()}
 
 

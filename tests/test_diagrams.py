@@ -32,8 +32,14 @@ def _creator(svg: str) -> str:
 @pytest.fixture(scope="module")
 def redrawn(tmp_path_factory):
     out = tmp_path_factory.mktemp("figures")
-    done = subprocess.run([sys.executable, "-m", "tools.diagrams", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.diagrams", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert done.returncode == 0, f"python -m tools.diagrams failed:\n{done.stderr[-3000:]}"
     return out
 
@@ -46,8 +52,10 @@ def test_there_are_at_least_four_diagrams():
 def test_each_svg_records_the_script_that_drew_it():
     digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()
     stale = [p.name for p in COMMITTED if f"sha256 {digest}" not in p.read_text()]
-    assert not stale, (f"{stale} were not drawn by the current tools/diagrams.py: "
-                       "run `python -m tools.diagrams` and commit book/figures")
+    assert not stale, (
+        f"{stale} were not drawn by the current tools/diagrams.py: "
+        "run `python -m tools.diagrams` and commit book/figures"
+    )
 
 
 def test_text_is_drawn_as_paths():
@@ -59,7 +67,8 @@ def test_text_is_drawn_as_paths():
 def test_the_script_writes_exactly_the_committed_files(redrawn):
     assert sorted(p.name for p in redrawn.glob("*.svg")) == [p.name for p in COMMITTED], (
         "book/figures holds other SVGs than the script writes: run `python -m tools.diagrams`, "
-        "remove stale files, commit")
+        "remove stale files, commit"
+    )
 
 
 def test_the_script_reproduces_the_committed_files_byte_for_byte(redrawn):
@@ -68,8 +77,10 @@ def test_the_script_reproduces_the_committed_files_byte_for_byte(redrawn):
         drawn_with, here = _creator(committed.decode()), _creator(fresh.decode())
         if drawn_with != here:
             pytest.skip(f"{path.name} was drawn by {drawn_with!r}, this is {here!r}: bytes not comparable")
-        assert committed == fresh, (f"book/figures/{path.name} differs from what tools/diagrams.py draws: "
-                                    "run `python -m tools.diagrams` and commit book/figures")
+        assert committed == fresh, (
+            f"book/figures/{path.name} differs from what tools/diagrams.py draws: "
+            "run `python -m tools.diagrams` and commit book/figures"
+        )
 
 
 def test_every_diagram_is_used_and_every_reference_resolves():

@@ -22,7 +22,9 @@ def test_digits_are_real_8x8_images_with_17_levels_and_a_fixed_split():
     assert set(torch.unique(torch.cat([train.images, test.images]) * 16).round().tolist()) == set(range(17))
     assert torch.equal(load_digits(train=False).images, test.images)  # fixed
     rows = {tuple(x.flatten().tolist()) for x in train.images}
-    assert sum(tuple(x.flatten().tolist()) in rows for x in test.images) < 10  # (a few digits are duplicated in the data)
+    assert (
+        sum(tuple(x.flatten().tolist()) in rows for x in test.images) < 10
+    )  # (a few digits are duplicated in the data)
     assert sorted(torch.bincount(test.labels).tolist())[0] > 20 and train.key == "digits-train-8"
 
 
@@ -32,7 +34,10 @@ def test_the_shipped_classifier_is_accurate_standardised_and_pinned(digits_root)
     assert F.DIGITS_CLASSIFIER_SHA256[:12] in logs[-1] and net.test_accuracy > 0.98
     test = load_digits(train=False)
     with torch.no_grad():  # the stored accuracy is this file's (a flipped argmax on another CPU at most)
-        assert abs(float((net.logits(test.images).argmax(1) == test.labels).double().mean()) - net.test_accuracy) <= 1 / 360
+        assert (
+            abs(float((net.logits(test.images).argmax(1) == test.labels).double().mean()) - net.test_accuracy)
+            <= 1 / 360
+        )
     feats = F.features(load_digits(), net)
     assert feats.shape == (1437, 64)
     assert torch.allclose(feats.mean(0), torch.zeros(64, dtype=torch.float64), atol=1e-4)  # standardised
@@ -87,15 +92,21 @@ def test_frechet_distance_and_kid_see_blur_and_noise(digits_root):
 
     def scores(x):
         feats = F.features(x, net)
-        return F.frechet_distance(feats.mean(0).numpy(), np.cov(feats.numpy(), rowvar=False), *ref), F.kid(feats, ref_feats)
+        return F.frechet_distance(feats.mean(0).numpy(), np.cov(feats.numpy(), rowvar=False), *ref), F.kid(
+            feats, ref_feats
+        )
 
     same_fd, same_kid = scores(train.images)
     assert abs(same_fd) < 1e-6 and abs(same_kid) < 0.05  # identical sets (the unbiased KID: -O(1/n))
     real_fd, real_kid = scores(test.images)  # other real digits: the floor
     assert real_fd < 2.0 and abs(real_kid) < 0.05
     blurred = [scores(blur(test.images, t).clamp(0, 1)) for t in (0.1, 0.3, 1.0)]
-    noisy = [scores((test.images + s * torch.randn(test.images.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1))
-             for s in (0.05, 0.2, 0.5)]  # fmt: skip
+    noisy = [
+        scores(
+            (test.images + s * torch.randn(test.images.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+        )
+        for s in (0.05, 0.2, 0.5)
+    ]
     for series in (blurred, noisy):
         fds, kids = zip(*series)
         assert real_fd < fds[0] < fds[1] < fds[2] and real_kid < kids[0] < kids[1] < kids[2]
@@ -103,14 +114,19 @@ def test_frechet_distance_and_kid_see_blur_and_noise(digits_root):
 
 def test_kid_is_the_unbiased_cubic_kernel_mmd():
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(30, 5, generator=g, dtype=torch.float64), torch.randn(40, 5, generator=g, dtype=torch.float64) + 0.5
+    a, b = (
+        torch.randn(30, 5, generator=g, dtype=torch.float64),
+        torch.randn(40, 5, generator=g, dtype=torch.float64) + 0.5,
+    )
 
     def k(x, y):
         return (x @ y.T / 5 + 1) ** 3
 
-    brute = (sum(k(a[i : i + 1], a[j : j + 1]).item() for i in range(30) for j in range(30) if i != j) / (30 * 29)
-             + sum(k(b[i : i + 1], b[j : j + 1]).item() for i in range(40) for j in range(40) if i != j) / (40 * 39)
-             - 2 * k(a, b).mean().item())  # fmt: skip
+    brute = (
+        sum(k(a[i : i + 1], a[j : j + 1]).item() for i in range(30) for j in range(30) if i != j) / (30 * 29)
+        + sum(k(b[i : i + 1], b[j : j + 1]).item() for i in range(40) for j in range(40) if i != j) / (40 * 39)
+        - 2 * k(a, b).mean().item()
+    )
     assert F.kid(a, b) == pytest.approx(brute, rel=1e-10)
     assert F.kid(a, b) > 0.1 and abs(F.kid(a[:15], a[15:])) < F.kid(a, b) / 3
     with pytest.raises(ValueError, match="same D"):

@@ -43,7 +43,9 @@ def _flow_run(ctx: Context, folder=None, stop_at=None):
     model = make_image_flow("glow", (1, 8, 8), FlowSizes(levels=2, depth=2, hidden=8)).double()
     data = load_digits().images[:N].double()
     mollifier = settings.mollifier("gaussian", STEPS, 3, experiment="images")
-    batches = FlowBatches(mollifier, 17, generator=torch.Generator().manual_seed(5), rank=ctx.rank, world_size=ctx.world_size)
+    batches = FlowBatches(
+        mollifier, 17, generator=torch.Generator().manual_seed(5), rank=ctx.rank, world_size=ctx.world_size
+    )
     optimizer = torch.optim.Adamax(model.parameters(), lr=1e-3, weight_decay=1e-5)
 
     def interrupt(done, m):
@@ -51,10 +53,25 @@ def _flow_run(ctx: Context, folder=None, stop_at=None):
             raise KeyboardInterrupt
 
     with checkpoint_dir(folder, ctx) as ckpt:
-        config = TrainConfig(batch_size=GLOBAL_BATCH, lr=1e-3, steps=STEPS, seed=3, log_every=1, progress=False,
-                             checkpoint_dir=ckpt, checkpoint_every=4 if ckpt else 0)  # fmt: skip
-        out = train(model, data, config, mollifier=batches, loss_fn=DistributedLoss(model, ctx, batches, "cpu"),
-                    optimizer=optimizer, callback=interrupt)  # fmt: skip
+        config = TrainConfig(
+            batch_size=GLOBAL_BATCH,
+            lr=1e-3,
+            steps=STEPS,
+            seed=3,
+            log_every=1,
+            progress=False,
+            checkpoint_dir=ckpt,
+            checkpoint_every=4 if ckpt else 0,
+        )
+        out = train(
+            model,
+            data,
+            config,
+            mollifier=batches,
+            loss_fn=DistributedLoss(model, ctx, batches, "cpu"),
+            optimizer=optimizer,
+            callback=interrupt,
+        )
     return out.history["loss"], torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
@@ -70,8 +87,14 @@ def _vae_run(ctx: Context, out: str):
     torch.manual_seed(4)
     model = make_vae("vae", (1, 8, 8), 4, 0.5)
     x = load_digits().images[:N]
-    cfg = BaseTrainerConfig(output_dir=f"{out}/vae{ctx.rank}", num_epochs=3, learning_rate=1e-3,
-                            per_device_train_batch_size=GLOBAL_BATCH, no_cuda=True, seed=4)  # fmt: skip
+    cfg = BaseTrainerConfig(
+        output_dir=f"{out}/vae{ctx.rank}",
+        num_epochs=3,
+        learning_rate=1e-3,
+        per_device_train_batch_size=GLOBAL_BATCH,
+        no_cuda=True,
+        seed=4,
+    )
     mollifier = settings.mollifier("gaussian", 3 * N // GLOBAL_BATCH, 4, experiment="images")
     losses = []
 
@@ -81,8 +104,9 @@ def _vae_run(ctx: Context, out: str):
         def on_log(self, training_config, logs, **kwargs):
             losses.append(float(logs["train_epoch_loss"]))
 
-    trainer = MollifiedTrainer(model, BaseDataset(x, torch.zeros(N)), None, cfg, callbacks=[Losses()], mollifier=mollifier,
-                               dist=ctx)  # fmt: skip
+    trainer = MollifiedTrainer(
+        model, BaseDataset(x, torch.zeros(N)), None, cfg, callbacks=[Losses()], mollifier=mollifier, dist=ctx
+    )
     trainer.train()
     return losses, torch.cat([p.detach().flatten() for p in trainer.bare_model.parameters()])
 
@@ -102,8 +126,18 @@ def _worker(rank: int, world: int, init: str, tmp: str, queue) -> None:
         files = sorted(os.listdir(tmp + "/resume"))
         resumed_losses, resumed_params = _flow_run(ctx, tmp + "/resume")
         vae_losses, vae_params = _vae_run(ctx, tmp)
-        queue.put((rank, flow_losses, flow_params.numpy(), vae_losses, vae_params.numpy(), resumed_losses,
-                   resumed_params.numpy(), files))  # numpy: tensors would be shared through file descriptors
+        queue.put(
+            (
+                rank,
+                flow_losses,
+                flow_params.numpy(),
+                vae_losses,
+                vae_params.numpy(),
+                resumed_losses,
+                resumed_params.numpy(),
+                files,
+            )
+        )  # numpy: tensors would be shared through file descriptors
     finally:
         dist.destroy_process_group()
 
@@ -184,10 +218,33 @@ def test_the_image_command_runs_unchanged_under_torchrun(tmp_path, digits_root):
     import sys
 
     env = {**os.environ, "MOLLI_DATA": str(digits_root), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "molli_utils.experiments", "images", "--dataset", "digits", "--models", "glow", "--modes", "gaussian",
-           "--seeds", "1", "--epochs", "1", "--n-score", "200", "--results", str(tmp_path),
-           "--checkpoints", str(tmp_path / "ck"), "--no-progress"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "molli_utils.experiments",
+        "images",
+        "--dataset",
+        "digits",
+        "--models",
+        "glow",
+        "--modes",
+        "gaussian",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--n-score",
+        "200",
+        "--results",
+        str(tmp_path),
+        "--checkpoints",
+        str(tmp_path / "ck"),
+        "--no-progress",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "images_digits.csv")))

@@ -8,9 +8,32 @@ import pytest
 
 from molli_utils.experiments import cli, main, results, toy2d
 
-SMALL = ["--profile", "quick", "--steps", "4", "--n-evals", "2", "--seeds", "0", "--datasets", "mixture_of_gaussians",
-         "--modes", "vanilla", "mollification", "--n-train", "300", "--n-test", "100", "--n-val", "100",
-         "--n-samples", "100", "--no-progress", "--workers", "1"]  # fmt: skip
+SMALL = [
+    "--profile",
+    "quick",
+    "--steps",
+    "4",
+    "--n-evals",
+    "2",
+    "--seeds",
+    "0",
+    "--datasets",
+    "mixture_of_gaussians",
+    "--modes",
+    "vanilla",
+    "mollification",
+    "--n-train",
+    "300",
+    "--n-test",
+    "100",
+    "--n-val",
+    "100",
+    "--n-samples",
+    "100",
+    "--no-progress",
+    "--workers",
+    "1",
+]
 
 BAD = [  # (argv, what the one-line error says)
     (["toy2d", "--seeds", "-1"], "--seeds: must be an integer >= 0"),
@@ -80,8 +103,13 @@ def _unwritable_or_wrong(tmp_path):
     (gz / "uci_curves.csv.gz").write_bytes(blob[: len(blob) // 2])
     folder_as_file = tmp_path / "dir"
     (folder_as_file / "toy2d.csv").mkdir(parents=True)
-    cases = [(afile, "is a file, not a folder"), (afile / "below", "cannot write to the results folder"),
-             (cut, "is cut"), (other, "has the columns ['a', 'b', 'c']"), (folder_as_file, "is not a file")]
+    cases = [
+        (afile, "is a file, not a folder"),
+        (afile / "below", "cannot write to the results folder"),
+        (cut, "is cut"),
+        (other, "has the columns ['a', 'b', 'c']"),
+        (folder_as_file, "is not a file"),
+    ]
     return cases, gz
 
 
@@ -105,8 +133,19 @@ def test_a_missing_uci_data_set_is_refused_before_any_run(tmp_path, capsys, monk
         raise urllib.error.URLError("no network (test)")
 
     monkeypatch.setattr(urllib.request, "urlopen", offline)
-    code, err = _refused(["uci", "--datasets", "miniboone", "redwine", "--root", str(tmp_path / "none"),
-                          "--results", str(tmp_path / "out")], capsys)  # fmt: skip
+    code, err = _refused(
+        [
+            "uci",
+            "--datasets",
+            "miniboone",
+            "redwine",
+            "--root",
+            str(tmp_path / "none"),
+            "--results",
+            str(tmp_path / "out"),
+        ],
+        capsys,
+    )
     assert code == 2 and "'miniboone' is not available offline" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "uci.csv").exists() and not (tmp_path / "none").exists()
 
@@ -132,8 +171,23 @@ def test_repeated_seeds_are_trained_once(tmp_path, capsys, monkeypatch):
         return real(runs, **kw)
 
     monkeypatch.setattr(toy2d, "run", spy)
-    main(["toy2d", *SMALL, "--seeds", "0", "0", "--modes", "vanilla", "vanilla", "mollification",
-          "--results", str(tmp_path), "--checkpoints", "none"])  # fmt: skip
+    main(
+        [
+            "toy2d",
+            *SMALL,
+            "--seeds",
+            "0",
+            "0",
+            "--modes",
+            "vanilla",
+            "vanilla",
+            "mollification",
+            "--results",
+            str(tmp_path),
+            "--checkpoints",
+            "none",
+        ]
+    )
     assert len(seen) == 2 and len(set(seen)) == 2
     assert "repeat(s) a value" in capsys.readouterr().err
     assert len(results.load("toy2d.csv", tmp_path)) == 2
@@ -151,8 +205,9 @@ def test_one_failed_ensemble_keeps_the_others_rows(tmp_path, capsys, monkeypatch
 
     monkeypatch.setattr(experiments, "_toy_group", flaky)
     with pytest.raises(SystemExit) as exit_:
-        main(["toy2d", *SMALL, "--activation", "leaky_relu", "relu", "--results", str(tmp_path),
-              "--checkpoints", "none"])  # fmt: skip
+        main(
+            ["toy2d", *SMALL, "--activation", "leaky_relu", "relu", "--results", str(tmp_path), "--checkpoints", "none"]
+        )
     captured = capsys.readouterr()
     assert exit_.value.code == 1
     assert "2 run(s) failed (2 finished run(s) are stored" in captured.err and "simulated failure" in captured.err

@@ -29,18 +29,25 @@ def test_short_toy_run_reproduces_exactly(short_runs):
     assert a.frame().drop(columns="train_seconds").equals(b.frame().drop(columns="train_seconds"))  # time differs
     assert a.validation.nll == b.validation.nll
     assert [(r["dataset"], r["mode"]) for r in a.rows] == [
-        ("mixture_of_gaussians", "vanilla"), ("mixture_of_gaussians", "mollification"),
+        ("mixture_of_gaussians", "vanilla"),
+        ("mixture_of_gaussians", "mollification"),
         ("mixture_of_gaussians", "constant"),
-        ("von_mises", "vanilla"), ("von_mises", "mollification"), ("von_mises", "constant"),
-    ]  # fmt: skip
+        ("von_mises", "vanilla"),
+        ("von_mises", "mollification"),
+        ("von_mises", "constant"),
+    ]
     frame = a.frame()
     for col in ("mmd2", "mmd2_best_val"):
         assert all(math.isfinite(v) and v > -1e-3 for v in frame[col])
     assert all(math.isfinite(v) for v in frame["test_loglik"])
     # the noised runs saw different batches, so they must differ from vanilla and from each other
     assert len(set(frame.loc[0:2, "test_loglik"])) == 3
-    assert set(results.FILES["toy2d.csv"].columns) - set(frame.columns) == {"commit", "date", "dirty",
-                                                                             "wall_seconds_all_runs"}  # the command's
+    assert set(results.FILES["toy2d.csv"].columns) - set(frame.columns) == {
+        "commit",
+        "date",
+        "dirty",
+        "wall_seconds_all_runs",
+    }  # the command's
     circle = frame[frame.dataset == "von_mises"]
     assert circle[list(toy2d.CIRCLE_COLUMNS)].notna().all().all() and (circle["circle_dist_mean"] > 0).all()
     assert frame[frame.dataset == "mixture_of_gaussians"]["circle_dist_mean"].isna().all()
@@ -144,8 +151,23 @@ def test_circle_scores_of_a_run_are_those_of_its_samples(short_runs):
 
 
 def test_command_appends_runs_with_provenance_and_skips_finished_ones(tmp_path, capsys):
-    small = ["--profile", "quick", "--steps", "5", "--n-train", "600", "--n-test", "300", "--n-val", "300",
-             "--n-samples", "300", "--results", str(tmp_path), "--no-progress"]  # fmt: skip
+    small = [
+        "--profile",
+        "quick",
+        "--steps",
+        "5",
+        "--n-train",
+        "600",
+        "--n-test",
+        "300",
+        "--n-val",
+        "300",
+        "--n-samples",
+        "300",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+    ]
     main(["toy2d", "--seeds", "0", "1", "--workers", "1", *small])
     frame = results.load("toy2d.csv", tmp_path)
     assert len(frame) == 2 * 3 * 2 and set(frame["iterations"]) == {5}
@@ -163,12 +185,33 @@ def test_command_appends_runs_with_provenance_and_skips_finished_ones(tmp_path, 
 
 def test_command_on_two_workers_gives_the_rows_of_one(tmp_path):
     """The runs split over two processes (two ensembles) get bitwise the numbers of one ensemble."""
-    small = ["toy2d", "--profile", "quick", "--steps", "8", "--seeds", "0", "--modes", "vanilla", "clean-half",
-             "--n-train", "600", "--n-test", "300", "--n-val", "300", "--n-samples", "300", "--no-progress"]  # fmt: skip
+    small = [
+        "toy2d",
+        "--profile",
+        "quick",
+        "--steps",
+        "8",
+        "--seeds",
+        "0",
+        "--modes",
+        "vanilla",
+        "clean-half",
+        "--n-train",
+        "600",
+        "--n-test",
+        "300",
+        "--n-val",
+        "300",
+        "--n-samples",
+        "300",
+        "--no-progress",
+    ]
     main([*small, "--workers", "2", "--results", str(tmp_path / "two")])
     main([*small, "--workers", "1", "--results", str(tmp_path / "one")])
-    two, one = (results.load("toy2d.csv", tmp_path / k).sort_values(["dataset", "mode"]).reset_index(drop=True)
-                for k in ("two", "one"))  # fmt: skip
+    two, one = (
+        results.load("toy2d.csv", tmp_path / k).sort_values(["dataset", "mode"]).reset_index(drop=True)
+        for k in ("two", "one")
+    )
     assert set(two["members"]) == {2} and set(one["members"]) == {4}
     volatile = ("wall_seconds_all_runs", "train_seconds", "members", "date", "commit", "dirty")  # provenance
     cols = [c for c in two.columns if c not in volatile]
@@ -176,8 +219,24 @@ def test_command_on_two_workers_gives_the_rows_of_one(tmp_path):
 
 
 def test_indm_run_is_seeded_and_the_command_appends_and_skips(tmp_path, capsys):
-    argv = ["indm", "--datasets", "von_mises", "--seeds", "0", "--steps", "150", "--n-samples", "400",
-            "--sample-steps", "40", "--draws", "8", "--results", str(tmp_path), "--no-progress"]  # fmt: skip
+    argv = [
+        "indm",
+        "--datasets",
+        "von_mises",
+        "--seeds",
+        "0",
+        "--steps",
+        "150",
+        "--n-samples",
+        "400",
+        "--sample-steps",
+        "40",
+        "--draws",
+        "8",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+    ]
     main(argv)
     frame = results.load("indm_toy2d.csv", tmp_path)
     assert list(frame["model"]) == ["diffusion", "indm"] and list(frame["flow"]) == ["identity", "realnvp"]
@@ -200,7 +259,6 @@ def test_denormals_are_flushed_while_the_toys_train_and_not_after():
     assert float(tiny * 1.0) > 0.0
 
 
-
 # --- the activation ablation and the dead units of chapter 3 (#30) ---------------------------------------------------
 
 
@@ -218,8 +276,12 @@ def test_activation_is_a_run_setting_with_the_same_initial_weights():
             realnvp_2d(activation=bad)
         with pytest.raises(ValueError, match="unknown activation"):
             toy2d.Toy2DRun("von_mises", "vanilla", 0, activation=bad)
-    assert settings.profile_of("toy2d", settings.toy2d("full", dataset="von_mises", mode="vanilla", seed=0,
-                                                       activation="leaky_relu")) == "full"  # fmt: skip
+    assert (
+        settings.profile_of(
+            "toy2d", settings.toy2d("full", dataset="von_mises", mode="vanilla", seed=0, activation="leaky_relu")
+        )
+        == "full"
+    )
 
 
 def test_dead_units_of_a_hand_built_flow():
@@ -252,13 +314,24 @@ def test_dead_units_of_a_hand_built_flow():
 
 
 def test_runs_record_their_dead_units_without_changing_their_numbers():
-    runs = toy2d.grid("full", datasets=["mixture_of_gaussians"], modes=("vanilla", "mollification"), seeds=(0,),
-                      steps=30, n_train=300, n_test=200, n_val=200, n_samples=200, n_evals=3)  # fmt: skip
+    runs = toy2d.grid(
+        "full",
+        datasets=["mixture_of_gaussians"],
+        modes=("vanilla", "mollification"),
+        seeds=(0,),
+        steps=30,
+        n_train=300,
+        n_test=200,
+        n_val=200,
+        n_samples=200,
+        n_evals=3,
+    )
     plain, watched = toy2d.run(runs), toy2d.run(runs, dead_units_every=10)
     assert plain.rows == [{**r, "train_seconds": p["train_seconds"]} for r, p in zip(watched.rows, plain.rows)]
     assert not plain.dead and len(watched.dead) == 2 * 4 * 5 * 2  # runs x steps (0, 10, 20, 30) x couplings x layers
-    assert {d["step"] for d in watched.dead} == {0, 10, 20, 30} and all(0 <= d["dead_fraction"] <= 1
-                                                                         for d in watched.dead)  # fmt: skip
+    assert {d["step"] for d in watched.dead} == {0, 10, 20, 30} and all(
+        0 <= d["dead_fraction"] <= 1 for d in watched.dead
+    )
     assert {r["activation"] for r in watched.rows} == {"relu"}
     with pytest.raises(ValueError, match="dead_units_every"):
         toy2d.run(runs, dead_units_every=0)
@@ -267,10 +340,35 @@ def test_runs_record_their_dead_units_without_changing_their_numbers():
 
 
 def test_command_takes_the_activation_and_writes_the_dead_units_and_the_noise_floor(tmp_path, capsys):
-    small = ["toy2d", "--profile", "quick", "--steps", "6", "--n-evals", "3", "--seeds", "0",
-             "--datasets", "mixture_of_gaussians", "--modes", "vanilla", "mollification", "--n-train", "300",
-             "--n-test", "200", "--n-val", "200", "--n-samples", "200", "--results", str(tmp_path),
-             "--no-progress", "--workers", "1"]  # fmt: skip
+    small = [
+        "toy2d",
+        "--profile",
+        "quick",
+        "--steps",
+        "6",
+        "--n-evals",
+        "3",
+        "--seeds",
+        "0",
+        "--datasets",
+        "mixture_of_gaussians",
+        "--modes",
+        "vanilla",
+        "mollification",
+        "--n-train",
+        "300",
+        "--n-test",
+        "200",
+        "--n-val",
+        "200",
+        "--n-samples",
+        "200",
+        "--results",
+        str(tmp_path),
+        "--no-progress",
+        "--workers",
+        "1",
+    ]
     main([*small, "--activation", "relu", "leaky_relu"])
     frame = results.load("toy2d.csv", tmp_path)
     assert sorted(frame["activation"]) == ["leaky_relu"] * 2 + ["relu"] * 2 and set(frame["members"]) == {2}

@@ -41,7 +41,9 @@ def test_short_run_reproduces_exactly_and_reports_both_views():
     assert set(results.FILES["uci.csv"].columns) - set(row) == {"commit", "dirty", "date"}  # added by the command
     assert row["steps"] == 2 * 13 and row["epochs"] == 2  # 1296 training rows, batch 100, last batch kept
     assert [c["epoch"] for c in curve] == [1, 2]
-    assert row["best_epoch"] in (1, 2) and math.isfinite(row["test_loglik"]) and math.isfinite(row["test_loglik_best_val"])
+    assert (
+        row["best_epoch"] in (1, 2) and math.isfinite(row["test_loglik"]) and math.isfinite(row["test_loglik_best_val"])
+    )
     best = max(curve, key=lambda c: c["val_loglik"])
     assert row["best_epoch"] == best["epoch"] and row["val_loglik_best"] == best["val_loglik"]
     assert row["val_loglik"] == curve[-1]["val_loglik"]
@@ -65,7 +67,10 @@ def test_worker_process_gives_the_same_row_and_the_table_resumes(tmp_path):
     assert _stable(stored) == _stable(local)
     with open(out) as f:
         table = list(csv.DictReader(f))
-    assert len(table) == 2 and float(next(r for r in table if r["mode"] == "mollification")["test_loglik"]) == local["test_loglik"]
+    assert (
+        len(table) == 2
+        and float(next(r for r in table if r["mode"] == "mollification")["test_loglik"]) == local["test_loglik"]
+    )
     assert len(results.load("uci_curves.csv.gz", tmp_path)) == 4
     assert all(r["commit"] == results.provenance()["commit"] for r in table)
     messages = []
@@ -107,7 +112,9 @@ def test_bf16_products_are_recorded_change_training_only_and_stay_close():
     from molli_utils.runtime import bf16_matmul_supported, matmul_precision
 
     if not bf16_matmul_supported():
-        pytest.skip("bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)")
+        pytest.skip(
+            "bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)"
+        )
     config = UCIRun("redwine", "maf", "mollification", 1, epochs=2, hidden=64, layers=2, matmul="bf16")
     twin = replace(config, matmul="fp32")
     fp32, bf16 = uci.run(twin, root=SHARED), uci.run(config, root=SHARED)

@@ -46,7 +46,9 @@ def test_streaming_statistics_equal_numpy():
         assert np.allclose(mu, feats.mean(0), rtol=0, atol=1e-10)
         assert np.allclose(sigma, np.cov(feats, rowvar=False), rtol=0, atol=1e-10)
     mu_it, sigma_it = F.activation_statistics([x[:50], x[50:]], ext, batch_size=16)  # an iterable of batches
-    assert np.allclose(mu_it, feats.mean(0), atol=1e-10) and np.allclose(sigma_it, np.cov(feats, rowvar=False), atol=1e-10)
+    assert np.allclose(mu_it, feats.mean(0), atol=1e-10) and np.allclose(
+        sigma_it, np.cov(feats, rowvar=False), atol=1e-10
+    )
     data = ImageData("random", "all", x, "uniform noise")
     assert np.allclose(F.activation_statistics(data, ext)[1], sigma_it, atol=1e-10)
 
@@ -61,8 +63,10 @@ def _pytorch_fid(mu1, sigma1, mu2, sigma2):
     except TypeError as err:
         if "disp" not in str(err):
             raise
-        pytest.skip(f"pytorch-fid's calculate_frechet_distance raises with scipy {scipy.__version__} ({err}); "
-                    "molli_utils.fid computes the distance itself, checked here by the closed forms and sqrtm")  # fmt: skip
+        pytest.skip(
+            f"pytorch-fid's calculate_frechet_distance raises with scipy {scipy.__version__} ({err}); "
+            "molli_utils.fid computes the distance itself, checked here by the closed forms and sqrtm"
+        )
 
 
 def _stats(feats):
@@ -97,7 +101,9 @@ def test_frechet_distance_is_pytorch_fids(d, n, seed):
 @pytest.mark.parametrize("d, n, seed", SETS)
 def test_frechet_distance_is_the_sqrtm_formula(d, n, seed):
     a, b = _feature_sets(d, n, seed)
-    assert F.frechet_distance(*_stats(a), *_stats(b)) == pytest.approx(_sqrtm_distance(*_stats(a), *_stats(b)), rel=1e-6)
+    assert F.frechet_distance(*_stats(a), *_stats(b)) == pytest.approx(
+        _sqrtm_distance(*_stats(a), *_stats(b)), rel=1e-6
+    )
 
 
 def test_fid_is_the_distance_of_the_features_and_batch_size_free():
@@ -124,22 +130,28 @@ def test_frechet_distance_closed_forms():
     assert F.frechet_distance(np.zeros(2), s1, np.zeros(2), s2) == pytest.approx(expected, rel=1e-12)
     # The closed form tells the formula from the usual slips: these wrong values are all far from it.
     roots = [np.real(scipy.linalg.sqrtm(s)) for s in (s1, s2)]
-    wrong = {"factor 2 missing": np.trace(s1) + np.trace(s2) - tr_root,
-             "tr(S1^1/2 S2^1/2)": np.trace(s1) + np.trace(s2) - 2 * np.trace(roots[0] @ roots[1]),
-             "elementwise sqrt": np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.abs(s1 @ s2)).trace()}  # fmt: skip
+    wrong = {
+        "factor 2 missing": np.trace(s1) + np.trace(s2) - tr_root,
+        "tr(S1^1/2 S2^1/2)": np.trace(s1) + np.trace(s2) - 2 * np.trace(roots[0] @ roots[1]),
+        "elementwise sqrt": np.trace(s1) + np.trace(s2) - 2 * np.sqrt(np.abs(s1 @ s2)).trace(),
+    }
     for name, value in wrong.items():
         assert abs(value - expected) > 1e-3, name
 
 
 def test_frechet_distance_is_symmetric_and_zero_for_one_set():
     a, b = _feature_sets(64, 500, 5)
-    assert F.frechet_distance(*_stats(a), *_stats(b)) == pytest.approx(F.frechet_distance(*_stats(b), *_stats(a)), rel=1e-9)
+    assert F.frechet_distance(*_stats(a), *_stats(b)) == pytest.approx(
+        F.frechet_distance(*_stats(b), *_stats(a)), rel=1e-9
+    )
     # Fewer samples than features (rank 19 of 64): 0 against itself to rounding (sqrtm's route, pytorch-fid's,
     # gives -1.6e-4 there: square roots of the product's rounded zero eigenvalues).
     assert abs(F.frechet_distance(*_stats(a[:20]), *_stats(a[:20]))) < 1e-8
     # Copies of one point: a zero covariance, FD = ||mu - f||^2 + tr(Sigma_ref) (the image scorer's one_image).
     mu, sigma = _stats(b)
-    assert F.frechet_distance(a[0], np.zeros((64, 64)), mu, sigma) == pytest.approx(((a[0] - mu) ** 2).sum() + np.trace(sigma), rel=1e-12)
+    assert F.frechet_distance(a[0], np.zeros((64, 64)), mu, sigma) == pytest.approx(
+        ((a[0] - mu) ** 2).sum() + np.trace(sigma), rel=1e-12
+    )
 
 
 def test_fid_of_a_set_against_itself_is_zero():
@@ -208,7 +220,9 @@ def test_inception_wrapper_shape_with_random_weights(monkeypatch):
     """The wrapper's plumbing (not the weights): torchvision's Inception-v3 architecture, random init."""
     import pytorch_fid.inception as inc
 
-    monkeypatch.setattr(inc, "fid_inception_v3", lambda: inc._inception_v3(num_classes=1008, aux_logits=False, weights=None))
+    monkeypatch.setattr(
+        inc, "fid_inception_v3", lambda: inc._inception_v3(num_classes=1008, aux_logits=False, weights=None)
+    )
     ext = F.inception_extractor("cpu")
     assert ext.name == F.INCEPTION_NAME and not ext.training
     with torch.no_grad():

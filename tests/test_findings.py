@@ -54,8 +54,9 @@ def test_glue_all_glues_every_value_as_a_python_number(monkeypatch):
     fake = types.ModuleType("myst_nb")
     fake.glue = lambda name, value, display=True: stored.update({name: value})
     monkeypatch.setitem(sys.modules, "myst_nb", fake)
-    out = glue_all({"n": np.int64(3), "x": np.float32(0.5), "t": torch.tensor(2.0), "ok": np.bool_(True), "s": "a"},
-                   "ch_")  # fmt: skip
+    out = glue_all(
+        {"n": np.int64(3), "x": np.float32(0.5), "t": torch.tensor(2.0), "ok": np.bool_(True), "s": "a"}, "ch_"
+    )
     assert out == {"n": 3, "x": 0.5, "t": 2.0, "ok": True, "s": "a"}
     assert stored == {f"ch_{k}": v for k, v in out.items()}
     assert [type(v) for v in stored.values()] == [int, float, float, bool, str]

@@ -7,8 +7,16 @@ import torch
 
 import normflows as nf
 
-from molli_utils.models.tabular import (FLOWS, VARIANTS, BatchNormFlow, LUInvertibleLinear, ReverseOrder,
-                                        count_parameters, recompute_batchnorm_statistics, tabular_flow)
+from molli_utils.models.tabular import (
+    FLOWS,
+    VARIANTS,
+    BatchNormFlow,
+    LUInvertibleLinear,
+    ReverseOrder,
+    count_parameters,
+    recompute_batchnorm_statistics,
+    tabular_flow,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,9 +114,16 @@ def test_paper_sizes_and_seeding():
     assert torch.equal(state, torch.random.get_rng_state()), "seeded construction must not move the global RNG"
 
 
-@pytest.mark.parametrize("kwargs,match", [({"kind": "nsf"}, "unknown flow 'nsf'"), ({"dim": 1}, "dim must be"),
-                                          ({"hidden": 0}, "hidden must be"), ({"layers": 2.0}, "layers must be"),
-                                          ({"variant": "code"}, "unknown variant 'code'.*official.*paper-text")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"kind": "nsf"}, "unknown flow 'nsf'"),
+        ({"dim": 1}, "dim must be"),
+        ({"hidden": 0}, "hidden must be"),
+        ({"layers": 2.0}, "layers must be"),
+        ({"variant": "code"}, "unknown variant 'code'.*official.*paper-text"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, match):
     args = {"kind": "maf", "dim": 4, **kwargs}
     with pytest.raises(ValueError, match=match):

@@ -21,8 +21,14 @@ SMOKE = ["--device", "cpu", "--smoke"]
 def _command(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m tools.gpu_check ARGS`` from the checkout, with no GPU visible."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "tools.gpu_check", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "tools.gpu_check", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_refuses_at_once_without_cuda():
@@ -32,9 +38,15 @@ def test_refuses_at_once_without_cuda():
     assert len(lines) == 1 and "no CUDA device" in lines[0] and "--device cpu --smoke" in lines[0]
 
 
-@pytest.mark.parametrize("argv, message", [([], "no CUDA device"), (["--device", "cpu"], "only with --smoke"),
-                                           (["--device", "cpu", "--smoke", "--steps", "0"], "--steps must be"),
-                                           (["--device", "cuda:7"], "no CUDA device")])  # fmt: skip
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "no CUDA device"),
+        (["--device", "cpu"], "only with --smoke"),
+        (["--device", "cpu", "--smoke", "--steps", "0"], "--steps must be"),
+        (["--device", "cuda:7"], "no CUDA device"),
+    ],
+)
 def test_refusals_in_process(monkeypatch, capsys, argv, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine with a GPU
     assert G.main(argv) == G.EXIT_REFUSED
@@ -69,7 +81,7 @@ def test_failing_paths_are_reported_together_after_the_others_ran(capsys):
     assert G.main(argv) == G.EXIT_FAILED
     text = capsys.readouterr().out
     assert "flow-fp32: ok" in text  # ran after the first failure
-    summary = text[text.index("gpu_check: FAILED: 2 of 3 paths"):]
+    summary = text[text.index("gpu_check: FAILED: 2 of 3 paths") :]
     assert "vae-fp32: RuntimeError: injected failure (--fail vae-fp32)" in summary
     assert "ddp-flow: RuntimeError: injected failure (--fail ddp-flow)" in summary
     assert "Traceback" in text  # each failure's traceback is printed where it happened
@@ -82,8 +94,9 @@ def test_budget_cuts_paths_off(capsys):
 
 
 def test_watchdog_ends_a_stuck_path_with_the_table():
-    out = _command(*SMOKE, "--only", "flow-fp32", "inception-fp32", "--hang", "flow-fp32", "--budget-s", "1",
-                   "--grace-s", "0.5")  # fmt: skip
+    out = _command(
+        *SMOKE, "--only", "flow-fp32", "inception-fp32", "--hang", "flow-fp32", "--budget-s", "1", "--grace-s", "0.5"
+    )
     assert out.returncode == G.EXIT_FAILED, out.stdout + out.stderr
     assert "flow-fp32: still running at the hard limit (1.5 s)" in out.stdout
     assert "ms/step" in out.stdout and "not started: watchdog" in out.stdout  # the table, with the path never started

@@ -29,8 +29,11 @@ def _documented_commands() -> list[str]:
 
 def _run(command: str, cwd: pathlib.Path) -> subprocess.CompletedProcess:
     """``command`` in a shell at ``cwd``, with this interpreter's folder first on PATH (the activated environment)."""
-    env = {**os.environ, "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "OMP_NUM_THREADS": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+    }
     return subprocess.run(command, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -45,19 +48,30 @@ def _wrong_submission(student) -> nbformat.NotebookNode:
     cell deleted, one crashing; plus a forged 'passed' record saved in the outputs (it must not count)."""
     nb = nbformat.reads(nbformat.writes(student), as_version=4)
     _set_source(nb, "def dct_matrix", "from molli_utils.mollifiers import dct_matrix\n")
-    _set_source(nb, "def heat_blur", (  # both frequencies divided by H: right for square images only
-        "def heat_blur(x, t):\n"
-        "    h, w = x.shape[-2], x.shape[-1]\n"
-        "    c_h, c_w = dct_matrix(h).to(x.dtype), dct_matrix(w).to(x.dtype)\n"
-        "    f_h = math.pi * torch.arange(h, dtype=x.dtype) / h\n"
-        "    f_w = math.pi * torch.arange(w, dtype=x.dtype) / h\n"
-        "    decay = torch.exp(-(f_h[:, None] ** 2 + f_w[None, :] ** 2) * t)\n"
-        "    return c_h.T @ (decay * (c_h @ x @ c_w.T)) @ c_w\n"))
-    _set_source(nb, "def noise_vs_blur", "def noise_vs_blur(image, steps, horizon, generator=None):\n    return len(image, steps)\n")
+    _set_source(
+        nb,
+        "def heat_blur",
+        (  # both frequencies divided by H: right for square images only
+            "def heat_blur(x, t):\n"
+            "    h, w = x.shape[-2], x.shape[-1]\n"
+            "    c_h, c_w = dct_matrix(h).to(x.dtype), dct_matrix(w).to(x.dtype)\n"
+            "    f_h = math.pi * torch.arange(h, dtype=x.dtype) / h\n"
+            "    f_w = math.pi * torch.arange(w, dtype=x.dtype) / h\n"
+            "    decay = torch.exp(-(f_h[:, None] ** 2 + f_w[None, :] ** 2) * t)\n"
+            "    return c_h.T @ (decay * (c_h @ x @ c_w.T)) @ c_w\n"
+        ),
+    )
+    _set_source(
+        nb,
+        "def noise_vs_blur",
+        "def noise_vs_blur(image, steps, horizon, generator=None):\n    return len(image, steps)\n",
+    )
     nb.cells = [c for c in nb.cells if "checks.check_blur_schedule(" not in c.source]
     (blur_check,) = [c for c in nb.cells if "checks.check_blur(" in c.source]
     forged = {"check": "check_blur", "status": "passed", "message": "forged"}
-    blur_check.outputs = [nbformat.v4.new_output("display_data", data={RECORD_MIME: forged, "text/plain": "passed: forged"})]
+    blur_check.outputs = [
+        nbformat.v4.new_output("display_data", data={RECORD_MIME: forged, "text/plain": "passed: forged"})
+    ]
     return nb
 
 
@@ -84,8 +98,12 @@ def test_the_documented_instructor_workflow(tmp_path):
     names = ["check_dct_matrix", "check_blur", "check_blur_schedule", "check_noise_vs_blur"]
     assert status["solved"] == dict.fromkeys(names, "passed")
     assert status["untouched"] == dict.fromkeys(names, "not attempted")
-    assert status["wrong"] == {"check_dct_matrix": "passed", "check_blur": "failed",
-                               "check_blur_schedule": "not attempted", "check_noise_vs_blur": "failed"}
+    assert status["wrong"] == {
+        "check_dct_matrix": "passed",
+        "check_blur": "failed",
+        "check_blur_schedule": "not attempted",
+        "check_noise_vs_blur": "failed",
+    }
     assert status["broken"] == {} and reports["broken"]["stopped"].startswith("not gradable: not a notebook: not JSON")
     message = {c["check"]: c["message"] for c in reports["wrong"]["checks"]}
     assert "not square" in message["check_blur"] and "forged" not in message["check_blur"]
@@ -110,8 +128,11 @@ def _fake_executed(cells):
 
 
 def _rec(check, status, message=""):
-    return {"output_type": "display_data", "metadata": {},
-            "data": {RECORD_MIME: {"check": check, "status": status, "message": message}, "text/plain": status}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {RECORD_MIME: {"check": check, "status": status, "message": message}, "text/plain": status},
+    }
 
 
 def _err(ename, evalue=""):
@@ -119,17 +140,27 @@ def _err(ename, evalue=""):
 
 
 def test_verdicts_from_records_and_errors():
-    nb = _fake_executed([
-        ("checks.check_dct_matrix(dct_matrix)", [_rec("check_dct_matrix", "passed", "ok")]),
-        ("def compare():\n    return checks.check_mmd_scores(s, x, t)", []),
-        ("compare()", [_err("NotImplementedError", "Exercise: implement train_flow")]),
-        ("checks.check_blur(heat_blur)", [_rec("check_blur", "passed"), _rec("check_blur", "failed", "t = 10: wrong")]),
-        ("checks.check_blur_schedule(f)", [_err("ValueError", "bad")]),
-        ("checks.check_ring_data(make_ring)", []),
-        ("print('passed: check_noise_vs_blur')", []),  # printed text is not a record
-    ])
-    assert grade.expected_checks(nb) == ["check_dct_matrix", "check_mmd_scores", "check_blur", "check_blur_schedule",
-                                         "check_ring_data"]  # fmt: skip
+    nb = _fake_executed(
+        [
+            ("checks.check_dct_matrix(dct_matrix)", [_rec("check_dct_matrix", "passed", "ok")]),
+            ("def compare():\n    return checks.check_mmd_scores(s, x, t)", []),
+            ("compare()", [_err("NotImplementedError", "Exercise: implement train_flow")]),
+            (
+                "checks.check_blur(heat_blur)",
+                [_rec("check_blur", "passed"), _rec("check_blur", "failed", "t = 10: wrong")],
+            ),
+            ("checks.check_blur_schedule(f)", [_err("ValueError", "bad")]),
+            ("checks.check_ring_data(make_ring)", []),
+            ("print('passed: check_noise_vs_blur')", []),  # printed text is not a record
+        ]
+    )
+    assert grade.expected_checks(nb) == [
+        "check_dct_matrix",
+        "check_mmd_scores",
+        "check_blur",
+        "check_blur_schedule",
+        "check_ring_data",
+    ]
     recs, errors = grade.records(nb), grade._errors(nb)
     got = {c: grade._verdict(nb, c, recs, errors) for c in grade.expected_checks(nb)}
     assert got["check_dct_matrix"].status == "passed" and got["check_dct_matrix"].calls == 1
@@ -149,12 +180,19 @@ def test_the_command_line_refuses_bad_arguments(tmp_path):
 
 @pytest.mark.notebook
 def test_a_cell_past_the_timeout_stops_the_run_and_is_reported():
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("from molli_utils import checks\nfrom molli_utils.mollifiers import dct_matrix\n"
-                                  "checks.check_dct_matrix(dct_matrix)"),
-        nbformat.v4.new_code_cell("import time\ntime.sleep(60)"),
-        nbformat.v4.new_code_cell("checks.check_blur(lambda x, t: x)"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "from molli_utils import checks\nfrom molli_utils.mollifiers import dct_matrix\n"
+                "checks.check_dct_matrix(dct_matrix)"
+            ),
+            nbformat.v4.new_code_cell("import time\ntime.sleep(60)"),
+            nbformat.v4.new_code_cell("checks.check_blur(lambda x, t: x)"),
+        ]
+    )
     report, _ = grade.grade_notebook(nb, timeout=5)
     assert "longer than 5 s" in report.stopped
-    assert [(c.check, c.status) for c in report.checks] == [("check_dct_matrix", "passed"), ("check_blur", "not attempted")]
+    assert [(c.check, c.status) for c in report.checks] == [
+        ("check_dct_matrix", "passed"),
+        ("check_blur", "not attempted"),
+    ]

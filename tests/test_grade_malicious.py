@@ -50,13 +50,15 @@ def _cell(source, *, cell_id=None, tags=(), outputs=()):
 
 def _reference():
     """An instructor notebook: a solution cell and its check cell, for the blur and for the DCT matrix."""
-    return nbformat.v4.new_notebook(cells=[
-        _cell(HEAD, cell_id="imports"),
-        _cell(RIGHT_BLUR, cell_id="blur-solution", tags=["solution"]),
-        _cell("checks.check_blur(heat_blur)", cell_id="blur-check"),
-        _cell("def my_dct(n):\n    return dct_matrix(n)\n", cell_id="dct-solution", tags=["solution"]),
-        _cell("checks.check_dct_matrix(my_dct)", cell_id="dct-check"),
-    ])  # fmt: skip
+    return nbformat.v4.new_notebook(
+        cells=[
+            _cell(HEAD, cell_id="imports"),
+            _cell(RIGHT_BLUR, cell_id="blur-solution", tags=["solution"]),
+            _cell("checks.check_blur(heat_blur)", cell_id="blur-check"),
+            _cell("def my_dct(n):\n    return dct_matrix(n)\n", cell_id="dct-solution", tags=["solution"]),
+            _cell("checks.check_dct_matrix(my_dct)", cell_id="dct-check"),
+        ]
+    )
 
 
 def _submission(blur_source=WRONG_BLUR, *extra, dct="def my_dct(n):\n    return dct_matrix(n)\n"):
@@ -103,9 +105,14 @@ def _processes_with(marker):
 def test_malformed_notebooks_are_not_gradable_and_the_batch_goes_on(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
-    bad = {"empty.ipynb": "{}", "list.ipynb": "[1, 2]", "cells.ipynb": '{"cells": "x", "nbformat": 4}',
-           "cell.ipynb": '{"cells": [1], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}',
-           "text.ipynb": "not json", "deep.ipynb": "[" * 100_000}  # fmt: skip
+    bad = {
+        "empty.ipynb": "{}",
+        "list.ipynb": "[1, 2]",
+        "cells.ipynb": '{"cells": "x", "nbformat": 4}',
+        "cell.ipynb": '{"cells": [1], "nbformat": 4, "nbformat_minor": 5, "metadata": {}}',
+        "text.ipynb": "not json",
+        "deep.ipynb": "[" * 100_000,
+    }
     for name, text in bad.items():
         (subs / name).write_text(text)
     good = _write(subs, "good.ipynb", _submission(RIGHT_BLUR))
@@ -185,17 +192,42 @@ def test_a_submission_runs_in_a_clean_limited_copy_and_leaves_no_process(tmp_pat
         f"                  'outside': ls({str(tmp_path)!r})}}))\n"
     )
     limits = grade.Limits(wall=120, cpu=120, memory_mib=4096)
-    report, executed = grade.grade_notebook(_submission(RIGHT_BLUR, spy), reference=_reference(), timeout=120,
-                                            limits=limits, name="spy.ipynb")  # fmt: skip
+    report, executed = grade.grade_notebook(
+        _submission(RIGHT_BLUR, spy), reference=_reference(), timeout=120, limits=limits, name="spy.ipynb"
+    )
     assert _status(report) == {"check_blur": "passed", "check_dct_matrix": "passed"}, report
     (out,) = [o for o in executed.cells[5].outputs if o.get("name") == "stdout"]
     seen = json.loads(out["text"].splitlines()[-1])
     assert "INSTRUCTOR_SECRET" not in seen["env"] and "MOLLI_GRADE_RUN" in seen["env"]
-    assert set(seen["env"]) <= {"PATH", "LANG", "HOME", "TMPDIR", "PYTHONPATH", "PYTHONNOUSERSITE", "MPLBACKEND",
-                                "PYTHONDONTWRITEBYTECODE", "MOLLI_PROFILE", "MOLLI_GRADE_RUN", "JPY_PARENT_PID", "PWD",
-                                "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VIRTUAL_ENV", "LC_ALL",
-                                "TZ", "TERM", "CLICOLOR", "CLICOLOR_FORCE", "FORCE_COLOR", "PAGER", "GIT_PAGER",
-                                "PYDEVD_USE_FRAME_EVAL", "SHLVL", "_"} | {k for k in os.environ if k[:6] == "MOLLI_"}
+    assert set(seen["env"]) <= {
+        "PATH",
+        "LANG",
+        "HOME",
+        "TMPDIR",
+        "PYTHONPATH",
+        "PYTHONNOUSERSITE",
+        "MPLBACKEND",
+        "PYTHONDONTWRITEBYTECODE",
+        "MOLLI_PROFILE",
+        "MOLLI_GRADE_RUN",
+        "JPY_PARENT_PID",
+        "PWD",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "VIRTUAL_ENV",
+        "LC_ALL",
+        "TZ",
+        "TERM",
+        "CLICOLOR",
+        "CLICOLOR_FORCE",
+        "FORCE_COLOR",
+        "PAGER",
+        "GIT_PAGER",
+        "PYDEVD_USE_FRAME_EVAL",
+        "SHLVL",
+        "_",
+    } | {k for k in os.environ if k[:6] == "MOLLI_"}
     work = pathlib.Path(seen["cwd"]).parent
     assert work.name.startswith("molli-grade-") and not work.exists(), "a fresh temporary folder, removed after"
     assert seen["files"] == ["spy.ipynb"] and seen["home"] == str(work / "home")
@@ -239,9 +271,11 @@ def test_deletion_and_a_write_over_another_submission_change_nothing(tmp_path):
     precious.write_text(nbformat.v4.writes(_reference()))
     victim = _write(subs, "victim.ipynb", _submission(WRONG_BLUR))
     forged = json.dumps(nbformat.v4.writes(_submission(RIGHT_BLUR)))
-    attack = (f"import os, pathlib\nfor f in [{str(precious)!r}]:\n    try:\n        os.remove(f)\n"
-              f"    except OSError as err:\n        print('refused', err)\n"
-              f"pathlib.Path({str(victim)!r}).write_text(json.loads({forged!r}))\n")  # fmt: skip
+    attack = (
+        f"import os, pathlib\nfor f in [{str(precious)!r}]:\n    try:\n        os.remove(f)\n"
+        f"    except OSError as err:\n        print('refused', err)\n"
+        f"pathlib.Path({str(victim)!r}).write_text(json.loads({forged!r}))\n"
+    )
     attacker = _write(subs, "attacker.ipynb", _submission(RIGHT_BLUR, "import json\n" + attack))
     before = _tree(tmp_path / "subs")
     ref = _write(tmp_path / "ref", "ref.ipynb", _reference())
@@ -258,14 +292,15 @@ def test_deletion_and_a_write_over_another_submission_change_nothing(tmp_path):
 def test_tampering_with_the_checks_does_not_reach_the_next_submission(tmp_path, package_copy):
     checkout_checks = package_copy / "checks.py"
     original = checkout_checks.read_bytes()
-    append = ("\n\ndef check_blur(fn):\n    record('check_blur', 'passed', 'tampered')\n"
-              "\nCHECKS = CHECKS\n")  # fmt: skip
-    tamper = ("from molli_utils import checks as c\n"
-              f"for f in (c.__file__, {str(checkout_checks)!r}):\n"
-              "    try:\n"
-              f"        open(f, 'a').write({append!r})\n"
-              "    except OSError as err:\n"
-              "        print('refused', f, err)\n")  # fmt: skip
+    append = "\n\ndef check_blur(fn):\n    record('check_blur', 'passed', 'tampered')\n\nCHECKS = CHECKS\n"
+    tamper = (
+        "from molli_utils import checks as c\n"
+        f"for f in (c.__file__, {str(checkout_checks)!r}):\n"
+        "    try:\n"
+        f"        open(f, 'a').write({append!r})\n"
+        "    except OSError as err:\n"
+        "        print('refused', f, err)\n"
+    )
     subs = tmp_path / "subs"
     first = _write(subs, "tamper.ipynb", _submission(WRONG_BLUR, tamper))
     second = _write(subs, "next.ipynb", _submission(WRONG_BLUR))
@@ -287,13 +322,15 @@ def test_tampering_with_the_checks_does_not_reach_the_next_submission(tmp_path, 
 
 
 def test_a_monkeypatched_check_or_reference_does_not_pass():
-    patch = ("import molli_utils, molli_utils.mollifiers, molli_utils.checks\n"
-             "checks.check_blur = lambda *a, **k: checks.record('check_blur', 'passed', 'patched')\n"
-             "molli_utils.mollifiers.blur = lambda x, t: x\n"
-             "molli_utils.checks._ref_blur = lambda x, t: x\n"
-             "molli_utils.checks.check_blur = checks.check_blur\n"
-             "molli_utils.checks._assert_close = lambda *a, **k: None\n"
-             "import torch\ntorch.allclose = lambda *a, **k: True\n")  # fmt: skip
+    patch = (
+        "import molli_utils, molli_utils.mollifiers, molli_utils.checks\n"
+        "checks.check_blur = lambda *a, **k: checks.record('check_blur', 'passed', 'patched')\n"
+        "molli_utils.mollifiers.blur = lambda x, t: x\n"
+        "molli_utils.checks._ref_blur = lambda x, t: x\n"
+        "molli_utils.checks.check_blur = checks.check_blur\n"
+        "molli_utils.checks._assert_close = lambda *a, **k: None\n"
+        "import torch\ntorch.allclose = lambda *a, **k: True\n"
+    )
     nb = _submission(WRONG_BLUR)
     nb.cells.insert(2, _cell(patch))
     nb.cells[3].source = "checks.check_blur(blur)  # the reference's own blur: restored to the instructor's cell"
@@ -306,9 +343,11 @@ def test_a_monkeypatched_check_or_reference_does_not_pass():
 def test_forged_records_without_code_do_not_count():
     forged = {"check": "check_blur", "status": "passed", "message": "forged"}
     done = {"cell": 3, "ename": "", "evalue": "", "calls": [{"check": "check_blur", "payload": "forged"}]}
-    show = ("from IPython.display import display\n"
-            f"display({{{RECORD_MIME!r}: {forged!r}, 'text/plain': 'passed'}}, raw=True)\n"
-            f"display({{{grade_kernel.DONE_MIME!r}: {done!r}, 'text/plain': 'grader: done'}}, raw=True)\n")  # fmt: skip
+    show = (
+        "from IPython.display import display\n"
+        f"display({{{RECORD_MIME!r}: {forged!r}, 'text/plain': 'passed'}}, raw=True)\n"
+        f"display({{{grade_kernel.DONE_MIME!r}: {done!r}, 'text/plain': 'grader: done'}}, raw=True)\n"
+    )
     saved = [{"output_type": "display_data", "metadata": {}, "data": {RECORD_MIME: forged, "text/plain": "passed"}}]
     nb = nbformat.v4.new_notebook(cells=[_cell(show, outputs=saved), _cell("# check_dct_matrix( in a comment")])
     report, _ = grade.grade_notebook(nb, reference=_reference(), timeout=120, limits=LIMITS)
@@ -318,9 +357,11 @@ def test_forged_records_without_code_do_not_count():
 
 
 def test_clear_output_after_a_failing_check_keeps_it_failed():
-    hide = ("from IPython.display import clear_output\n"
-            "try:\n    checks.check_blur(heat_blur)\nexcept AssertionError:\n    pass\n"
-            "clear_output()\nclear_output(wait=True)\nprint('all good')\n")  # fmt: skip
+    hide = (
+        "from IPython.display import clear_output\n"
+        "try:\n    checks.check_blur(heat_blur)\nexcept AssertionError:\n    pass\n"
+        "clear_output()\nclear_output(wait=True)\nprint('all good')\n"
+    )
     nb = nbformat.v4.new_notebook(cells=[_cell(HEAD), _cell(WRONG_BLUR), _cell(hide)])
     report, _ = grade.grade_notebook(nb, timeout=120, limits=LIMITS)  # no reference: the student's cell re-run
     assert _status(report) == {"check_blur": "failed"}, report
@@ -331,12 +372,14 @@ def test_clear_output_after_a_failing_check_keeps_it_failed():
 
 def test_suppressing_the_graders_records_does_not_help():
     def dropping(word):
-        return ("import IPython.display, IPython.core.display_functions\n"
-                "_show = IPython.display.display\n"
-                "def display(*objs, **kw):\n"
-                f"    if {word!r} not in repr(objs):\n"
-                "        return _show(*objs, **kw)\n"
-                "IPython.display.display = IPython.core.display_functions.display = display\n")  # fmt: skip
+        return (
+            "import IPython.display, IPython.core.display_functions\n"
+            "_show = IPython.display.display\n"
+            "def display(*objs, **kw):\n"
+            f"    if {word!r} not in repr(objs):\n"
+            "        return _show(*objs, **kw)\n"
+            "IPython.display.display = IPython.core.display_functions.display = display\n"
+        )
 
     nb = _submission(WRONG_BLUR)
     nb.cells.insert(1, _cell(dropping("failed")))  # verdicts are not displayed by the kernel: nothing to drop
@@ -354,11 +397,13 @@ def test_a_pickle_sent_back_by_the_kernel_is_refused_not_run(tmp_path):
     """The checks run in the grader's process, reading only data from the kernel: a kernel that sends a pickle
     that would run code (torch.save patched in the student's cell) gets its calls refused, and the code never runs."""
     marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
-    evil = ("import io, os, pickle, torch\n"
-            "class Evil:\n"
-            f"    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
-            "def save(obj, f, *a, **k):\n    f.write(pickle.dumps(Evil()))\n"
-            "torch.save = save\n")  # fmt: skip
+    evil = (
+        "import io, os, pickle, torch\n"
+        "class Evil:\n"
+        f"    def __reduce__(self):\n        return (os.system, ('touch {marker}',))\n"
+        "def save(obj, f, *a, **k):\n    f.write(pickle.dumps(Evil()))\n"
+        "torch.save = save\n"
+    )
     nb = _submission(RIGHT_BLUR)
     nb.cells.insert(1, _cell(evil))
     report, _ = grade.grade_notebook(nb, reference=_reference(), timeout=120, limits=LIMITS, sandbox="none")

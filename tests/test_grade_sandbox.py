@@ -20,19 +20,22 @@ from molli_utils import grade, grade_calls, grade_kernel, sandbox
 SANDBOX = pathlib.Path(sandbox.__file__)
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("{}", "no 'nbformat' version"),
-    ("[1, 2]", "JSON list"),
-    ('{"cells": "x", "nbformat": 4}', "'cells' is a str"),
-    ('{"cells": [1], "nbformat": 4}', "cell 1 is a JSON int"),
-    ('{"cells": [{"cell_type": "code", "source": 3}], "nbformat": 4}', "source of cell 1 is not text"),
-    ('{"cells": [{"cell_type": "x"}], "nbformat": 4}', "cell_type 'x'"),
-    ('{"cells": [], "nbformat": 4, "metadata": []}', "'metadata' is not an object"),
-    ('{"cells": [], "nbformat": 3}', "nbformat 3"),
-    ("not json", "not JSON"),
-    ("[" * 100_000, "not JSON"),
-    (b"\xff\xfe", "not JSON"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("{}", "no 'nbformat' version"),
+        ("[1, 2]", "JSON list"),
+        ('{"cells": "x", "nbformat": 4}', "'cells' is a str"),
+        ('{"cells": [1], "nbformat": 4}', "cell 1 is a JSON int"),
+        ('{"cells": [{"cell_type": "code", "source": 3}], "nbformat": 4}', "source of cell 1 is not text"),
+        ('{"cells": [{"cell_type": "x"}], "nbformat": 4}', "cell_type 'x'"),
+        ('{"cells": [], "nbformat": 4, "metadata": []}', "'metadata' is not an object"),
+        ('{"cells": [], "nbformat": 3}', "nbformat 3"),
+        ("not json", "not JSON"),
+        ("[" * 100_000, "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
 def test_read_notebook_says_why_a_file_is_not_gradable(text, reason):
     with pytest.raises(grade.NotGradable, match=reason.replace("(", r"\(")):
         grade.read_notebook(text)
@@ -52,22 +55,29 @@ def _cell(source, cell_id, tags=()):
 
 
 def test_check_cells_are_restored_by_id_then_by_the_checks_they_call():
-    reference = nbformat.v4.new_notebook(cells=[
-        _cell("def f(x):\n    return x", "sol", tags=["solution"]),
-        _cell("checks.check_blur(f)", "check-a"),
-        _cell("checks.check_dct_matrix(g)", "check-b"),
-        _cell("checks.check_sigmoid_schedule(h)", "check-c"),
-    ])  # fmt: skip
-    student = nbformat.v4.new_notebook(cells=[
-        _cell("def f(x):\n    return 2 * x", "sol", tags=["solution"]),
-        _cell("checks.check_blur(molli_utils.blur)", "check-a"),  # same id, edited: restored
-        _cell("checks.check_dct_matrix(ref_dct)", "renamed"),  # id changed, same checks: restored
-        _cell("print('check_sigmoid_schedule deleted')", "other"),  # the third check cell was deleted
-    ])  # fmt: skip
+    reference = nbformat.v4.new_notebook(
+        cells=[
+            _cell("def f(x):\n    return x", "sol", tags=["solution"]),
+            _cell("checks.check_blur(f)", "check-a"),
+            _cell("checks.check_dct_matrix(g)", "check-b"),
+            _cell("checks.check_sigmoid_schedule(h)", "check-c"),
+        ]
+    )
+    student = nbformat.v4.new_notebook(
+        cells=[
+            _cell("def f(x):\n    return 2 * x", "sol", tags=["solution"]),
+            _cell("checks.check_blur(molli_utils.blur)", "check-a"),  # same id, edited: restored
+            _cell("checks.check_dct_matrix(ref_dct)", "renamed"),  # id changed, same checks: restored
+            _cell("print('check_sigmoid_schedule deleted')", "other"),  # the third check cell was deleted
+        ]
+    )
     assert grade.restore_check_cells(student, reference) == [2, 3]
     assert [c.source for c in student.cells] == [
-        "def f(x):\n    return 2 * x", "checks.check_blur(f)", "checks.check_dct_matrix(g)",
-        "print('check_sigmoid_schedule deleted')"]  # fmt: skip
+        "def f(x):\n    return 2 * x",
+        "checks.check_blur(f)",
+        "checks.check_dct_matrix(g)",
+        "print('check_sigmoid_schedule deleted')",
+    ]
     assert [c["id"] for c in student.cells] == ["sol", "check-a", "renamed", "other"]
     assert grade.restore_check_cells(student, reference) == []  # nothing left to restore
 
@@ -83,8 +93,11 @@ def _local_kernel(functions):
         request = torch.load(io.BytesIO(_saved(request)), weights_only=True)
         torch.set_rng_state(request["rng"])
         try:
-            reply = {"result": grade_kernel.encode(agent.handles[handle](*request["args"], **request["kwargs"]),
-                                                   agent.handles)}  # fmt: skip
+            reply = {
+                "result": grade_kernel.encode(
+                    agent.handles[handle](*request["args"], **request["kwargs"]), agent.handles
+                )
+            }
         except BaseException as err:
             reply = {"error": {"type": type(err).__name__, "message": str(err)}}
         reply["rng"] = torch.get_rng_state()
@@ -102,16 +115,27 @@ def _saved(obj):
 def test_checks_run_here_call_the_students_functions_through_data_only():
     from molli_utils.mollifiers import blur, dct_matrix
 
-    call = _local_kernel([blur, lambda x, h: x, dct_matrix, lambda n: (_ for _ in ()).throw(NotImplementedError("todo")),
-                          lambda n: (_ for _ in ()).throw(TypeError("bad"))])  # fmt: skip
+    call = _local_kernel(
+        [
+            blur,
+            lambda x, h: x,
+            dct_matrix,
+            lambda n: (_ for _ in ()).throw(NotImplementedError("todo")),
+            lambda n: (_ for _ in ()).throw(TypeError("bad")),
+        ]
+    )
     assert grade_calls.run_check("check_blur", (grade_calls.Remote(0, call),), {})[0] == "passed"
     status, message = grade_calls.run_check("check_blur", (grade_calls.Remote(1, call),), {})
     assert status == "failed" and "wrong values" in message
     assert grade_calls.run_check("check_dct_matrix", (grade_calls.Remote(2, call),), {})[0] == "passed"
     assert grade_calls.run_check("check_dct_matrix", (grade_calls.Remote(3, call),), {}) == (
-        "not attempted", "NotImplementedError: todo")
+        "not attempted",
+        "NotImplementedError: todo",
+    )
     assert grade_calls.run_check("check_dct_matrix", (grade_calls.Remote(4, call),), {}) == (
-        "failed", "the code under test raised TypeError: bad")
+        "failed",
+        "the code under test raised TypeError: bad",
+    )
     assert grade_calls.run_check("not_a_check", (), {})[0] == "failed"
 
 
@@ -135,11 +159,19 @@ def test_values_cross_as_data_and_come_back_as_they_were():
     import pandas as pd
 
     handles = []
-    value = {"t": torch.arange(3.0, requires_grad=True) * 2, "a": np.arange(4, dtype=np.float32), "s": np.float64(2.5),
-             "f": pd.DataFrame({"step": [0, 1], "x": [0.5, 1.5]}), "l": [1, (2.0, "x"), None], 3: True,
-             "fn": len, "o": object()}  # fmt: skip
-    back = grade_calls.decode(torch.load(io.BytesIO(_saved(grade_kernel.encode(value, handles))), weights_only=True),
-                              lambda *a: None)  # fmt: skip
+    value = {
+        "t": torch.arange(3.0, requires_grad=True) * 2,
+        "a": np.arange(4, dtype=np.float32),
+        "s": np.float64(2.5),
+        "f": pd.DataFrame({"step": [0, 1], "x": [0.5, 1.5]}),
+        "l": [1, (2.0, "x"), None],
+        3: True,
+        "fn": len,
+        "o": object(),
+    }
+    back = grade_calls.decode(
+        torch.load(io.BytesIO(_saved(grade_kernel.encode(value, handles))), weights_only=True), lambda *a: None
+    )
     assert torch.equal(back["t"], torch.tensor([0.0, 2.0, 4.0])) and not back["t"].requires_grad
     assert back["a"].dtype == np.float32 and back["a"].tolist() == [0, 1, 2, 3]
     assert isinstance(back["s"], np.float64) and back["s"] == 2.5
@@ -148,13 +180,16 @@ def test_values_cross_as_data_and_come_back_as_they_were():
     assert type(back["o"]).__name__ == "object" and "object" in repr(back["o"])
 
 
-@pytest.mark.parametrize("payload, reason", [
-    (123, "not text"),
-    ("not base64!", "not data"),
-    (base64.b64encode(b"x" * 100).decode(), "not data"),
-    (base64.b64encode(pickle.dumps(os.system)).decode(), "not data"),  # a pickle that would run code
-    ("A" * (grade_calls.MAX_BYTES * 2), "64 MiB"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        (123, "not text"),
+        ("not base64!", "not data"),
+        (base64.b64encode(b"x" * 100).decode(), "not data"),
+        (base64.b64encode(pickle.dumps(os.system)).decode(), "not data"),  # a pickle that would run code
+        ("A" * (grade_calls.MAX_BYTES * 2), "64 MiB"),
+    ],
+)
 def test_what_a_kernel_sends_back_is_refused_unless_it_is_plain_data(payload, reason):
     with pytest.raises(grade_calls.CallError, match=reason):
         grade_calls.load_payload(payload)
@@ -204,11 +239,16 @@ def test_a_python_installed_under_tmp_stays_visible_under_bwrap(tmp_path):
         work = tmp_path / "work"
         (work / "pkg").mkdir(parents=True)
         cmd = grade._bwrap_prefix(work, [], [venv.resolve()])
-        done = subprocess.run([*cmd, str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [*cmd, str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0 and done.stdout.strip() == str(venv.resolve()), done.stderr
-        hidden = subprocess.run([*grade._bwrap_prefix(work, []), str(venv / "bin" / "python"), "-c", "1"],
-                                capture_output=True, timeout=60)  # fmt: skip
+        hidden = subprocess.run(
+            [*grade._bwrap_prefix(work, []), str(venv / "bin" / "python"), "-c", "1"], capture_output=True, timeout=60
+        )
         assert hidden.returncode != 0  # without it, /tmp hides the environment
 
 
@@ -234,29 +274,61 @@ def _alive(marker):
 def test_the_sandbox_kills_what_the_command_left_and_stops_it_at_the_wall_time():
     marker = f"{5000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"
     script = f"(setsid sleep {marker} &) ; (sleep {marker} &) ; exit 3"
-    done = subprocess.run([sys.executable, "-I", str(SANDBOX), "--wall", "30", "--", "sh", "-c", script],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-I", str(SANDBOX), "--wall", "30", "--", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 3, done.stderr
     time.sleep(0.2)
     assert not _alive(marker), "processes left by the command are killed when it exits"
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-I", str(SANDBOX), "--wall", "1", "--", "sleep", marker],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-I", str(SANDBOX), "--wall", "1", "--", "sleep", marker],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 128 + 9 and "wall-time limit of 1 s" in done.stderr
     assert time.perf_counter() - start < 10 and not _alive(marker)
 
 
 def test_the_sandbox_limits_cpu_and_memory():
-    probe = ("import resource\n"
-             "print(resource.getrlimit(resource.RLIMIT_CPU), resource.getrlimit(resource.RLIMIT_AS),"
-             " resource.getrlimit(resource.RLIMIT_CORE), resource.getrlimit(resource.RLIMIT_FSIZE))")  # fmt: skip
-    done = subprocess.run([sys.executable, "-I", str(SANDBOX), "--cpu", "7", "--memory", "3000", "--fsize", "5",
-                           "--", sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)  # fmt: skip
+    probe = (
+        "import resource\n"
+        "print(resource.getrlimit(resource.RLIMIT_CPU), resource.getrlimit(resource.RLIMIT_AS),"
+        " resource.getrlimit(resource.RLIMIT_CORE), resource.getrlimit(resource.RLIMIT_FSIZE))"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            str(SANDBOX),
+            "--cpu",
+            "7",
+            "--memory",
+            "3000",
+            "--fsize",
+            "5",
+            "--",
+            sys.executable,
+            "-c",
+            probe,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     mib = 2**20
     assert done.stdout.split() == f"(7, 7) ({3000 * mib}, {3000 * mib}) (0, 0) ({5 * mib}, {5 * mib})".split()
-    burn = subprocess.run([sys.executable, "-I", str(SANDBOX), "--cpu", "1", "--", sys.executable, "-c",
-                           "while True: pass"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    burn = subprocess.run(
+        [sys.executable, "-I", str(SANDBOX), "--cpu", "1", "--", sys.executable, "-c", "while True: pass"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert burn.returncode in (128 + 9, 128 + 24), burn  # SIGXCPU, or SIGKILL at the hard limit
     with pytest.raises(SystemExit):
         sandbox.main(["--wall", "1"])  # no command
@@ -268,13 +340,19 @@ def test_checks_run_by_the_grader_refuse_inputs_too_large_to_judge_quickly():
 
     big, small = torch.zeros(checks.MAX_ROWS + 1, 2), torch.zeros(10, 2)
     t0 = time.perf_counter()
-    status, message = grade_calls.run_check("check_mmd_scores", ({"vanilla": 0.0, "mollified": 0.0},
-                                            {"vanilla": big, "mollified": small}, small), {})  # fmt: skip
+    status, message = grade_calls.run_check(
+        "check_mmd_scores", ({"vanilla": 0.0, "mollified": 0.0}, {"vanilla": big, "mollified": small}, small), {}
+    )
     assert status == "failed" and "at most 20,000" in message
     status, message = grade_calls.run_check("check_mmd_scores", ({}, {}, big), {})
     assert status == "failed" and "at most 20,000 held-out points" in message
-    table = {"step": list(range(1001)), "noise_level": [0.0] * 1001, "heat_time": [0.0] * 1001,
-             "mse_noise": [0.0] * 1001, "mse_blur": [0.0] * 1001}  # fmt: skip
+    table = {
+        "step": list(range(1001)),
+        "noise_level": [0.0] * 1001,
+        "heat_time": [0.0] * 1001,
+        "mse_noise": [0.0] * 1001,
+        "mse_blur": [0.0] * 1001,
+    }
     status, message = grade_calls.run_check("check_noise_vs_blur", (table, torch.zeros(3, 8, 8)), {"horizon": 10})
     assert status == "failed" and "at most 1,000" in message
     assert time.perf_counter() - t0 < 10

@@ -27,6 +27,7 @@ def test_log_density_is_base_plus_brute_force_log_determinant(kind):
     z = torch.rand(2, 1, 8, 8, dtype=torch.float64) * 2 - 1
     F.log_prob(model, z)  # GLOW's actnorm initialises on a first batch
     for i in range(2):
+
         def to_latent(x):
             return torch.cat([q.flatten() for q in model.inverse_and_log_det(x.view(1, 1, 8, 8))[0]])
 
@@ -49,7 +50,9 @@ def test_the_paper_shapes_and_the_miniature():
     realnvp = F.make_image_flow("realnvp", (3, 32, 32))
     assert [tuple(q.shape) for q in realnvp.q0] == [(12, 8, 8), (12, 8, 8), (6, 16, 16)]
     coupling = realnvp.flows[0][0].flows[1]
-    assert coupling.scale_map == "exp" and len(coupling.param_map.blocks) == 4 and coupling.param_map.hidden_channels == 32
+    assert (
+        coupling.scale_map == "exp" and len(coupling.param_map.blocks) == 4 and coupling.param_map.hidden_channels == 32
+    )
     assert F.flow_sizes("realnvp", "celeba").res_blocks == 2
     mini = {k: F.make_image_flow(k, (1, 8, 8), dataset="digits") for k in F.FLOW_KINDS}
     assert all(F.count_parameters(m) < 200_000 for m in mini.values())
@@ -103,7 +106,9 @@ def test_flow_space_round_trips_and_the_per_batch_transform():
     out = batches(x, 0)
     centres = 2 * (torch.round(x * 16) + 0.5) / 17 - 1
     u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
-    expected = Mollifier("gaussian", horizon=10, generator=torch.Generator().manual_seed(1))(centres, 0) + 2 * (u - 0.5) / 17
+    expected = (
+        Mollifier("gaussian", horizon=10, generator=torch.Generator().manual_seed(1))(centres, 0) + 2 * (u - 0.5) / 17
+    )
     assert torch.allclose(out, expected, atol=1e-6) and batches.noise_level(0) == moll.noise_level(0) > 0.99
     # state: a resumed transform draws what an uninterrupted one does
     state = batches.state_dict()
@@ -111,8 +116,12 @@ def test_flow_space_round_trips_and_the_per_batch_transform():
     batches.load_state_dict(state)
     assert torch.equal(batches(x, 1), again)
     # two ranks keep their halves of one global batch
-    halves = [FlowBatches(Mollifier("blur", horizon=10), 17, generator=torch.Generator().manual_seed(0), rank=r,
-                          world_size=2)(x, 3) for r in (0, 1)]  # fmt: skip
+    halves = [
+        FlowBatches(
+            Mollifier("blur", horizon=10), 17, generator=torch.Generator().manual_seed(0), rank=r, world_size=2
+        )(x, 3)
+        for r in (0, 1)
+    ]
     whole = FlowBatches(Mollifier("blur", horizon=10), 17, generator=torch.Generator().manual_seed(0))(x, 3)
     assert torch.equal(torch.cat(halves), whole)
     with pytest.raises(ValueError, match="split evenly"):
@@ -120,8 +129,13 @@ def test_flow_space_round_trips_and_the_per_batch_transform():
 
 
 def _quick(model, mode, **kw):
-    return settings.images("quick", model=model, mode=mode, seed=2, **{"epochs": 2, "n_images": 128, "snapshot_epochs": (2,),
-                                                                        "n_score": 64, "n_snapshot": 32, **kw})  # fmt: skip
+    return settings.images(
+        "quick",
+        model=model,
+        mode=mode,
+        seed=2,
+        **{"epochs": 2, "n_images": 128, "snapshot_epochs": (2,), "n_score": 64, "n_snapshot": 32, **kw},
+    )
 
 
 @pytest.mark.parametrize("model", images.FLOWS)
@@ -129,7 +143,9 @@ def test_both_flows_train_with_every_mollifier_and_schedule(model):
     data, test = images.load_data(_quick(model, "vanilla")), load_digits(train=False)
     test = type(test)(test.name, test.split, test.images[:64], test.source_note, test.levels)
     configs = [_quick(model, "vanilla"), _quick(model, "blur")] + [
-        _quick(model, "gaussian", schedule=s, tau=t) for s, t in (("sigmoid", None), ("sigmoid", 0.2), ("cosine", None), ("linear", None))]
+        _quick(model, "gaussian", schedule=s, tau=t)
+        for s, t in (("sigmoid", None), ("sigmoid", 0.2), ("cosine", None), ("linear", None))
+    ]
     seen = set()
     for config in configs:
         run = images.run(config, data=data, test=test)
@@ -146,7 +162,13 @@ def test_nonfinite_flow_steps_are_skipped_and_counted_and_runs_resume(tmp_path, 
     data = images.load_data(config)
     whole = images.run(config, data=data, test=data)
     with pytest.raises(KeyboardInterrupt):
-        images.run(config, data=data, test=data, resume_root=tmp_path, callback=lambda e, m: (_ for _ in ()).throw(KeyboardInterrupt()))
+        images.run(
+            config,
+            data=data,
+            test=data,
+            resume_root=tmp_path,
+            callback=lambda e, m: (_ for _ in ()).throw(KeyboardInterrupt()),
+        )
     resumed = images.run(config, data=data, test=data, resume_root=tmp_path)
     assert resumed.losses == whole.losses[1:] and resumed.bpd == whole.bpd  # the second epoch, bitwise
     call = FlowBatches.__call__

@@ -64,8 +64,13 @@ def _no_network(*args, **kwargs):
     raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
 
-@pytest.mark.parametrize("name,target", [("cifar10", "torchvision.datasets.cifar.download_and_extract_archive"),
-                                         ("celeba", "torchvision.datasets.celeba.download_file_from_google_drive")])
+@pytest.mark.parametrize(
+    "name,target",
+    [
+        ("cifar10", "torchvision.datasets.cifar.download_and_extract_archive"),
+        ("celeba", "torchvision.datasets.celeba.download_file_from_google_drive"),
+    ],
+)
 def test_offline_without_files_download_true(tmp_path, monkeypatch, name, target):
     monkeypatch.setattr(target, _no_network)
     with pytest.raises(RuntimeError) as err:

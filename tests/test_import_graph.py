@@ -125,8 +125,9 @@ def test_no_import_circles():
     removal was under way in the same issue, #33; it is meant to fail until that lands, not to be xfailed.)
     """
     found = cycles(import_graph())
-    assert not found, "import circles in molli_utils (each line one strongly connected set of modules):\n" + \
-        "\n".join("  " + ", ".join(c) for c in found)
+    assert not found, "import circles in molli_utils (each line one strongly connected set of modules):\n" + "\n".join(
+        "  " + ", ".join(c) for c in found
+    )
 
 
 def _private_imports(files: list[Path]) -> list[str]:
@@ -149,18 +150,26 @@ def _private_imports(files: list[Path]) -> list[str]:
             elif isinstance(node, ast.Import):
                 bound.update({a.asname: a.name for a in node.names if a.asname and a.name in MODULES})
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in bound
-                    and bound[node.value.id] != current and _is_private(node.attr)):
-                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr} "
-                             f"({bound[node.value.id]})")
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and bound[node.value.id] != current
+                and _is_private(node.attr)
+            ):
+                found.append(
+                    f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr} ({bound[node.value.id]})"
+                )
     return found
 
 
 def test_the_private_import_check_sees_both_forms(tmp_path, monkeypatch):
     pkg = tmp_path / PACKAGE
     pkg.mkdir()
-    (pkg / "a.py").write_text("from .checkpoints import _hidden\nfrom . import checkpoints\ncheckpoints._x()\n"
-                              "from ._version import __version__\n")
+    (pkg / "a.py").write_text(
+        "from .checkpoints import _hidden\nfrom . import checkpoints\ncheckpoints._x()\n"
+        "from ._version import __version__\n"
+    )
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     assert _private_imports([pkg / "a.py"]) == [
         "molli_utils/a.py:1: from molli_utils.checkpoints import _hidden",
@@ -172,12 +181,14 @@ def test_no_module_imports_another_modules_private_names():
     """Inside molli_utils, a module uses another's public names only: what is shared is made public
     (and documented as such), so a private name can change without breaking a caller elsewhere."""
     found = _private_imports(sorted(MODULES.values()))
-    assert not found, "private names imported across modules (make them public, or move them):\n" + \
-        "\n".join("  " + f for f in found)
+    assert not found, "private names imported across modules (make them public, or move them):\n" + "\n".join(
+        "  " + f for f in found
+    )
 
 
 def test_benchmarks_and_tools_use_the_package_through_its_public_names():
     """``benchmarks/`` and ``tools/`` measure and drive the package as a reader would use it."""
     found = _private_imports(sorted(p for folder in ("benchmarks", "tools") for p in (ROOT / folder).rglob("*.py")))
-    assert not found, "private names imported across modules (make them public, or move them):\n" + \
-        "\n".join("  " + f for f in found)
+    assert not found, "private names imported across modules (make them public, or move them):\n" + "\n".join(
+        "  " + f for f in found
+    )

@@ -64,9 +64,33 @@ def test_an_interrupted_toy_ensemble_resumes_bitwise(tmp_path):
 
 
 def test_the_toy_command_resumes_after_ctrl_c(tmp_path, monkeypatch, capsys):
-    argv = ["toy2d", "--profile", "quick", "--steps", "24", "--n-evals", "4", "--seeds", "0", "--datasets",
-            "mixture_of_gaussians", "--modes", "vanilla", "mollification", "--n-train", "300", "--n-test", "100",
-            "--n-val", "100", "--n-samples", "100", "--no-progress", "--workers", "1"]  # fmt: skip
+    argv = [
+        "toy2d",
+        "--profile",
+        "quick",
+        "--steps",
+        "24",
+        "--n-evals",
+        "4",
+        "--seeds",
+        "0",
+        "--datasets",
+        "mixture_of_gaussians",
+        "--modes",
+        "vanilla",
+        "mollification",
+        "--n-train",
+        "300",
+        "--n-test",
+        "100",
+        "--n-val",
+        "100",
+        "--n-samples",
+        "100",
+        "--no-progress",
+        "--workers",
+        "1",
+    ]
     main([*argv, "--results", str(tmp_path / "straight"), "--checkpoints", "none"])
     real = toy2d.run
 
@@ -137,8 +161,14 @@ def test_sigterm_stops_the_pool_keeps_finished_rows_and_leaves_no_orphans(tmp_pa
     script = tmp_path / "pool.py"
     script.write_text(_POOL_SCRIPT)
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     line = ""
     while time.time() < deadline and "stored fast" not in line:

@@ -12,7 +12,9 @@ def brute_mmd2(x, y, ls, var, unbiased):
     kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
     n, m = len(x), len(y)
     if unbiased:
-        return (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        return (
+            (kxx.sum() - np.trace(kxx)) / (n * (n - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2 * kxy.mean()
+        )
     return kxx.mean() + kyy.mean() - 2 * kxy.mean()
 
 
@@ -101,8 +103,11 @@ def _ring(n, seed):
 
 def test_angular_tv_is_chapter_2s_measure_bit_for_bit():
     g = torch.Generator().manual_seed(0)
-    for x in (_ring(2000, 1), _ring(500, 2) * 1.3 + 0.05 * torch.randn(500, 2, generator=g, dtype=torch.float64),
-              torch.randn(2000, 2, generator=g).float()):
+    for x in (
+        _ring(2000, 1),
+        _ring(500, 2) * 1.3 + 0.05 * torch.randn(500, 2, generator=g, dtype=torch.float64),
+        torch.randn(2000, 2, generator=g).float(),
+    ):
         assert angular_tv(x) == _chapter2_angle_tv(x)
 
 
@@ -114,7 +119,7 @@ def test_von_mises_bin_probs_match_the_exact_cdf():
     exact = np.diff(vonmises.cdf(edges, kappa=1.0, loc=0.0))
     assert probs.sum().item() == pytest.approx(1.0, abs=1e-12)
     np.testing.assert_allclose(probs.numpy(), exact, atol=1e-7)
-    shifted = von_mises_bin_probs(36, mu=math.pi)            # the flipped von Mises puts its mode at +-pi
+    shifted = von_mises_bin_probs(36, mu=math.pi)  # the flipped von Mises puts its mode at +-pi
     assert shifted[0] > probs[0] and shifted[18] < probs[18]
 
 
@@ -140,14 +145,14 @@ def test_measures_that_see_the_circle_separate_what_mmd2_at_lengthscale_1_cannot
     noise = 0.1 * torch.randn(n, 2, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
     clean = circle_scores(_ring(n, 12), test, lengthscales=(1.0, 0.1))
     noisy = circle_scores(_ring(n, 12) + noise, test, lengthscales=(1.0, 0.1))
-    null = [mmd2(_ring(n, 20 + k), test) for k in range(3)]          # lengthscale 1, two draws of the same ring
+    null = [mmd2(_ring(n, 20 + k), test) for k in range(3)]  # lengthscale 1, two draws of the same ring
     spread = max(abs(v) for v in null)
     # lengthscale 1 does not see the noise: it is no further from 0 than two draws of the ring itself
     assert abs(noisy["mmd2_ls1"]) < 3 * spread < 1e-3
     # the distance from the circle does: 0 on the ring, sigma * sqrt(2 / pi) = 0.080 for the noisy ring
-    assert clean["circle_dist_mean"] < 1e-6 and clean["circle_dist_q99"] < 1e-6     # float32 points on the circle
+    assert clean["circle_dist_mean"] < 1e-6 and clean["circle_dist_q99"] < 1e-6  # float32 points on the circle
     assert noisy["circle_dist_mean"] == pytest.approx(0.1 * math.sqrt(2 / math.pi), rel=0.05)
-    assert noisy["circle_dist_q50"] == pytest.approx(0.1 * 0.6745, rel=0.08)     # median of |N(0, 0.1^2)|
+    assert noisy["circle_dist_q50"] == pytest.approx(0.1 * 0.6745, rel=0.08)  # median of |N(0, 0.1^2)|
     assert noisy["circle_dist_q50"] < noisy["circle_dist_q90"] < noisy["circle_dist_q99"]
     # and so does MMD^2 at a lengthscale of the order of the noise: 30 times the clean value's distance from 0
     assert noisy["mmd2_ls0.1"] > 5e-3 and noisy["mmd2_ls0.1"] > 30 * abs(clean["mmd2_ls0.1"])
@@ -176,8 +181,15 @@ def test_circle_scores_drops_and_counts_nonfinite_samples():
     s = circle_scores(x, _ring(500, 2))
     assert s["nonfinite_samples"] == 9
     assert s == circle_scores(x[9:], _ring(500, 2)) | {"nonfinite_samples": 9}
-    assert set(s) == {"circle_dist_mean", "circle_dist_q50", "circle_dist_q90", "circle_dist_q99", "angle_tv",
-                      "mmd2_ls0.1", "nonfinite_samples"}
+    assert set(s) == {
+        "circle_dist_mean",
+        "circle_dist_q50",
+        "circle_dist_q90",
+        "circle_dist_q99",
+        "angle_tv",
+        "mmd2_ls0.1",
+        "nonfinite_samples",
+    }
     dead = torch.full((10, 2), float("nan"))
     out = circle_scores(dead, _ring(500, 2))
     assert out["nonfinite_samples"] == 10 and all(math.isnan(v) for k, v in out.items() if k != "nonfinite_samples")
@@ -194,8 +206,9 @@ def test_mmd2_noise_floor_is_seeded_centred_and_shrinks_with_n():
     sample = get_toy2d("mixture_of_gaussians").sample
     ref = sample(300, torch.Generator().manual_seed(99))
     a = mmd2_noise_floor(sample, ref, n_samples=300, repeats=12, seed=1)
-    assert a.shape == (12,) and np.array_equal(a, mmd2_noise_floor(sample, MMDReference(ref), n_samples=300,
-                                                                   repeats=12, seed=1))  # fmt: skip
+    assert a.shape == (12,) and np.array_equal(
+        a, mmd2_noise_floor(sample, MMDReference(ref), n_samples=300, repeats=12, seed=1)
+    )
     x = sample(300, torch.Generator().manual_seed(1))
     assert a[0] == mmd2(x, ref)  # the first repeat: the generator's first draw, the unbiased estimator
     assert not np.array_equal(a, mmd2_noise_floor(sample, ref, n_samples=300, repeats=12, seed=2))

@@ -83,7 +83,13 @@ def test_the_loops_default_adam_is_foreach_and_bitwise_the_per_tensor_one(monkey
         patch.setattr(torch.optim, "Adam", Spy)
         train(ens, data, config, mollifier=[molli(), None])
     assert seen == [True]
-    train(ref, data, config, mollifier=[molli(), None], optimizer=torch.optim.Adam(ref.parameters(), lr=5e-4, foreach=False))
+    train(
+        ref,
+        data,
+        config,
+        mollifier=[molli(), None],
+        optimizer=torch.optim.Adam(ref.parameters(), lr=5e-4, foreach=False),
+    )
     assert all(torch.equal(p, q) for p, q in zip(ens.parameters(), ref.parameters()))
     one, alone = realnvp_2d(seed=2), realnvp_2d(seed=2)
     single = TrainConfig(steps=50, batch_size=64, lr=5e-4, seed=5, progress=False)
@@ -209,7 +215,10 @@ def test_ensemble_training_equals_separate_training():
     data, molli = _setup()
     ens = FlowEnsemble([realnvp_2d(seed=0), realnvp_2d(seed=1)])
     result = _train_ensemble(ens, data, 20, [3, 4], [molli(), None])
-    alone = [_train_alone(realnvp_2d(seed=0), data[0], 20, 3, molli()), _train_alone(realnvp_2d(seed=1), data[1], 20, 4)]
+    alone = [
+        _train_alone(realnvp_2d(seed=0), data[0], 20, 3, molli()),
+        _train_alone(realnvp_2d(seed=1), data[1], 20, 4),
+    ]
     for member, ref in zip(ens.members(), alone):
         _assert_same_params(member, ref)
         assert not all(torch.equal(p, q) for p, q in zip(member.parameters(), realnvp_2d(seed=0).parameters()))

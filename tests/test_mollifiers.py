@@ -85,7 +85,9 @@ def test_blur_float32_batched_and_per_image_times():
     assert out.dtype == torch.float32 and out.shape == imgs.shape
     for b in range(2):
         for c in range(3):
-            np.testing.assert_allclose(out[b, c].numpy(), algorithm2(imgs[b, c].astype(np.float64), float(times[b])), atol=1e-5)
+            np.testing.assert_allclose(
+                out[b, c].numpy(), algorithm2(imgs[b, c].astype(np.float64), float(times[b])), atol=1e-5
+            )
 
 
 def test_blur_limits():
@@ -162,7 +164,9 @@ def test_step_quantum_changes_the_noise_level_once_per_quantum():
     for step in (0, 12, 13, 26 * 13 + 5, 149 * 13 + 12):
         assert moll.noise_level(step) == pytest.approx(sigmoid_schedule(step // per_epoch, epochs))
     assert moll.noise_level(0) == 1.0 and 7e-4 < moll.noise_level(149 * 13) < 9e-4  # never clean: 0.0008 at the end
-    assert Mollifier("gaussian", horizon=10).noise_level(3) != Mollifier("gaussian", horizon=10, step_quantum=5).noise_level(3)
+    assert Mollifier("gaussian", horizon=10).noise_level(3) != Mollifier(
+        "gaussian", horizon=10, step_quantum=5
+    ).noise_level(3)
     with pytest.raises(ValueError, match="step_quantum must be a positive integer"):
         Mollifier("gaussian", horizon=10, step_quantum=0)
 

@@ -18,9 +18,13 @@ def test_notebook_runs_in_quick_profile(nb_path, monkeypatch):
     monkeypatch.setenv("MOLLI_PROFILE", "quick")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(nb_path, as_version=4)
-    client = NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(nb_path.parent)}})
+    client = NotebookClient(
+        nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(nb_path.parent)}}
+    )
     client.execute()  # raises CellExecutionError with the failing cell and traceback
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors
     missing = sorted(glue_keys(nb) - glued(nb))
     assert not missing, f"{nb_path.name}: the prose uses glue keys that no cell glues: {missing}"
@@ -49,6 +53,11 @@ def glued(nb) -> set:
 
 
 def test_glue_keys_are_read_from_roles_and_directives():
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
-        "{glue:text}`n_runs` runs, {glue:text}`ratio:.2f` and {glue}`plain`.\n\n```{glue:figure} fig_a\n```")])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell(
+                "{glue:text}`n_runs` runs, {glue:text}`ratio:.2f` and {glue}`plain`.\n\n```{glue:figure} fig_a\n```"
+            )
+        ]
+    )
     assert glue_keys(nb) == {"n_runs", "ratio", "plain", "fig_a"}

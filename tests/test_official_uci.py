@@ -39,9 +39,26 @@ def fake_code(tmp_path):
 
 
 def test_runs_the_official_command_and_stores_every_fifth_epoch(fake_code, tmp_path):
-    argv = ["--code", str(fake_code), "--code-commit", "523d2d3", "--flows", "maf", "--modes", "vanilla",
-            "mollification", "--seeds", "1", "2", "--epochs", "20", "--work", str(tmp_path / "work"),
-            "--results", str(tmp_path / "res")]  # fmt: skip
+    argv = [
+        "--code",
+        str(fake_code),
+        "--code-commit",
+        "523d2d3",
+        "--flows",
+        "maf",
+        "--modes",
+        "vanilla",
+        "mollification",
+        "--seeds",
+        "1",
+        "2",
+        "--epochs",
+        "20",
+        "--work",
+        str(tmp_path / "work"),
+        "--results",
+        str(tmp_path / "res"),
+    ]
     assert official_uci.main(argv) == 0
     frame = results.load("uci_official_code.csv", tmp_path / "res")
     assert len(frame) == 2 * 2 * 4 and sorted(frame.epoch.unique()) == [5, 10, 15, 20]
@@ -74,15 +91,26 @@ def test_a_folder_without_the_official_code_is_refused(tmp_path):
 
 
 def _two_runs(values_by_seed, **fixed):
-    return pd.DataFrame([{**fixed, "seed": seed, "epoch": e, "test_loglik": v}
-                         for seed, curve in values_by_seed.items() for e, v in curve.items()])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {**fixed, "seed": seed, "epoch": e, "test_loglik": v}
+            for seed, curve in values_by_seed.items()
+            for e, v in curve.items()
+        ]
+    )
 
 
 def test_the_code_check_sees_a_curve_that_departs_and_accepts_one_within_noise():
-    code = _two_runs({1: {10: -12.0, 150: -15.0}, 2: {10: -12.2, 150: -15.4}}, dataset="redwine", flow="maf",
-                     mode="vanilla")  # fmt: skip
-    close = _two_runs({1: {10: -12.1, 150: -15.3}, 2: {10: -12.0, 150: -15.1}}, dataset="redwine", flow="maf",
-                      mode="vanilla", variant="official")  # fmt: skip
+    code = _two_runs(
+        {1: {10: -12.0, 150: -15.0}, 2: {10: -12.2, 150: -15.4}}, dataset="redwine", flow="maf", mode="vanilla"
+    )
+    close = _two_runs(
+        {1: {10: -12.1, 150: -15.3}, 2: {10: -12.0, 150: -15.1}},
+        dataset="redwine",
+        flow="maf",
+        mode="vanilla",
+        variant="official",
+    )
     table = report.uci_code_check(code, close, epochs=(10, 150))
     assert table.agrees.all() and list(table.epoch) == [10, 150]
     np.testing.assert_allclose(table["diff"], [0.05, 0.0], atol=1e-12)

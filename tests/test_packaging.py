@@ -20,19 +20,57 @@ def installed(tmp_path_factory):
     """The wheel built from this checkout, unpacked as an installed package (``--target``), outside the checkout."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"  # a copy of what git tracks: the build writes nothing into the checkout
-    tracked = subprocess.run(["git", "ls-files", "pyproject.toml", "README.md", "LICENSE", "molli_utils"], cwd=ROOT,
-                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    untracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard", "molli_utils"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    tracked = subprocess.run(
+        ["git", "ls-files", "pyproject.toml", "README.md", "LICENSE", "molli_utils"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    untracked = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "molli_utils"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for name in (n for n in tracked + untracked if (ROOT / n).is_file()):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, source / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp / "dist"), str(source)], check=True, cwd=tmp)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "dist"),
+            str(source),
+        ],
+        check=True,
+        cwd=tmp,
+    )
     (wheel,) = (tmp / "dist").glob("molli_utils-*.whl")
     site = tmp / "lib" / "site-packages"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile", "--target",
-                    str(site), str(wheel)], check=True, cwd=tmp)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        cwd=tmp,
+    )
     return wheel, site
 
 
@@ -71,7 +109,9 @@ def test_a_chapter_run_from_an_empty_folder_reads_the_installed_results(installe
         os.environ.update(old)
     where = json.loads(nb.cells[2].outputs[0]["text"])
     assert where.startswith(str(site)), f"the chapter imported {where}, not the installed wheel"
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors and list(empty.iterdir()) == []  # it read the package's results and wrote nothing
 
 
@@ -79,11 +119,37 @@ def test_a_command_of_the_installed_package_writes_under_the_current_folder(inst
     _, site = installed
     work = tmp_path / "work"
     work.mkdir()
-    out = subprocess.run([sys.executable, "-c", "import molli_utils, sys; from molli_utils.experiments import main; "
-                          "main(sys.argv[1:]); print(molli_utils.__file__)",
-                          "indm", "--profile", "quick", "--datasets", "von_mises", "--flows", "identity", "--seeds", "0",
-                          "--steps", "5", "--n-samples", "50", "--sample-steps", "3", "--draws", "2", "--no-progress"],
-                         cwd=work, env=_env(site), capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import molli_utils, sys; from molli_utils.experiments import main; "
+            "main(sys.argv[1:]); print(molli_utils.__file__)",
+            "indm",
+            "--profile",
+            "quick",
+            "--datasets",
+            "von_mises",
+            "--flows",
+            "identity",
+            "--seeds",
+            "0",
+            "--steps",
+            "5",
+            "--n-samples",
+            "50",
+            "--sample-steps",
+            "3",
+            "--draws",
+            "2",
+            "--no-progress",
+        ],
+        cwd=work,
+        env=_env(site),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip().splitlines()[-1].startswith(str(site))
     assert (work / "results" / "indm_toy2d.csv").exists()
     shipped = site / "molli_utils" / "results" / "indm_toy2d.csv"

@@ -13,7 +13,10 @@ SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "paper"
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/paper is not beside this checkout")
 def test_toy2d_and_table4_match_reference_files():
     for row in csv.DictReader(open(SHARED / "toy2d_mmd.csv")):
-        assert paper.TOY2D_MMD2[row["dataset"]] == {"vanilla": float(row["vanilla"]), "mollification": float(row["mollification"])}
+        assert paper.TOY2D_MMD2[row["dataset"]] == {
+            "vanilla": float(row["vanilla"]),
+            "mollification": float(row["mollification"]),
+        }
     rows = list(csv.DictReader(open(SHARED / "table4_uci_test_loglik.csv")))
     assert len(rows) == len(paper.UCI_TEST_LOGLIK)
     for r in rows:
@@ -25,8 +28,14 @@ def test_toy2d_and_table4_match_reference_files():
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/paper is not beside this checkout")
 def test_table1_images_fid_matches_reference_file():
     rows = list(csv.DictReader(open(SHARED / "table1_fid.csv")))
-    expected = {(r["dataset"], r["model"]): {"vanilla": float(r["vanilla"]), "gaussian": float(r["gaussian_mollification"]),
-                                             "blur": float(r["blurring_mollification"])} for r in rows}  # fmt: skip
+    expected = {
+        (r["dataset"], r["model"]): {
+            "vanilla": float(r["vanilla"]),
+            "gaussian": float(r["gaussian_mollification"]),
+            "blur": float(r["blurring_mollification"]),
+        }
+        for r in rows
+    }
     assert paper.IMAGES_FID == expected
 
 
@@ -37,19 +46,28 @@ def test_table1_mollification_improves_every_cifar10_vae():
             assert fid["gaussian"] < fid["blur"] < fid["vanilla"]
 
 
-@pytest.mark.skipif(not (SHARED / "table2_schedules_cifar10_fid.csv").is_file(),
-                    reason="../shared/paper/table2_schedules_cifar10_fid.csv is not beside this checkout")
+@pytest.mark.skipif(
+    not (SHARED / "table2_schedules_cifar10_fid.csv").is_file(),
+    reason="../shared/paper/table2_schedules_cifar10_fid.csv is not beside this checkout",
+)
 def test_table2_schedules_fid_matches_reference_file():
     rows = list(csv.DictReader(open(SHARED / "table2_schedules_cifar10_fid.csv")))
-    expected = {("cifar10", r["model"]): {k: float(r[k]) for k in ("vanilla", "sigmoid", "cosine", "linear")}
-                for r in rows}  # fmt: skip
+    expected = {
+        ("cifar10", r["model"]): {k: float(r[k]) for k in ("vanilla", "sigmoid", "cosine", "linear")} for r in rows
+    }
     assert paper.SCHEDULES_FID == expected
 
 
 def test_table2_disagrees_with_table1_only_on_realnvp_vanilla():
     """The typo the book reports (chapter 1): Table 2's REAL-NVP vanilla FID is Table 1's VAE value."""
     assert paper.table2_disagreements() == [
-        {"model": "realnvp", "column": "vanilla", "table1": 131.15, "table2": 191.98, "table1_models_with_that_value": ["vae"]}
+        {
+            "model": "realnvp",
+            "column": "vanilla",
+            "table1": 131.15,
+            "table2": 191.98,
+            "table1_models_with_that_value": ["vae"],
+        }
     ]
     # every schedule improves on vanilla for every model, whichever vanilla value is right for REAL-NVP
     for (dataset, model), row in paper.SCHEDULES_FID.items():

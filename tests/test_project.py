@@ -45,10 +45,11 @@ def test_torch_is_a_range_admitting_2_14_1():
     assert "==" not in torch_req
     from packaging.specifiers import SpecifierSet
 
-    assert "2.14.1" in SpecifierSet(torch_req[len("torch"):])
+    assert "2.14.1" in SpecifierSet(torch_req[len("torch") :])
     # no upper bound: if Colab ships a newer torch, a cap would make pip downgrade it
-    assert "99.0" in SpecifierSet(torch_req[len("torch"):]), (
-        f"{torch_req!r} caps torch: drop the upper bound (pip would downgrade a newer torch on Colab)")
+    assert "99.0" in SpecifierSet(torch_req[len("torch") :]), (
+        f"{torch_req!r} caps torch: drop the upper bound (pip would downgrade a newer torch on Colab)"
+    )
 
 
 def test_book_config_points_colab_at_the_package_repository():
@@ -67,7 +68,8 @@ def test_one_source_of_truth_for_the_release():
     cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert cfg["repository"]["branch"] == tag, (
         f"_config.yml repository.branch is {cfg['repository']['branch']!r}: set it to {tag!r}, the release the "
-        "set-up cell installs, so that the launch buttons open the notebooks of that release (see RELEASING.md)")
+        "set-up cell installs, so that the launch buttons open the notebooks of that release (see RELEASING.md)"
+    )
     assert colab_install_spec() == f"molli-utils @ git+{REPOSITORY}@{tag}"
     project = _pyproject()["project"]
     assert project["dynamic"] == ["version"], "the version is molli_utils.__version__ only"
@@ -115,7 +117,9 @@ def test_notebook_starts_with_colab_setup_and_settings(nb_path):
     tags = set(cells[0].get("metadata", {}).get("tags", []))
     assert {"remove-output", "hide-input"} <= tags
     settings = "".join(cells[1]["source"])
-    assert "settings.profile(" in settings, "the second code cell reads the profile from molli_utils.experiments.settings"
+    assert "settings.profile(" in settings, (
+        "the second code cell reads the profile from molli_utils.experiments.settings"
+    )
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
@@ -127,7 +131,21 @@ def test_notebook_never_branches_on_the_profile_itself(nb_path):
     assert not branches, f"{nb_path.name} branches on PROFILE (move the sizes to settings): {branches}"
 
 
-_DATA_SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".pt", ".pth", ".pkl", ".pickle", ".json", ".parquet", ".h5", ".hdf5", ".txt")
+_DATA_SUFFIXES = (
+    ".csv",
+    ".tsv",
+    ".npy",
+    ".npz",
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".pickle",
+    ".json",
+    ".parquet",
+    ".h5",
+    ".hdf5",
+    ".txt",
+)
 
 
 def _string_literals(source: str) -> list[str]:
@@ -150,7 +168,11 @@ def test_notebook_reads_no_file_outside_the_book(nb_path):
             path = text.strip()
             if "://" in path or "\n" in path or " " in path or not re.search(r"\w", path):
                 continue  # URLs, prose, labels, code and f-string pieces such as "/" are not paths
-            if path.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path) or ".." in re.split(r"[\\/]", path):
+            if (
+                path.startswith(("/", "~", "\\"))
+                or re.match(r"^[A-Za-z]:[\\/]", path)
+                or ".." in re.split(r"[\\/]", path)
+            ):
                 bad.append(f"{path!r}: absolute, home or parent path")
             elif path.lower().endswith(_DATA_SUFFIXES) and re.search(r"[\\/]", path):
                 bad.append(f"{path!r}: a data file in a folder (stored results come from results.load(NAME))")
@@ -162,8 +184,13 @@ def test_notebook_code_fits_the_text_column(nb_path):
     """Code lines of at most 76 characters fit the book's 752 px text column (what `make check-site` measures in
     Chromium, minutes later): caught here, with the line to re-wrap."""
     cells = json.loads(nb_path.read_text())["cells"]
-    long = [(i, line) for i, c in enumerate(cells) if c["cell_type"] == "code"
-            for line in "".join(c["source"]).splitlines() if len(line) > 76]  # fmt: skip
+    long = [
+        (i, line)
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "code"
+        for line in "".join(c["source"]).splitlines()
+        if len(line) > 76
+    ]
     assert not long, f"{nb_path.name}: code lines over 76 characters (cell, line): {long}"
 
 
@@ -174,21 +201,47 @@ VISIBLE_CODE_BUDGET = 250
 
 
 def visible_code_lines(cells) -> int:
-    return sum(len("".join(c["source"]).splitlines()) for c in cells
-               if c["cell_type"] == "code" and not HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", [])))  # fmt: skip
+    return sum(
+        len("".join(c["source"]).splitlines())
+        for c in cells
+        if c["cell_type"] == "code" and not HIDDEN_TAGS & set(c.get("metadata", {}).get("tags", []))
+    )
 
 
 @pytest.mark.parametrize("nb_path", [p for p in NOTEBOOKS if p.parent.name == "book"], ids=lambda p: p.name)
 def test_a_chapter_shows_at_most_the_budget_of_code(nb_path):
     """A chapter is a lecture: the code that teaches in view, tables, verdicts and checks one call each."""
     shown = visible_code_lines(json.loads(nb_path.read_text())["cells"])
-    assert shown <= VISIBLE_CODE_BUDGET, (f"{nb_path.name} shows {shown} lines of code (budget {VISIBLE_CODE_BUDGET}): "
-                                          "move plumbing to molli_utils.report, or hide what a reader need not see "
-                                          "(tag the cell hide-input, first line a one-line comment caption)")  # fmt: skip
+    assert shown <= VISIBLE_CODE_BUDGET, (
+        f"{nb_path.name} shows {shown} lines of code (budget {VISIBLE_CODE_BUDGET}): "
+        "move plumbing to molli_utils.report, or hide what a reader need not see "
+        "(tag the cell hide-input, first line a one-line comment caption)"
+    )
 
 
 def test_the_budget_counts_only_visible_cells():
     cell = lambda n, tags=(): {"cell_type": "code", "source": ["x\n"] * n, "metadata": {"tags": list(tags)}}  # noqa: E731
-    assert visible_code_lines([cell(3), cell(5, ["hide-input"]), cell(2, ["remove-cell"]),
-                               {"cell_type": "markdown", "source": ["a\n"] * 9, "metadata": {}}]) == 3  # fmt: skip
+    assert (
+        visible_code_lines(
+            [
+                cell(3),
+                cell(5, ["hide-input"]),
+                cell(2, ["remove-cell"]),
+                {"cell_type": "markdown", "source": ["a\n"] * 9, "metadata": {}},
+            ]
+        )
+        == 3
+    )
     assert visible_code_lines([cell(VISIBLE_CODE_BUDGET + 1)]) > VISIBLE_CODE_BUDGET
+
+
+def test_the_code_is_formatted_by_the_one_formatter():
+    """``ruff format --check`` (pyproject's [tool.ruff]) passes: run ``make format`` to fix."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(pathlib.Path(sys.executable).parent)) or shutil.which("ruff")
+    assert ruff, 'ruff is not installed: pip install -e ".[test]"'
+    done = subprocess.run([ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"run `make format`:\n{done.stdout}{done.stderr}"

@@ -21,8 +21,14 @@ def _example() -> str:
 def test_the_ten_line_example_runs(tmp_path):
     code = _example()
     assert len([ln for ln in code.splitlines() if ln.strip()]) <= 14, "keep the example short"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert out.returncode == 0, out.stderr
     scores = dict(re.findall(r"^(\w+)\s*: MMD\^2 to held-out points = (\S+)$", out.stdout, re.M))
     assert set(scores) == {"none", "gaussian"}, out.stdout

@@ -9,7 +9,7 @@ from tools import record_arith
 
 
 def _rows(path):
-    with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")) as f:
+    with gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -22,12 +22,18 @@ def test_a_bitwise_rerun_is_recorded_and_a_different_one_refused(tmp_path):
     stored, rerun = tmp_path / "stored", tmp_path / "rerun"
     table = _rows(results.stored_path("uci.csv"))
     curves = _rows(results.stored_path("uci_curves.csv.gz"))
-    pick = [r for r in table if (r["dataset"], r["flow"], r["variant"], r["seed"]) == ("redwine", "maf", "official", "2")
-            and r["mode"] in ("vanilla", "mollification")]  # fmt: skip
+    pick = [
+        r
+        for r in table
+        if (r["dataset"], r["flow"], r["variant"], r["seed"]) == ("redwine", "maf", "official", "2")
+        and r["mode"] in ("vanilla", "mollification")
+    ]
     assert len(pick) == 2 and all(r["arith"] == "" for r in pick)
 
     def curve_of(r):
-        return [c for c in curves if all(c[k] == r[k] for k in ("dataset", "flow", "variant", "mode", "seed", "optimizer"))]
+        return [
+            c for c in curves if all(c[k] == r[k] for k in ("dataset", "flow", "variant", "mode", "seed", "optimizer"))
+        ]
 
     _write(stored / "uci.csv", pick, "uci.csv")
     _write(stored / "uci_curves.csv.gz", curve_of(pick[0]) + curve_of(pick[1]), "uci_curves.csv.gz")
@@ -43,8 +49,9 @@ def test_a_bitwise_rerun_is_recorded_and_a_different_one_refused(tmp_path):
     after = _rows(stored / "uci.csv")
     assert after[0]["arith"] == same["arith"] and after[0]["commit"] == "abc1234" and after[0]["train_seconds"] == "1.0"
     assert after[1] == pick[1]  # the curve differed in one digit: left alone
-    assert {k: v for k, v in after[0].items() if k not in record_arith.VOLATILE} == \
-        {k: v for k, v in pick[0].items() if k not in record_arith.VOLATILE}  # fmt: skip
+    assert {k: v for k, v in after[0].items() if k not in record_arith.VOLATILE} == {
+        k: v for k, v in pick[0].items() if k not in record_arith.VOLATILE
+    }
     assert (stored / "uci.csv").read_bytes() != before and b"\r\n" in (stored / "uci.csv").read_bytes()
 
     shutil.copy(stored / "uci.csv", tmp_path / "again.csv")

@@ -3,34 +3,54 @@
 import pandas as pd
 import pytest
 
-from molli_utils.report import (DIRECTION, NOISE, NOT_RUN, ONE_SEED, OPPOSITE, SIMILAR, SMALLER, VERDICTS, agrees,
-                                paired_differences, verdict)
+from molli_utils.report import (
+    DIRECTION,
+    NOISE,
+    NOT_RUN,
+    ONE_SEED,
+    OPPOSITE,
+    SIMILAR,
+    SMALLER,
+    VERDICTS,
+    agrees,
+    paired_differences,
+    verdict,
+)
 
 
 def test_paired_differences_pair_by_seed():
-    frame = pd.DataFrame({"dataset": ["a"] * 5, "mode": ["vanilla", "mollification", "vanilla", "mollification", "vanilla"],
-                          "seed": [1, 1, 2, 2, 3], "ll": [-3.0, -1.0, -2.0, -2.5, -9.0]})
+    frame = pd.DataFrame(
+        {
+            "dataset": ["a"] * 5,
+            "mode": ["vanilla", "mollification", "vanilla", "mollification", "vanilla"],
+            "seed": [1, 1, 2, 2, 3],
+            "ll": [-3.0, -1.0, -2.0, -2.5, -9.0],
+        }
+    )
     d = paired_differences(frame, ["dataset"], "ll")
     assert d.to_dict() == {("a", 1): 2.0, ("a", 2): -0.5}  # seed 3 has no mollified run
 
 
-@pytest.mark.parametrize("diffs,paper,higher,expected", [
-    ([], 4.8, True, NOT_RUN),
-    ([3.0], 4.8, True, ONE_SEED),
-    ([1.0, -1.2, 0.5], 4.8, True, NOISE),
-    ([4.0, 4.5, 5.0], 4.8, True, SIMILAR),
-    ([1.0, 1.2, 0.9], 4.8, True, SMALLER),
-    ([-1.0, -1.2, -0.9], 4.8, True, OPPOSITE),
-    ([-0.02, -0.03, -0.025], -0.04, False, SIMILAR),       # MMD^2: lower is better
-    ([0.02, 0.03, 0.025], -0.04, False, OPPOSITE),
-    ([float("nan"), 4.0, 4.5], 4.8, True, SIMILAR),       # a non-finite seed is dropped
-    # a claim of no benefit (the paper's difference 0): better beyond noise is opposite to it
-    ([0.5, -0.6, 0.2], 0.0, True, NOISE),
-    ([-1.0, -1.5, -0.8], 0.0, True, SIMILAR),              # the treatment hurts: no benefit either
-    ([1.0, 1.5, 0.8], 0.0, True, OPPOSITE),
-    ([-0.02, -0.03, -0.025], 0.0, False, OPPOSITE),        # MMD^2 lower with the treatment
-    ([0.02, 0.03, 0.025], 0.0, False, SIMILAR),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "diffs,paper,higher,expected",
+    [
+        ([], 4.8, True, NOT_RUN),
+        ([3.0], 4.8, True, ONE_SEED),
+        ([1.0, -1.2, 0.5], 4.8, True, NOISE),
+        ([4.0, 4.5, 5.0], 4.8, True, SIMILAR),
+        ([1.0, 1.2, 0.9], 4.8, True, SMALLER),
+        ([-1.0, -1.2, -0.9], 4.8, True, OPPOSITE),
+        ([-0.02, -0.03, -0.025], -0.04, False, SIMILAR),  # MMD^2: lower is better
+        ([0.02, 0.03, 0.025], -0.04, False, OPPOSITE),
+        ([float("nan"), 4.0, 4.5], 4.8, True, SIMILAR),  # a non-finite seed is dropped
+        # a claim of no benefit (the paper's difference 0): better beyond noise is opposite to it
+        ([0.5, -0.6, 0.2], 0.0, True, NOISE),
+        ([-1.0, -1.5, -0.8], 0.0, True, SIMILAR),  # the treatment hurts: no benefit either
+        ([1.0, 1.5, 0.8], 0.0, True, OPPOSITE),
+        ([-0.02, -0.03, -0.025], 0.0, False, OPPOSITE),  # MMD^2 lower with the treatment
+        ([0.02, 0.03, 0.025], 0.0, False, SIMILAR),
+    ],
+)
 def test_verdict_rules(diffs, paper, higher, expected):
     assert verdict(diffs, paper, higher_is_better=higher) == expected
 
@@ -52,18 +72,38 @@ def _uci_frame():
     rows = []
     for seed, (van, mol, con) in enumerate([(-15.0, -11.0, -12.0), (-16.0, -11.5, -12.5), (-14.0, -11.2, -12.2)], 1):
         for mode, ll in (("vanilla", van), ("mollification", mol), ("constant", con)):
-            rows.append({"dataset": "redwine", "flow": "maf", "variant": "official", "mode": mode, "seed": seed,
-                         "test_loglik": ll, "test_loglik_best_val": -10.0 + 0.1 * seed if mode == "vanilla" else ll + 0.5})
-            rows.append({"dataset": "redwine", "flow": "maf", "variant": "paper-text", "mode": mode, "seed": seed,
-                         "test_loglik": -10.0 - 0.1 * seed, "test_loglik_best_val": -10.0})
+            rows.append(
+                {
+                    "dataset": "redwine",
+                    "flow": "maf",
+                    "variant": "official",
+                    "mode": mode,
+                    "seed": seed,
+                    "test_loglik": ll,
+                    "test_loglik_best_val": -10.0 + 0.1 * seed if mode == "vanilla" else ll + 0.5,
+                }
+            )
+            rows.append(
+                {
+                    "dataset": "redwine",
+                    "flow": "maf",
+                    "variant": "paper-text",
+                    "mode": mode,
+                    "seed": seed,
+                    "test_loglik": -10.0 - 0.1 * seed,
+                    "test_loglik_best_val": -10.0,
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def test_uci_table_and_verdicts_per_variant():
     from molli_utils.report import uci_table, uci_verdicts
 
-    paper = {("redwine", "maf"): {"vanilla": (-16.32, 1.88), "mollification": (-11.51, 0.44)},
-             ("whitewine", "maf"): {"vanilla": (-14.87, 0.24), "mollification": (-11.96, 0.17)}}
+    paper = {
+        ("redwine", "maf"): {"vanilla": (-16.32, 1.88), "mollification": (-11.51, 0.44)},
+        ("whitewine", "maf"): {"vanilla": (-14.87, 0.24), "mollification": (-11.96, 0.17)},
+    }
     frame = _uci_frame()
     table = uci_table(frame, paper, variant="official")
     assert table.loc[("redwine", "maf"), "ours vanilla, final"] == "-15.00 ± 1.00"

@@ -29,7 +29,8 @@ def test_the_toy_claims_are_the_rules_verdicts_on_the_stored_runs(stored):
     d = claims.toy_diffs(stored["toy2d.csv"], "von_mises", "mmd2")
     assert len(d) == 3
     assert t.loc[("circle, MMD² (ℓ = 1)", "annealed, final"), "verdict"] == report.verdict(
-        d, claims.paper_log_ratio("von_mises"), higher_is_better=False)
+        d, claims.paper_log_ratio("von_mises"), higher_is_better=False
+    )
 
 
 def test_the_uci_tables_hold_every_cell_of_both_variants_and_match_uci_verdicts(stored):
@@ -58,8 +59,12 @@ def test_image_and_other_claims_keep_the_not_run_rows_and_the_overhead(stored):
     assert images_.loc[("REAL-NVP", "Gaussian"), "verdict"] == report.SIMILAR
     other = claims.other_claims(stored["images_digits.csv"], stored["overhead.csv"])
     not_run = other[other["verdict"].str.startswith(report.NOT_RUN)].index
-    assert {"better than or comparable with the two-step methods (Table 3)", "NVAE on CIFAR-10 (Sec. 4.2)",
-            "UCI, MiniBooNE", "images on CIFAR-10 / CelebA (FID)"} == set(not_run)  # fmt: skip
+    assert {
+        "better than or comparable with the two-step methods (Table 3)",
+        "NVAE on CIFAR-10 (Sec. 4.2)",
+        "UCI, MiniBooNE",
+        "images on CIFAR-10 / CelebA (FID)",
+    } == set(not_run)
     bench = stored["overhead.csv"].iloc[-1]
     assert f"{100 * bench.overhead_ratio:.2f}%" in other.loc["no computational overhead", "ours"]
     assert f"{bench.end_to_end_ratio:.3f} times" in other.loc["no computational overhead", "ours"]
@@ -104,11 +109,14 @@ def _mixture_helps(toy):
     toy.loc[mix, "mmd2"] = 1e-9
 
 
-@pytest.mark.parametrize("name, change, finding", [
-    ("uci.csv", _no_gain, "UCI official"),
-    ("overhead.csv", _expensive, "cost"),
-    ("toy2d.csv", _mixture_helps, "mixture"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "name, change, finding",
+    [
+        ("uci.csv", _no_gain, "UCI official"),
+        ("overhead.csv", _expensive, "cost"),
+        ("toy2d.csv", _mixture_helps, "mixture"),
+    ],
+)
 def test_the_findings_raise_when_one_stops_holding(stored, name, change, finding):
     with pytest.raises(AssertionError, match=finding):
         claims.learned(_tampered(stored, name, change), MEAN_DIGIT_FD, show=False)
@@ -122,8 +130,9 @@ def test_a_model_that_learns_nothing_breaks_the_digits_finding(stored):
 def test_the_summary_counts_every_claims_cells(stored):
     from molli_utils.experiments import results
 
-    s = claims.summary(stored["toy2d.csv"], stored["uci.csv"], stored["images_digits.csv"],
-                       results.load("toy2d_noise_floor.csv"))  # fmt: skip
+    s = claims.summary(
+        stored["toy2d.csv"], stored["uci.csv"], stored["images_digits.csv"], results.load("toy2d_noise_floor.csv")
+    )
     assert s.loc[("UCI, official flows", "annealed − vanilla, final"), "cells"] == 9
     assert s.loc[("2D toy, mixture", "annealed − vanilla, MMD², relu"), "verdicts"] == report.OPPOSITE
     counted = s.loc[("digits miniature, VAEs", "gaussian − vanilla, FD"), "verdicts"]

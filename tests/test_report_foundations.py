@@ -84,10 +84,16 @@ def test_photo_and_blur_table():
 
 def _one_line_numbers():
     near = {0.0: 0.25, 0.25: 0.27, 0.5: 0.37, 0.75: 0.64, 0.9: 0.90, 1.0: 1.0}
-    track = {"gap_mu": 0.07, "gap_std": 0.035, "learned_mu": np.array([[0.0, 0.0], [0.444, 0.02]]),
-             "mean_x": np.array([0.433, 0.025])}
-    blur = pd.DataFrame({"pixel std, blurred": [0.074, 0.228, 0.284, 0.302, 0.308, 0.314]},
-                        index=pd.Index([0.0, 0.25, 0.5, 0.75, 0.9, 1.0], name="t/T"))
+    track = {
+        "gap_mu": 0.07,
+        "gap_std": 0.035,
+        "learned_mu": np.array([[0.0, 0.0], [0.444, 0.02]]),
+        "mean_x": np.array([0.433, 0.025]),
+    }
+    blur = pd.DataFrame(
+        {"pixel std, blurred": [0.074, 0.228, 0.284, 0.302, 0.308, 0.314]},
+        index=pd.Index([0.0, 0.25, 0.5, 0.75, 0.9, 1.0], name="t/T"),
+    )
     return fd.one_line_numbers(fd.tau_table(TAUS), near, track, blur, 1000)
 
 
@@ -99,8 +105,17 @@ def test_one_line_findings_hold_on_the_chapters_numbers_and_glue_plain_numbers()
     assert all(isinstance(v, (int, float)) for v in glue_all(numbers).values())  # glued as plain numbers
 
 
-@pytest.mark.parametrize("key, wrong", [("near_end", 0.9), ("blur_share", 0.5), ("gap_mu", 0.3),
-                                        ("cross_07", 0.5), ("t2_realnvp", 131.15), ("crossings_rise", False)])
+@pytest.mark.parametrize(
+    "key, wrong",
+    [
+        ("near_end", 0.9),
+        ("blur_share", 0.5),
+        ("gap_mu", 0.3),
+        ("cross_07", 0.5),
+        ("t2_realnvp", 131.15),
+        ("crossings_rise", False),
+    ],
+)
 def test_one_line_findings_raise_when_a_number_stops_holding(key, wrong):
     numbers = _one_line_numbers() | {key: wrong}
     with pytest.raises(AssertionError, match="no longer hold"):
@@ -110,10 +125,17 @@ def test_one_line_findings_raise_when_a_number_stops_holding(key, wrong):
 def test_one_line_findings_raise_on_a_blur_table_that_falls():
     numbers = _one_line_numbers()
     blur = pd.DataFrame({"pixel std, blurred": [0.074, 0.3, 0.2, 0.314]}, index=[0.0, 0.5, 0.9, 1.0])
-    numbers |= {k: v for k, v in fd.one_line_numbers(
-        fd.tau_table(TAUS), {0.0: 0.25, 0.5: 0.37, 0.9: 0.9, 1.0: 1.0},
-        {"gap_mu": 0.07, "gap_std": 0.035, "learned_mu": np.zeros((1, 2)), "mean_x": np.zeros(2)},
-        blur, 1000).items() if k.startswith("blur")}
+    numbers |= {
+        k: v
+        for k, v in fd.one_line_numbers(
+            fd.tau_table(TAUS),
+            {0.0: 0.25, 0.5: 0.37, 0.9: 0.9, 1.0: 1.0},
+            {"gap_mu": 0.07, "gap_std": 0.035, "learned_mu": np.zeros((1, 2)), "mean_x": np.zeros(2)},
+            blur,
+            1000,
+        ).items()
+        if k.startswith("blur")
+    }
     with pytest.raises(AssertionError, match="blurred photo"):
         fd.one_line_learned(numbers)
 
@@ -145,10 +167,18 @@ def test_collapses_counts_each_fall_below_the_best_once():
 def _fake_runs():
     steps = np.arange(0, 101, 10)
     evals = lambda off, tv: pd.DataFrame({"step": steps, "off_circle": off, "angle_tv": tv})  # noqa: E731
-    van = {"ll_step": steps, "ll": np.array([-2, 0, 0.3, -1, 0.4, -1, 0.2, -0.8, 0.3, -0.5, -0.6]),
-           "end_step": 100, "evals": evals(np.linspace(0.5, 0.04, 11), np.full(11, 0.17))}
-    mol = {"ll_step": steps, "ll": np.linspace(-2.3, 0.2, 11), "end_step": 100,
-           "evals": evals(np.linspace(0.9, 0.03, 11), np.linspace(0.2, 0.06, 11))}
+    van = {
+        "ll_step": steps,
+        "ll": np.array([-2, 0, 0.3, -1, 0.4, -1, 0.2, -0.8, 0.3, -0.5, -0.6]),
+        "end_step": 100,
+        "evals": evals(np.linspace(0.5, 0.04, 11), np.full(11, 0.17)),
+    }
+    mol = {
+        "ll_step": steps,
+        "ll": np.linspace(-2.3, 0.2, 11),
+        "end_step": 100,
+        "evals": evals(np.linspace(0.9, 0.03, 11), np.linspace(0.2, 0.06, 11)),
+    }
     return {"vanilla": van, "mollified": mol}
 
 
@@ -157,18 +187,48 @@ def _why_inputs():
     base = -np.log(deltas) - 2.5
     train_ll = {"true von Mises": base, "uniform": base - 0.2, "flipped von Mises": base - 0.9}
     test_ll = {k: v - 0.001 for k, v in train_ll.items()}
-    mmd = pd.DataFrame({"true von Mises": [0.098, 0.014, 1e-4, -3e-4], "uniform": [0.15, 0.09, 0.08, 0.07],
-                        "flipped von Mises": [0.22, 0.26, 0.31, 0.31]}, index=deltas[::4])
+    mmd = pd.DataFrame(
+        {
+            "true von Mises": [0.098, 0.014, 1e-4, -3e-4],
+            "uniform": [0.15, 0.09, 0.08, 0.07],
+            "flipped von Mises": [0.22, 0.26, 0.31, 0.31],
+        },
+        index=deltas[::4],
+    )
     summary = fd.flow_summary(_fake_runs(), Mollifier("gaussian", horizon=100), 100)
-    scores = pd.DataFrame({"mmd2_ls1": [-2.7e-4, -3.6e-4], "mmd2_ls0.1": [-1.5e-4, 0.009],
-                           "circle_dist_mean": [0.0, 0.08]}, index=["data", "data + N(0, 0.1^2)"])
-    best_fit = fd.best_bandwidths(deltas, {"true von Mises": -np.abs(np.log(deltas / 0.1)) * 20 - 0.7,
-                                           "uniform": -np.abs(np.log(deltas / 0.1)) * 20 - 0.9,
-                                           "flipped von Mises": -np.abs(np.log(deltas / 0.1)) * 20 - 1.6})
-    cont = {"theta0": 5.0, "total": 4200, "theta_plain": 4.86, "theta_cont": 0.453, "theta_star": 0.453,
-            "f_plain": 0.36, "f_cont": -1.45}
-    return dict(deltas=deltas, train_ll=train_ll, test_ll=test_ll, mmd=mmd, summary=summary, floor_tv=0.049,
-                scores=scores, best_fit=best_fit, gamma=0.01, continuation=cont)
+    scores = pd.DataFrame(
+        {"mmd2_ls1": [-2.7e-4, -3.6e-4], "mmd2_ls0.1": [-1.5e-4, 0.009], "circle_dist_mean": [0.0, 0.08]},
+        index=["data", "data + N(0, 0.1^2)"],
+    )
+    best_fit = fd.best_bandwidths(
+        deltas,
+        {
+            "true von Mises": -np.abs(np.log(deltas / 0.1)) * 20 - 0.7,
+            "uniform": -np.abs(np.log(deltas / 0.1)) * 20 - 0.9,
+            "flipped von Mises": -np.abs(np.log(deltas / 0.1)) * 20 - 1.6,
+        },
+    )
+    cont = {
+        "theta0": 5.0,
+        "total": 4200,
+        "theta_plain": 4.86,
+        "theta_cont": 0.453,
+        "theta_star": 0.453,
+        "f_plain": 0.36,
+        "f_cont": -1.45,
+    }
+    return dict(
+        deltas=deltas,
+        train_ll=train_ll,
+        test_ll=test_ll,
+        mmd=mmd,
+        summary=summary,
+        floor_tv=0.049,
+        scores=scores,
+        best_fit=best_fit,
+        gamma=0.01,
+        continuation=cont,
+    )
 
 
 def test_flow_summary_counts_collapses_and_wins():
@@ -184,13 +244,18 @@ def test_why_findings_hold_on_numbers_like_the_chapters():
     assert not learned.failing and len(learned.items) == 7
 
 
-@pytest.mark.parametrize("change, match", [
-    (lambda i: i["scores"].__setitem__("mmd2_ls1", [-2.7e-4, 0.02]), "lengthscale 1"),
-    (lambda i: i["mmd"].__setitem__("uniform", [0.15, 0.09, 0.08, 1e-4]), "MMD² of the wrong"),
-    (lambda i: i["train_ll"].__setitem__("flipped von Mises", i["train_ll"]["true von Mises"] - 5),
-     "flipped candidate"),
-    (lambda i: i["continuation"].__setitem__("theta_cont", 2.0), "continuation ends"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda i: i["scores"].__setitem__("mmd2_ls1", [-2.7e-4, 0.02]), "lengthscale 1"),
+        (lambda i: i["mmd"].__setitem__("uniform", [0.15, 0.09, 0.08, 1e-4]), "MMD² of the wrong"),
+        (
+            lambda i: i["train_ll"].__setitem__("flipped von Mises", i["train_ll"]["true von Mises"] - 5),
+            "flipped candidate",
+        ),
+        (lambda i: i["continuation"].__setitem__("theta_cont", 2.0), "continuation ends"),
+    ],
+)
 def test_why_findings_raise_on_a_flipped_value(change, match):
     inputs = _why_inputs()
     change(inputs)
@@ -200,7 +265,7 @@ def test_why_findings_raise_on_a_flipped_value(change, match):
 
 def test_why_findings_raise_when_the_vanilla_run_does_not_collapse():
     runs = _fake_runs()
-    runs["vanilla"]["ll"] = np.linspace(-2, 0.4, 11)   # climbs smoothly: no collapse
+    runs["vanilla"]["ll"] = np.linspace(-2, 0.4, 11)  # climbs smoothly: no collapse
     inputs = _why_inputs() | {"summary": fd.flow_summary(runs, Mollifier("gaussian", horizon=100), 100)}
     with pytest.raises(AssertionError, match="vanilla REAL-NVP"):
         fd.why_learned(fd.why_numbers(**inputs))

@@ -14,7 +14,7 @@ from molli_utils.report import images as ri
 # copies of the mean training digit: images.mean_image_fd() (tested in test_digits); a fixed stand-in here
 # keeps these tests free of the classifier, and the lessons only compare FDs with it
 MEAN_DIGIT_FD = 214.4
-GAIN_UNIT = 64 * 0.0735 / 2   # D v / 2 at sigma^2 = 1 on the digits
+GAIN_UNIT = 64 * 0.0735 / 2  # D v / 2 at sigma^2 = 1 on the digits
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_lessons_refuse_an_incomplete_grid(stored):
 def test_sign_strings_are_code_with_minus_signs(stored):
     assert ri.signs("--+-") == "`\u2212\u2212+\u2212`"
     text = ri.miniature_markdown(images.miniature_table(stored)).data
-    assert "---" not in text.split("\n", 2)[2]   # the rule line aside, no run of hyphens to become a dash
+    assert "---" not in text.split("\n", 2)[2]  # the rule line aside, no run of hyphens to become a dash
     assert "`\u2212" in text or "`+" in text
     assert "`" in ri.ablation_markdown(images.ablation_table(stored)).data
 
@@ -92,7 +92,7 @@ def test_one_seed_table_is_numbers_from_the_scores():
     t = ri.one_seed_table(scores)
     assert list(t["mollifier"]) == ["gaussian", "blur"]
     assert t["ours: change %"].tolist() == pytest.approx([-25.0, 25.0])
-    assert (t["paper: change %"] < 0).all()   # the paper: both better for the VAE on CIFAR-10
+    assert (t["paper: change %"] < 0).all()  # the paper: both better for the VAE on CIFAR-10
 
 
 def test_show_and_plot_draw(stored):

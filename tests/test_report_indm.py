@@ -48,12 +48,15 @@ def _set(runs, dataset, model, column, value):
     return out
 
 
-@pytest.mark.parametrize("dataset, model, column, value, finding", [
-    ("von_mises", indm.NAMES["indm"], "loglik", 0.0, "INDM's above"),  # INDM no longer above the diffusion
-    ("mixture_of_gaussians", indm.NAMES["diffusion"], "mmd2", 1e-9, "mixture"),  # diffusion best on the mixture
-    ("von_mises", "REAL-NVP, mollification", "mmd2_ls0.1", 1e-6, "plain diffusion beats the mollified"),
-    ("von_mises", "REAL-NVP, constant", "circle_dist_q50", 0.008, "constant noise"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "dataset, model, column, value, finding",
+    [
+        ("von_mises", indm.NAMES["indm"], "loglik", 0.0, "INDM's above"),  # INDM no longer above the diffusion
+        ("mixture_of_gaussians", indm.NAMES["diffusion"], "mmd2", 1e-9, "mixture"),  # diffusion best on the mixture
+        ("von_mises", "REAL-NVP, mollification", "mmd2_ls0.1", 1e-6, "plain diffusion beats the mollified"),
+        ("von_mises", "REAL-NVP, constant", "circle_dist_q50", 0.008, "constant noise"),
+    ],
+)
 def test_the_findings_raise_when_one_stops_holding(runs, dataset, model, column, value, finding):
     with pytest.raises(AssertionError, match=finding):
         indm.learned(_set(runs, dataset, model, column, value), show=False)

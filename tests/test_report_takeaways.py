@@ -14,9 +14,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def stored():
-    return {"toy": results.load("toy2d.csv"), "uci": results.load("uci.csv"),
-            "digits": results.load("images_digits.csv"), "floor": results.load("toy2d_noise_floor.csv"),
-            "bench": results.load("overhead.csv").iloc[-1]}  # fmt: skip
+    return {
+        "toy": results.load("toy2d.csv"),
+        "uci": results.load("uci.csv"),
+        "digits": results.load("images_digits.csv"),
+        "floor": results.load("toy2d_noise_floor.csv"),
+        "bench": results.load("overhead.csv").iloc[-1],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +30,9 @@ def gauss():
 
 def _learned(s, gauss, **changed):
     args = {**s, **changed}
-    return takeaways.learned(args["toy"], args["uci"], args["digits"], args["floor"], args["bench"],
-                             gaussian_loglik=gauss)  # fmt: skip
+    return takeaways.learned(
+        args["toy"], args["uci"], args["digits"], args["floor"], args["bench"], gaussian_loglik=gauss
+    )
 
 
 def test_the_findings_hold_on_the_stored_runs_and_give_every_number_of_the_prose(stored, gauss):

@@ -24,9 +24,13 @@ CHAPTER = Path(__file__).resolve().parents[1] / "book" / "03_toys.ipynb"
 
 @pytest.fixture(scope="module")
 def shipped():
-    return {"stored": results.load("toy2d.csv"), "dead": results.load("toy2d_dead_units.csv"),
-            "floors": results.load("toy2d_noise_floor.csv"), "other": results.load("toy2d_other_cpu.csv"),
-            "reference": toys.blurred_ring_reference(n=2_000)}  # fmt: skip
+    return {
+        "stored": results.load("toy2d.csv"),
+        "dead": results.load("toy2d_dead_units.csv"),
+        "floors": results.load("toy2d_noise_floor.csv"),
+        "other": results.load("toy2d_other_cpu.csv"),
+        "reference": toys.blurred_ring_reference(n=2_000),
+    }
 
 
 def _learned(shipped, **changed):
@@ -47,7 +51,8 @@ def test_learned_holds_on_the_shipped_results_and_glues_every_key_of_the_chapter
     assert facts["toy_relu_van_collapsed"] == 0 and facts["toy_relu_mol_collapsed"] > facts["toy_n_seeds"] / 2
     assert facts["toy_leaky_collapsed"] == 0
     assert float(facts["toy_paper_ratio"]) == pytest.approx(
-        TOY2D_MMD2["von_mises"]["vanilla"] / TOY2D_MMD2["von_mises"]["mollification"], abs=0.5)
+        TOY2D_MMD2["von_mises"]["vanilla"] / TOY2D_MMD2["von_mises"]["mollification"], abs=0.5
+    )
 
 
 def test_the_single_gaussian_is_the_moment_matched_one():
@@ -74,9 +79,17 @@ def test_learned_fails_when_the_mixture_flips(shipped):
 
 
 def test_learned_fails_when_a_leaky_run_collapses(shipped):
-    leaky = _set(shipped["stored"], lambda f: (f.activation == "leaky_relu") & (f["mode"] == "mollification")
-                 & (f.seed == 0) & (f.dataset == "mixture_of_gaussians"), "test_loglik",
-                 toys.single_gaussian_loglik())  # fmt: skip
+    leaky = _set(
+        shipped["stored"],
+        lambda f: (
+            (f.activation == "leaky_relu")
+            & (f["mode"] == "mollification")
+            & (f.seed == 0)
+            & (f.dataset == "mixture_of_gaussians")
+        ),
+        "test_loglik",
+        toys.single_gaussian_loglik(),
+    )
     with pytest.raises(AssertionError, match="with LeakyReLU no run collapses"):
         _learned(shipped, stored=leaky)
 
@@ -103,8 +116,7 @@ def test_verdict_table_is_the_one_rule_on_the_shipped_runs(shipped):
         wide = runs[runs.dataset == name].pivot(index="seed", columns="mode", values="mmd2")
         log_ratio = np.log(wide["vanilla"]) - np.log(wide["mollification"])
         paper = TOY2D_MMD2[name]["vanilla"] / TOY2D_MMD2[name]["mollification"]
-        assert table.loc[short, "verdict"] == report.verdict(list(-log_ratio), -math.log(paper),
-                                                             higher_is_better=False)  # fmt: skip
+        assert table.loc[short, "verdict"] == report.verdict(list(-log_ratio), -math.log(paper), higher_is_better=False)
     assert table.loc["mixture", "verdict"] == report.OPPOSITE
 
 
@@ -116,8 +128,13 @@ def test_figures_use_the_palette(shipped, monkeypatch):
     all_runs, _ = toys.default_grid(shipped["stored"])
     toys.plot_circle_measures(all_runs, shipped["reference"])
     toys.plot_ablation(shipped["stored"], shipped["floors"])
-    used = {matplotlib.colors.to_hex(c) for fig in figures for ax in fig.axes
-            for coll in ax.collections for c in coll.get_facecolors()}  # fmt: skip
+    used = {
+        matplotlib.colors.to_hex(c)
+        for fig in figures
+        for ax in fig.axes
+        for coll in ax.collections
+        for c in coll.get_facecolors()
+    }
     assert {color("vanilla"), color("mollification"), color("constant"), color("half")} <= used
     assert "#ff7f0e" == color("half")  # orange only where it means `half`
     plt.close("all")

@@ -16,9 +16,16 @@ from molli_utils.report import uci as chapter  # noqa: E402
 
 @pytest.fixture(scope="module")
 def stored():
-    return {name: results.load(f) for name, f in (("runs", "uci.csv"), ("curves", "uci_curves.csv.gz"),
-                                                 ("code", "uci_official_code.csv"), ("bf16", "uci_bf16.csv"),
-                                                 ("rounding", "uci_rounding.csv"))}  # fmt: skip
+    return {
+        name: results.load(f)
+        for name, f in (
+            ("runs", "uci.csv"),
+            ("curves", "uci_curves.csv.gz"),
+            ("code", "uci_official_code.csv"),
+            ("bf16", "uci_bf16.csv"),
+            ("rounding", "uci_rounding.csv"),
+        )
+    }
 
 
 def _learned(stored, **replaced):
@@ -50,8 +57,14 @@ def _flip(runs, *, variant, mode, column, dataset=None, by=0.0):
 
 def test_learned_raises_when_early_stopping_no_longer_takes_the_gain_away(stored):
     # the official variant's early-stopped mollified Parkinsons runs 3 nats better: a gain remains
-    runs = _flip(stored["runs"], variant="official", mode="mollification", column="test_loglik_best_val",
-                 dataset="parkinsons", by=3.0)  # fmt: skip
+    runs = _flip(
+        stored["runs"],
+        variant="official",
+        mode="mollification",
+        column="test_loglik_best_val",
+        dataset="parkinsons",
+        by=3.0,
+    )
     with pytest.raises(AssertionError, match="official, early-stopped"):
         _learned(stored, runs=runs)
 
@@ -131,8 +144,14 @@ def test_figures_draw_in_the_books_palette(stored):
 def test_live_tables_and_curves_figure_from_a_run_like_object():
     class Run:
         def __init__(self, mode):
-            self.row = {"test_loglik": -12.0, "best_epoch": 3, "test_loglik_best_val": -11.5, "train_seconds": 1.0,
-                        "val_loglik": -12.5, "val_loglik_best": -11.9}  # fmt: skip
+            self.row = {
+                "test_loglik": -12.0,
+                "best_epoch": 3,
+                "test_loglik_best_val": -11.5,
+                "train_seconds": 1.0,
+                "val_loglik": -12.5,
+                "val_loglik_best": -11.9,
+            }
             self.curve = [{"epoch": e, "train_loss": 12.0 - e, "val_loglik": -14.0 + e} for e in range(1, 5)]
 
     live = {"vanilla": Run("vanilla"), "mollification": Run("mollification")}

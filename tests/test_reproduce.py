@@ -23,8 +23,15 @@ def _uci(mode: str, seed: int):
 
 def _judge(live, stored, *, live_arith, stored_arith):
     (row, curve, spread), (srow, scurve, _) = live, stored
-    return reproduce.compare("test", {**row, "arith": live_arith}, {**srow, "arith": stored_arith}, reproduce.UCI,
-                             curve=curve, stored_curve=scurve, spread=spread)  # fmt: skip
+    return reproduce.compare(
+        "test",
+        {**row, "arith": live_arith},
+        {**srow, "arith": stored_arith},
+        reproduce.UCI,
+        curve=curve,
+        stored_curve=scurve,
+        spread=spread,
+    )
 
 
 def _drifted(run, *, early_rel=1e-6, final_shift=0.0):
@@ -130,17 +137,29 @@ def test_a_toy_neighbouring_seed_fails_and_the_run_itself_passes():
 
     def run(mode, seed):
         key = {"dataset": "von_mises", "mode": mode, "seed": seed, "iterations": 20_000}
-        return (results.select(table, **key).iloc[0].to_dict(),
-                results.select(curves, **key).sort_values("step").to_dict("records"))  # fmt: skip
+        return (
+            results.select(table, **key).iloc[0].to_dict(),
+            results.select(curves, **key).sort_values("step").to_dict("records"),
+        )
 
-    spread = reproduce._spread(table, {"dataset": "von_mises", "mode": "vanilla", "iterations": 20_000},
-                               list(reproduce.TOYS.floor))  # fmt: skip
+    spread = reproduce._spread(
+        table, {"dataset": "von_mises", "mode": "vanilla", "iterations": 20_000}, list(reproduce.TOYS.floor)
+    )
     (row, curve), (other, other_curve) = run("vanilla", 0), run("vanilla", 1)
-    itself = reproduce.compare("t", {**row, "arith": ARITH}, row, reproduce.TOYS, curve=curve, stored_curve=curve,
-                               spread=spread, point="step")  # fmt: skip
+    itself = reproduce.compare(
+        "t", {**row, "arith": ARITH}, row, reproduce.TOYS, curve=curve, stored_curve=curve, spread=spread, point="step"
+    )
     assert itself.ok and itself.identical
-    neighbour = reproduce.compare("t", {**other, "seed": 0, "arith": ARITH}, row, reproduce.TOYS, curve=other_curve,
-                                  stored_curve=curve, spread=spread, point="step")  # fmt: skip
+    neighbour = reproduce.compare(
+        "t",
+        {**other, "seed": 0, "arith": ARITH},
+        row,
+        reproduce.TOYS,
+        curve=other_curve,
+        stored_curve=curve,
+        spread=spread,
+        point="step",
+    )
     assert not neighbour.ok and "training loss at step" in neighbour.problems[0]
 
 
@@ -155,8 +174,9 @@ def test_a_run_frozen_after_non_finite_losses_is_not_judged_on_its_final_numbers
 def test_a_run_without_a_curve_is_judged_on_its_row_alone():
     """No curve on either side (e.g. a row of a file without curves): settings and final numbers still judged."""
     row, _, spread = _uci("mollification", 1)
-    rep = reproduce.compare("t", {**row, "arith": ARITH, "test_loglik": row["test_loglik"] + 0.01}, row, reproduce.UCI,
-                            spread=spread)  # fmt: skip
+    rep = reproduce.compare(
+        "t", {**row, "arith": ARITH, "test_loglik": row["test_loglik"] + 0.01}, row, reproduce.UCI, spread=spread
+    )
     assert rep.ok and not rep.identical and "no learning curve to compare" in rep.sentence()
     far = reproduce.compare("t", {**row, "arith": ARITH, "test_loglik": ""}, row, reproduce.UCI, spread=spread)
     assert far.ok and "test_loglik" not in far.finals  # an empty score (a diverged run) is not judged
@@ -167,8 +187,13 @@ def test_toys_match_stored_rows_on_the_activation():
     passes against its own row and curve, and the same numbers labelled ReLU (the collapsed ReLU run of that
     seed) fail."""
     table, curves = results.load(toy2d.RESULTS), results.load(toy2d.CURVES)
-    key = {"dataset": "mixture_of_gaussians", "mode": "mollification", "seed": 0, "activation": "leaky_relu",
-           "iterations": 20_000}  # fmt: skip
+    key = {
+        "dataset": "mixture_of_gaussians",
+        "mode": "mollification",
+        "seed": 0,
+        "activation": "leaky_relu",
+        "iterations": 20_000,
+    }
     row = results.select(table, **key).iloc[0].to_dict()
     curve = results.select(curves, **key).sort_values("step").to_dict("records")
 

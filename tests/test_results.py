@@ -79,14 +79,20 @@ def test_recorded_keys_skip_finished_runs_whatever_the_number_format(tmp_path):
     assert results.pending(runs, tmp_path / "absent.csv", uci.key, name="uci.csv") == runs
     other_epochs = uci.grid("full", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1])
     assert results.pending(other_epochs, path, uci.key) == other_epochs  # 150 epochs is another run
-    other_variant = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1],
-                             variants=["paper-text"])  # fmt: skip
+    other_variant = uci.grid(
+        "quick", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1], variants=["paper-text"]
+    )
     assert results.pending(other_variant, path, uci.key) == other_variant
     other_matmul = uci.grid("quick", datasets=["redwine"], flows=["maf"], modes=["vanilla"], seeds=[1], matmul="bf16")
     assert results.pending(other_matmul, path, uci.key) == other_matmul  # bf16 products: another run
     toy = toy2d.grid("quick", datasets=["von_mises"], modes=["vanilla"], seeds=[0])
-    assert toy2d.key(toy[0]) == {"dataset": "von_mises", "mode": "vanilla", "seed": 0, "activation": "relu",
-                              "iterations": 2000}
+    assert toy2d.key(toy[0]) == {
+        "dataset": "von_mises",
+        "mode": "vanilla",
+        "seed": 0,
+        "activation": "relu",
+        "iterations": 2000,
+    }
 
 
 def test_provenance_names_the_commit_the_state_of_the_checkout_and_the_date():
@@ -100,8 +106,18 @@ def test_provenance_names_the_commit_the_state_of_the_checkout_and_the_date():
 def _uci_row(seed, score="-12.5", **extra):
     cols = results.FILES["uci.csv"].columns
     row = {c: "" for c in cols}
-    row.update(dataset="redwine", flow="maf", variant="official", mode="vanilla", seed=seed, epochs=12,
-               optimizer="adam-fused", matmul="fp32", test_loglik=score, **extra)
+    row.update(
+        dataset="redwine",
+        flow="maf",
+        variant="official",
+        mode="vanilla",
+        seed=seed,
+        epochs=12,
+        optimizer="adam-fused",
+        matmul="fp32",
+        test_loglik=score,
+        **extra,
+    )
     return row
 
 
@@ -120,8 +136,11 @@ def test_a_cut_csv_or_gzip_is_refused_before_anything_is_appended(tmp_path):
     results.append(path, [_uci_row(1), _uci_row(2)])
     whole = path.read_bytes()
     path.write_bytes(whole[:-7])  # the last line cut mid-row
-    for act in (lambda: results.append(path, [_uci_row(3)]), lambda: results.recorded(path),
-                lambda: results.load("uci.csv", tmp_path)):
+    for act in (
+        lambda: results.append(path, [_uci_row(3)]),
+        lambda: results.recorded(path),
+        lambda: results.load("uci.csv", tmp_path),
+    ):
         with pytest.raises(results.DamagedResultsError, match="cut.*git checkout"):
             act()
     assert path.read_bytes() == whole[:-7]  # nothing was written

@@ -106,8 +106,10 @@ def test_log_snr():
     assert log_snr(0.5) == 0.0
     assert log_snr(0.1) == pytest.approx(math.log(9.0))
     np.testing.assert_allclose(log_snr(np.array([0.2, 0.8])), np.log([4.0, 0.25]))
-    torch.testing.assert_close(log_snr(torch.tensor([0.2, 0.8], dtype=torch.float64)),
-                               torch.log(torch.tensor([4.0, 0.25], dtype=torch.float64)))
+    torch.testing.assert_close(
+        log_snr(torch.tensor([0.2, 0.8], dtype=torch.float64)),
+        torch.log(torch.tensor([4.0, 0.25], dtype=torch.float64)),
+    )
     assert log_snr(0.0) == math.inf and log_snr(1.0) == -math.inf
 
 

@@ -9,10 +9,12 @@ from molli_utils.experiments import images, indm, settings, toy2d, uci
 from molli_utils.mollifiers import Mollifier
 from molli_utils.schedules import sigmoid_schedule
 
-IDENTITY = {"toy2d": dict(dataset="von_mises", mode="vanilla", seed=0),
-            "indm": dict(dataset="von_mises", flow="identity", seed=0),
-            "uci": dict(dataset="redwine", flow="maf", mode="vanilla", seed=1),
-            "images": dict(model="vae", mode="vanilla", seed=1)}  # fmt: skip
+IDENTITY = {
+    "toy2d": dict(dataset="von_mises", mode="vanilla", seed=0),
+    "indm": dict(dataset="von_mises", flow="identity", seed=0),
+    "uci": dict(dataset="redwine", flow="maf", mode="vanilla", seed=1),
+    "images": dict(model="vae", mode="vanilla", seed=1),
+}
 BUILD = {"toy2d": settings.toy2d, "indm": settings.indm, "uci": settings.uci, "images": settings.images}
 
 
@@ -36,7 +38,10 @@ def _budget_field(experiment):
 
 
 def test_the_paper_settings_are_the_defaults():
-    assert (toy2d.Toy2DRun("von_mises", "vanilla", 0).steps, toy2d.Toy2DRun("von_mises", "vanilla", 0).lr) == (20_000, 5e-4)
+    assert (toy2d.Toy2DRun("von_mises", "vanilla", 0).steps, toy2d.Toy2DRun("von_mises", "vanilla", 0).lr) == (
+        20_000,
+        5e-4,
+    )
     u = uci.UCIRun("redwine", "maf", "vanilla", 1)
     assert (u.epochs, u.batch_size, u.lr, u.weight_decay, u.hidden, u.layers) == (150, 100, 1e-4, 1e-6, 512, 5)
     i = images.ImageRun("vae", "gaussian")

@@ -81,7 +81,9 @@ def test_a_stored_bf16_row_is_reproduced():
     from molli_utils.runtime import bf16_matmul_supported
 
     if not bf16_matmul_supported():
-        pytest.skip("bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)")
+        pytest.skip(
+            "bf16 products do not round to bfloat16 on this CPU (measured by molli_utils.arithmetic.bf16_products)"
+        )
     match = dict(dataset="redwine", flow="maf", variant="official", mode="mollification", seed=1)
     result, rep = _rerun("uci_bf16.csv", **match)
     print(rep.sentence())
@@ -116,7 +118,9 @@ def test_a_stored_indm_row_is_reproduced():
     row = indm.run(config).row
     rel = 0.0 if arithmetic.same(row["arith"], stored["arith"]) else METRIC_REL
     diffs = {k: (row[k], stored[k]) for k in row if k not in VOLATILE and not _same(row[k], stored[k], rel=rel)}
-    assert not diffs, f"the stored row is not what the code computes ({'same' if rel == 0 else 'other'} arithmetic): {diffs}"
+    assert not diffs, (
+        f"the stored row is not what the code computes ({'same' if rel == 0 else 'other'} arithmetic): {diffs}"
+    )
 
 
 def test_the_indm_tolerance_tells_the_neighbouring_seeds_apart():

@@ -224,8 +224,14 @@ def test_nan_losses_are_skipped_counted_and_the_schedule_goes_on():
         loss = model.forward_kld(x)
         return loss * float("nan") if len(calls) - 1 in (3, 7) else loss
 
-    res = train(Gauss(), gauss_data(), cfg(steps=12, log_every=4), loss_fn=loss_fn, mollifier=rec,
-                callback=lambda s, m: snapshots.append(params(m)))  # fmt: skip
+    res = train(
+        Gauss(),
+        gauss_data(),
+        cfg(steps=12, log_every=4),
+        loss_fn=loss_fn,
+        mollifier=rec,
+        callback=lambda s, m: snapshots.append(params(m)),
+    )
     assert res.num_nonfinite == 2 and res.final_step == 12
     assert rec.steps == list(range(12))  # skipped steps still advance the step counter
     assert res.history["skipped"] == [1, 1, 0]
@@ -286,8 +292,13 @@ def test_metrics_run_in_eval_mode_without_grad_and_do_not_change_training():
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = Gauss()
-            res = train(model, gauss_data(), cfg(steps=20, eval_every=5),
-                        mollifier=Mollifier("gaussian", horizon=20), metrics=metrics)  # fmt: skip
+            res = train(
+                model,
+                gauss_data(),
+                cfg(steps=20, eval_every=5),
+                mollifier=Mollifier("gaussian", horizon=20),
+                metrics=metrics,
+            )
         return model, res
 
     plain, _ = run({})
@@ -299,11 +310,20 @@ def test_metrics_run_in_eval_mode_without_grad_and_do_not_change_training():
 
 def test_epoch_runs_evaluate_at_each_epoch_end_and_keep_the_best_state():
     values, snapshots = iter([5.0, 3.0, 4.0, 1.0, 2.0]), {}
-    res = train(Gauss(), gauss_data(64), cfg(epochs=5, batch_size=16), metrics={"val": lambda m: next(values)},
-                callback=lambda s, m: snapshots.__setitem__(s, params(m)))  # fmt: skip
+    res = train(
+        Gauss(),
+        gauss_data(64),
+        cfg(epochs=5, batch_size=16),
+        metrics={"val": lambda m: next(values)},
+        callback=lambda s, m: snapshots.__setitem__(s, params(m)),
+    )
     assert [(e["step"], e["epoch"], e["val"]) for e in res.evals] == [
-        (4, 1, 5.0), (8, 2, 3.0), (12, 3, 4.0), (16, 4, 1.0), (20, 5, 2.0)
-    ]  # fmt: skip
+        (4, 1, 5.0),
+        (8, 2, 3.0),
+        (12, 3, 4.0),
+        (16, 4, 1.0),
+        (20, 5, 2.0),
+    ]
     assert (res.best_metric, res.best_value, res.best_step) == ("val", 1.0, 16)
     assert_same_state(res.best_state, snapshots[16])
     assert res.final_metrics["val"] == 2.0 and list(res.to_frame("evals").columns) == ["step", "epoch", "val"]
@@ -372,9 +392,13 @@ def test_damaged_or_foreign_checkpoint_is_refused_with_the_fix(tmp_path):
     assert at > 0
     flipped = good[:at] + bytes([good[at] ^ 0x10]) + good[at + 1 :]
     torch.save({"model": {}}, tmp_path / "plain.pt")
-    cases = {"truncated": (good[:-100], "truncated"), "garbage": (b"\x00garbage" * 50, "not a molli_utils checkpoint"),
-             "plain torch.save": ((tmp_path / "plain.pt").read_bytes(), "not a molli_utils checkpoint"),
-             "empty": (b"", "is empty"), "flipped byte in a weight": (flipped, "damaged")}  # fmt: skip
+    cases = {
+        "truncated": (good[:-100], "truncated"),
+        "garbage": (b"\x00garbage" * 50, "not a molli_utils checkpoint"),
+        "plain torch.save": ((tmp_path / "plain.pt").read_bytes(), "not a molli_utils checkpoint"),
+        "empty": (b"", "is empty"),
+        "flipped byte in a weight": (flipped, "damaged"),
+    }
     for what, (content, message) in cases.items():
         path.write_bytes(content)
         with pytest.raises(checkpoints.CheckpointError, match=message) as err:
@@ -466,9 +490,13 @@ def test_ensemble_members_train_as_if_alone():
 def test_ensemble_non_finite_members_skip_then_freeze_and_all_frozen_raises():
     data, snapshots = [gauss_data(64, seed=i) for i in range(3)], []
     ens = GaussEnsemble(3)
-    res = train(ens, data, cfg(steps=10, seed=(0, 1, 2), max_nonfinite_in_row=3),
-                mollifier=[None, nan_at({2}), nan_at(set(range(4, 10)))],
-                callback=lambda s, m: snapshots.append(params(m)))  # fmt: skip
+    res = train(
+        ens,
+        data,
+        cfg(steps=10, seed=(0, 1, 2), max_nonfinite_in_row=3),
+        mollifier=[None, nan_at({2}), nan_at(set(range(4, 10)))],
+        callback=lambda s, m: snapshots.append(params(m)),
+    )
     assert res.member_nonfinite == [0, 1, 3] and res.num_nonfinite == 4 and res.diverged_at == [None, None, 6]
     assert math.isnan(res.history["loss"][2][1]) and res.history["skipped"][2] == [0, 1, 0]
     assert math.isnan(res.history["loss"][9][2]) and res.history["skipped"][9] == [0, 0, 0]  # frozen: not counted
@@ -486,8 +514,13 @@ def test_ensemble_gradient_clipping_is_per_member():
     data, steps = [gauss_data(64, seed=0), gauss_data(64, seed=0) * 1e4], []  # member 1: a huge gradient
     ens = GaussEnsemble(2)
     before = params(ens)
-    train(ens, data, cfg(steps=1, grad_clip=0.01), optimizer=torch.optim.SGD(ens.parameters(), lr=1.0),
-          callback=lambda s, m: steps.append(params(m)))  # fmt: skip
+    train(
+        ens,
+        data,
+        cfg(steps=1, grad_clip=0.01),
+        optimizer=torch.optim.SGD(ens.parameters(), lr=1.0),
+        callback=lambda s, m: steps.append(params(m)),
+    )
     moved = [torch.cat([steps[0][k][i] - before[k][i] for k in before]).norm() for i in range(2)]
     assert all(0.0099 < v <= 0.01 + 1e-6 for v in moved)  # a global clip would shrink member 0's step ~1e8-fold
 
@@ -525,8 +558,11 @@ def test_interrupted_and_resumed_ensemble_run_is_bitwise_identical(tmp_path):
 
     def run(checkpoint_dir=None, stop=None):
         # member 1: non-finite at steps 18-20 (frozen at 20 only if its count survives the checkpoint at 20)
-        molli = [Mollifier("gaussian", horizon=40, generator=torch.Generator().manual_seed(7)), nan_at({18, 19, 20}),
-                 Mollifier("gaussian", horizon=40, generator=torch.Generator().manual_seed(8))]  # fmt: skip
+        molli = [
+            Mollifier("gaussian", horizon=40, generator=torch.Generator().manual_seed(7)),
+            nan_at({18, 19, 20}),
+            Mollifier("gaussian", horizon=40, generator=torch.Generator().manual_seed(8)),
+        ]
         model = FlowEnsemble([real_nvp(seed=i) for i in range(3)])
         c = dataclasses.replace(config, checkpoint_dir=checkpoint_dir, checkpoint_every=20 if checkpoint_dir else 0)
         return model, train(model, data, c, mollifier=molli, metrics=metrics, callback=stop)

@@ -19,23 +19,57 @@ def _real(name):
 
 def _write_wine(path, array):
     """The Wine Quality format: quoted ';'-separated header, 11 features and an integer quality."""
-    header = ['"fixed acidity"', '"volatile acidity"', '"citric acid"', '"residual sugar"', '"chlorides"',
-              '"free sulfur dioxide"', '"total sulfur dioxide"', '"density"', '"pH"', '"sulphates"', '"alcohol"',
-              '"quality"']  # fmt: skip
+    header = [
+        '"fixed acidity"',
+        '"volatile acidity"',
+        '"citric acid"',
+        '"residual sugar"',
+        '"chlorides"',
+        '"free sulfur dioxide"',
+        '"total sulfur dioxide"',
+        '"density"',
+        '"pH"',
+        '"sulphates"',
+        '"alcohol"',
+        '"quality"',
+    ]
     lines = [";".join(header)] + [";".join([repr(float(v)) for v in row] + ["5"]) for row in array]
     path.write_text("\n".join(lines) + "\n")
 
 
 def _write_parkinsons(path, array):
     """parkinsons_updrs.data: 22 comma-separated columns; fill the dropped ones with plausible values."""
-    header = ["subject#", "age", "sex", "test_time", "motor_UPDRS", "total_UPDRS", "Jitter(%)", "Jitter(Abs)",
-              "Jitter:RAP", "Jitter:PPQ5", "Jitter:DDP", "Shimmer", "Shimmer(dB)", "Shimmer:APQ3", "Shimmer:APQ5",
-              "Shimmer:APQ11", "Shimmer:DDA", "NHR", "HNR", "RPDE", "DFA", "PPE"]  # fmt: skip
+    header = [
+        "subject#",
+        "age",
+        "sex",
+        "test_time",
+        "motor_UPDRS",
+        "total_UPDRS",
+        "Jitter(%)",
+        "Jitter(Abs)",
+        "Jitter:RAP",
+        "Jitter:PPQ5",
+        "Jitter:DDP",
+        "Shimmer",
+        "Shimmer(dB)",
+        "Shimmer:APQ3",
+        "Shimmer:APQ5",
+        "Shimmer:APQ11",
+        "Shimmer:DDA",
+        "NHR",
+        "HNR",
+        "RPDE",
+        "DFA",
+        "PPE",
+    ]
     lines = [",".join(header)]
     for i, row in enumerate(array):
         kept = dict(zip(PARKINSONS_COLUMNS, row))
-        vals = [str(kept[h]) if h in kept else {"subject#": str(i % 42 + 1), "age": "72", "sex": "0"}.get(h, "0.0049")
-                for h in header]  # fmt: skip
+        vals = [
+            str(kept[h]) if h in kept else {"subject#": str(i % 42 + 1), "age": "72", "sex": "0"}.get(h, "0.0049")
+            for h in header
+        ]
         lines.append(",".join(vals))
     path.write_text("\r\n".join(lines) + "\r\n")
 
@@ -73,8 +107,9 @@ def test_default_root_comes_from_molli_data(monkeypatch):
 
 
 @needs_shared
-@pytest.mark.parametrize("name,writer", [("redwine", _write_wine), ("whitewine", _write_wine),
-                                         ("parkinsons", _write_parkinsons)])  # fmt: skip
+@pytest.mark.parametrize(
+    "name,writer", [("redwine", _write_wine), ("whitewine", _write_wine), ("parkinsons", _write_parkinsons)]
+)
 def test_rebuild_from_original_format_reproduces_the_paper_array_exactly(tmp_path, name, writer):
     real = _real(name)
     writer(tmp_path / SOURCES[name].filename, real)
@@ -99,8 +134,13 @@ def test_download_goes_through_a_verified_rebuild(tmp_path, monkeypatch):
     src = tmp_path / "mirror" / "winequality-red.csv"
     src.parent.mkdir()
     _write_wine(src, _real("redwine"))
-    monkeypatch.setitem(SOURCES, "redwine", SOURCES["redwine"].__class__(
-        src.as_uri(), "winequality-red.csv", (1599, 11), SOURCES["redwine"].sha256, uci._read_wine))
+    monkeypatch.setitem(
+        SOURCES,
+        "redwine",
+        SOURCES["redwine"].__class__(
+            src.as_uri(), "winequality-red.csv", (1599, 11), SOURCES["redwine"].sha256, uci._read_wine
+        ),
+    )
     load_uci("redwine", tmp_path / "root")
     assert (tmp_path / "root" / "redwine" / "data.npy").exists()
     assert not list((tmp_path / "root" / "redwine").glob("*.part")), "temporary download file left behind"
@@ -112,8 +152,13 @@ def test_corrupt_download_is_deleted_and_reported(tmp_path, monkeypatch):
     real[10, 3] += 0.1  # one wrong value: right shape, wrong checksum
     src = tmp_path / "winequality-red.csv"
     _write_wine(src, real)
-    monkeypatch.setitem(SOURCES, "redwine", SOURCES["redwine"].__class__(
-        src.as_uri(), "winequality-red.csv", (1599, 11), SOURCES["redwine"].sha256, uci._read_wine))
+    monkeypatch.setitem(
+        SOURCES,
+        "redwine",
+        SOURCES["redwine"].__class__(
+            src.as_uri(), "winequality-red.csv", (1599, 11), SOURCES["redwine"].sha256, uci._read_wine
+        ),
+    )
     with pytest.raises(ValueError, match="corrupt or partial and was deleted"):
         load_uci("redwine", tmp_path / "root")
     assert not (tmp_path / "root" / "redwine" / "winequality-red.csv").exists()
@@ -150,14 +195,21 @@ def test_unreadable_cached_array_gets_the_same_clear_error(tmp_path, damage):
         np.save(folder / "data.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     else:
         (folder / "data.npy").write_bytes(content[damage])
-    with pytest.raises(ValueError, match=r"data\.npy cannot be read.*corrupt or truncated: delete it and load again") as err:
+    with pytest.raises(
+        ValueError, match=r"data\.npy cannot be read.*corrupt or truncated: delete it and load again"
+    ) as err:
         load_uci("redwine", tmp_path)
     assert str(folder / "data.npy") in str(err.value) and "winequality-red.csv" in str(err.value)
 
 
 def test_offline_without_files_says_where_to_put_them(tmp_path, monkeypatch):
-    monkeypatch.setitem(SOURCES, "redwine", SOURCES["redwine"].__class__(
-        "http://127.0.0.1:9/nothing.csv", "winequality-red.csv", (1599, 11), None, uci._read_wine))
+    monkeypatch.setitem(
+        SOURCES,
+        "redwine",
+        SOURCES["redwine"].__class__(
+            "http://127.0.0.1:9/nothing.csv", "winequality-red.csv", (1599, 11), None, uci._read_wine
+        ),
+    )
     with pytest.raises(FileNotFoundError, match=r"Put the paper's array at .*redwine.*data\.npy"):
         load_uci("redwine", tmp_path)
     with pytest.raises(FileNotFoundError, match="download=False"):
@@ -179,9 +231,9 @@ def test_miniboone_preprocessing_on_a_synthetic_file(tmp_path):
     """Signal events only, -999 outlier events dropped, features with a repeated minimum dropped."""
     rng = np.random.default_rng(0)
     signal = rng.normal(size=(60, 50))
-    signal[8:14, 3] = -5.0                # feature 3: its minimum occurs 6 times -> dropped
-    signal[8:13, 7] = -5.0                # feature 7: 5 times -> kept (the criterion is > 5)
-    signal[[5, 17], :] = -999.0           # two outlier events (placeholders in every feature)
+    signal[8:14, 3] = -5.0  # feature 3: its minimum occurs 6 times -> dropped
+    signal[8:13, 7] = -5.0  # feature 7: 5 times -> kept (the criterion is > 5)
+    signal[[5, 17], :] = -999.0  # two outlier events (placeholders in every feature)
     background = rng.normal(size=(30, 50)) + 100.0
     _write_miniboone(tmp_path / "MiniBooNE_PID.txt", signal, background)
     out = uci._read_miniboone(tmp_path / "MiniBooNE_PID.txt")

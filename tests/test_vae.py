@@ -27,8 +27,15 @@ def _dataset(x):
 
 
 def _config(tmp_path, epochs=1, batch=4):
-    return BaseTrainerConfig(output_dir=str(tmp_path / "out"), num_epochs=epochs, per_device_train_batch_size=batch,
-                             per_device_eval_batch_size=batch, no_cuda=True, learning_rate=1e-3, seed=3)  # fmt: skip
+    return BaseTrainerConfig(
+        output_dir=str(tmp_path / "out"),
+        num_epochs=epochs,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        no_cuda=True,
+        learning_rate=1e-3,
+        seed=3,
+    )
 
 
 class RecordingMollifier(Mollifier):
@@ -52,8 +59,9 @@ def test_every_kind_builds_runs_and_trains_one_step(tmp_path, kind):
     assert math.isfinite(out.loss.item()) and out.recon_x.shape == x.shape
     assert 0.0 <= out.recon_x.min().item() and out.recon_x.max().item() <= 1.0
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = T.MollifiedTrainer(model, _dataset(x), None, _config(tmp_path, batch=8),
-                                 mollifier=Mollifier("gaussian", horizon=10))  # fmt: skip
+    trainer = T.MollifiedTrainer(
+        model, _dataset(x), None, _config(tmp_path, batch=8), mollifier=Mollifier("gaussian", horizon=10)
+    )
     trainer.prepare_training()
     loss = trainer.train_step(epoch=1)
     assert math.isfinite(loss) and trainer.step == 1
@@ -65,7 +73,9 @@ def test_paper_settings_reach_pythae_configs():
     assert cfg["beta_vae"].beta == 0.1 and cfg["iwae"].number_samples == 5
     assert (cfg["vae_iaf"].n_made_blocks, cfg["vae_iaf"].n_hidden_in_made, cfg["vae_iaf"].hidden_size) == (2, 3, 128)
     assert (cfg["hvae"].n_lf, cfg["hvae"].eps_lf, cfg["hvae"].learn_eps_lf) == (1, 1e-3, True)
-    assert all(c.latent_dim == 8 and c.input_dim == (3, 32, 32) and c.reconstruction_loss == "mse" for c in cfg.values())
+    assert all(
+        c.latent_dim == 8 and c.input_dim == (3, 32, 32) and c.reconstruction_loss == "mse" for c in cfg.values()
+    )
     assert M.make_vae("beta_vae", **TINY, beta=1.0).model_config.beta == 1.0
 
 
@@ -78,8 +88,10 @@ def test_width_one_matches_pythae_benchmark_nets(size):
     cfg = VAEConfig(input_dim=(3, size, size), latent_dim=256)
     mod = cifar if size == 32 else celeba
     suffix = "CIFAR" if size == 32 else "CELEBA"
-    pairs = [(M.ConvEncoder(cfg.input_dim, 256), getattr(mod, f"Encoder_Conv_VAE_{suffix}")(cfg)),
-             (M.ConvDecoder(cfg.input_dim, 256), getattr(mod, f"Decoder_Conv_AE_{suffix}")(cfg))]  # fmt: skip
+    pairs = [
+        (M.ConvEncoder(cfg.input_dim, 256), getattr(mod, f"Encoder_Conv_VAE_{suffix}")(cfg)),
+        (M.ConvDecoder(cfg.input_dim, 256), getattr(mod, f"Decoder_Conv_AE_{suffix}")(cfg)),
+    ]
     for mine, theirs in pairs:
         assert sorted(p.shape for p in mine.parameters()) == sorted(p.shape for p in theirs.parameters())
     z = torch.randn(2, 256)
@@ -105,8 +117,15 @@ def test_8x8_variant_for_the_digits_keeps_the_table5_nets_for_32_and_64(kind):
         M.SmallConvEncoder((1, 16, 16))
 
 
-@pytest.mark.parametrize("bad", [dict(kind="nvae"), dict(kind="vae", input_dim=(3, 28, 28)),
-                                 dict(kind="vae", width=0), dict(kind="vae", latent_dim=0)])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(kind="nvae"),
+        dict(kind="vae", input_dim=(3, 28, 28)),
+        dict(kind="vae", width=0),
+        dict(kind="vae", latent_dim=0),
+    ],
+)
 def test_bad_arguments(bad):
     with pytest.raises(ValueError):
         M.make_vae(**bad)
@@ -145,8 +164,14 @@ def test_trainer_rejects_bad_mollifier_and_space(tmp_path):
     with pytest.raises(ValueError, match="Mollifier"):
         T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path), mollifier="gaussian")
     with pytest.raises(ValueError, match="symmetric"):
-        T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(x), None, _config(tmp_path),
-                           mollifier=Mollifier("gaussian", horizon=10), space="pixels")  # fmt: skip
+        T.MollifiedTrainer(
+            M.make_vae("vae", **TINY),
+            _dataset(x),
+            None,
+            _config(tmp_path),
+            mollifier=Mollifier("gaussian", horizon=10),
+            space="pixels",
+        )
 
 
 def test_steps_follow_schedule_and_eval_is_clean(tmp_path):
@@ -163,7 +188,9 @@ def test_steps_follow_schedule_and_eval_is_clean(tmp_path):
 
     model.forward = recording_forward
     moll = RecordingMollifier("gaussian", horizon=100, generator=torch.Generator().manual_seed(0))
-    trainer = T.MollifiedTrainer(model, _dataset(train_x), _dataset(eval_x), _config(tmp_path, epochs=3), mollifier=moll)
+    trainer = T.MollifiedTrainer(
+        model, _dataset(train_x), _dataset(eval_x), _config(tmp_path, epochs=3), mollifier=moll
+    )
     assert moll.calls == [] and trainer.step == 0  # the constructor's sanity check is not mollified
     trainer.train()
     assert moll.calls == [0, 1, 2, 3, 4, 5] and trainer.step == 6  # 3 epochs x 2 batches
@@ -210,8 +237,16 @@ def _run(tmp_path, name, resume_dir, callbacks=None, init_seed=0, epochs=4, prec
     torch.manual_seed(init_seed)
     model = M.make_vae("vae", **TINY)
     moll = Mollifier("gaussian", horizon=5, generator=torch.Generator().manual_seed(7))
-    trainer = T.MollifiedTrainer(model, _dataset(_data(8)), _dataset(_data(4, seed=1)), _config(tmp_path / name, epochs),
-                                 callbacks=callbacks, mollifier=moll, resume_dir=resume_dir, precision=precision)  # fmt: skip
+    trainer = T.MollifiedTrainer(
+        model,
+        _dataset(_data(8)),
+        _dataset(_data(4, seed=1)),
+        _config(tmp_path / name, epochs),
+        callbacks=callbacks,
+        mollifier=moll,
+        resume_dir=resume_dir,
+        precision=precision,
+    )
     trainer.train()
     return trainer
 
@@ -225,8 +260,9 @@ def test_resume_equals_uninterrupted_and_pythae_loop(tmp_path):
     assert saved["epoch"] == 2 and saved["step"] == 4  # the last finished epoch; batch 5's update is not kept
     resumed = _run(tmp_path, "cut", tmp_path / "cut-resume", init_seed=123)  # different init: all state is loaded
     assert resumed.step == whole.step == plain.step == 8
-    for a, b, c in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(),
-                       plain.model.state_dict().values()):  # fmt: skip
+    for a, b, c in zip(
+        whole.model.state_dict().values(), resumed.model.state_dict().values(), plain.model.state_dict().values()
+    ):
         assert torch.equal(a, b) and torch.equal(a, c)
     for a, b in zip(whole._best_model.parameters(), resumed._best_model.parameters()):
         assert torch.equal(a, b)
@@ -235,9 +271,17 @@ def test_resume_equals_uninterrupted_and_pythae_loop(tmp_path):
 def test_resume_refuses_another_model(tmp_path):
     _run(tmp_path, "a", tmp_path / "r", epochs=1)
     torch.manual_seed(0)
-    trainer = T.MollifiedTrainer(M.make_vae("iwae", **TINY), _dataset(_data(8)), None, _config(tmp_path / "b", 2),
-                                 mollifier=Mollifier("gaussian", horizon=5), resume_dir=tmp_path / "r")  # fmt: skip
-    with pytest.raises(checkpoints.CheckpointError, match=r"different configuration \(.*model: 'VAE' \(checkpoint\) != 'IWAE'"):
+    trainer = T.MollifiedTrainer(
+        M.make_vae("iwae", **TINY),
+        _dataset(_data(8)),
+        None,
+        _config(tmp_path / "b", 2),
+        mollifier=Mollifier("gaussian", horizon=5),
+        resume_dir=tmp_path / "r",
+    )
+    with pytest.raises(
+        checkpoints.CheckpointError, match=r"different configuration \(.*model: 'VAE' \(checkpoint\) != 'IWAE'"
+    ):
         trainer.train()
 
 
@@ -250,14 +294,23 @@ def test_damaged_resume_file_is_refused_not_loaded(tmp_path):
     saved = checkpoints.load(path)["model"]["encoder.embedding.weight"]
     at = good.find(saved.numpy().tobytes()[:64])  # the raw bytes of a weight tensor in the payload
     assert at > 0 and weight.shape == saved.shape
-    damaged = {"flipped": good[:at + 10] + bytes([good[at + 10] ^ 1]) + good[at + 11:],
-               "truncated": good[: len(good) // 2], "foreign": b"PK\x03\x04 not a checkpoint"}
+    damaged = {
+        "flipped": good[: at + 10] + bytes([good[at + 10] ^ 1]) + good[at + 11 :],
+        "truncated": good[: len(good) // 2],
+        "foreign": b"PK\x03\x04 not a checkpoint",
+    }
     messages = {"flipped": "damaged", "truncated": "truncated", "foreign": "not a molli_utils checkpoint"}
     for what, content in damaged.items():
         path.write_bytes(content)
         torch.manual_seed(0)
-        trainer = T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data(8)), None, _config(tmp_path / what, 2),
-                                     mollifier=Mollifier("gaussian", horizon=5), resume_dir=tmp_path / "r")  # fmt: skip
+        trainer = T.MollifiedTrainer(
+            M.make_vae("vae", **TINY),
+            _dataset(_data(8)),
+            None,
+            _config(tmp_path / what, 2),
+            mollifier=Mollifier("gaussian", horizon=5),
+            resume_dir=tmp_path / "r",
+        )
         with pytest.raises(checkpoints.CheckpointError, match=messages[what]) as err:
             trainer.train()
         assert str(path) in str(err.value) and "delete it" in str(err.value)
@@ -274,9 +327,14 @@ def test_resume_file_missing_a_part_is_refused_with_the_fix(tmp_path):
         other.mkdir(exist_ok=True)
         checkpoints.save(broken, other / T.RESUME_NAME)
         torch.manual_seed(0)
-        trainer = T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data(8)), _dataset(_data(4, seed=1)),
-                                     _config(tmp_path / "b", 1), resume_dir=other,
-                                     mollifier=Mollifier("gaussian", horizon=5, generator=torch.Generator().manual_seed(7)))  # fmt: skip
+        trainer = T.MollifiedTrainer(
+            M.make_vae("vae", **TINY),
+            _dataset(_data(8)),
+            _dataset(_data(4, seed=1)),
+            _config(tmp_path / "b", 1),
+            resume_dir=other,
+            mollifier=Mollifier("gaussian", horizon=5, generator=torch.Generator().manual_seed(7)),
+        )
         with pytest.raises(checkpoints.CheckpointError, match="incomplete") as err:
             trainer.train()
         assert "numpy_rng" in str(err.value) or "pos" in str(err.value)
@@ -301,14 +359,26 @@ def test_trainer_refuses_pythae_amp_and_bad_precision(tmp_path):
     with pytest.raises(ValueError, match="precision='auto'"):
         T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data()), None, config, mollifier=Mollifier("none"))
     with pytest.raises(ValueError, match="unknown precision"):
-        T.MollifiedTrainer(M.make_vae("vae", **TINY), _dataset(_data()), None, _config(tmp_path),
-                           mollifier=Mollifier("none"), precision="float16")  # fmt: skip
+        T.MollifiedTrainer(
+            M.make_vae("vae", **TINY),
+            _dataset(_data()),
+            None,
+            _config(tmp_path),
+            mollifier=Mollifier("none"),
+            precision="float16",
+        )
 
 
 def _losses(tmp_path, kind, precision, epochs):
     torch.manual_seed(0)
-    trainer = T.MollifiedTrainer(M.make_vae(kind, **TINY), _dataset(_data(8)), None, _config(tmp_path / precision, 1, 8),
-                                 mollifier=Mollifier("none"), precision=precision)  # fmt: skip
+    trainer = T.MollifiedTrainer(
+        M.make_vae(kind, **TINY),
+        _dataset(_data(8)),
+        None,
+        _config(tmp_path / precision, 1, 8),
+        mollifier=Mollifier("none"),
+        precision=precision,
+    )
     trainer.prepare_training()
     return trainer, [trainer.train_step(epoch) for epoch in range(1, epochs + 1)]
 
@@ -340,7 +410,9 @@ def test_fp16_resume_restores_the_loss_scale(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "cut", tmp_path / "cut-resume", callbacks=[StopAt(6)], epochs=8, precision="fp16")
     saved = checkpoints.load(tmp_path / "cut-resume" / T.RESUME_NAME)
-    assert saved["fingerprint"]["precision"] == "fp16" and saved["scaler"]["scale"] < 65536 and saved["skipped_steps"] >= 1
+    assert (
+        saved["fingerprint"]["precision"] == "fp16" and saved["scaler"]["scale"] < 65536 and saved["skipped_steps"] >= 1
+    )
     resumed = _run(tmp_path, "cut", tmp_path / "cut-resume", init_seed=123, epochs=8, precision="fp16")
     assert resumed.skipped_steps == whole.skipped_steps < 16 and resumed.scaler.get_scale() == whole.scaler.get_scale()
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
@@ -404,16 +476,20 @@ def test_decoder_variance_iwae_weights_use_the_scaled_likelihood(s2):
     mu = torch.randn(b, 1, k, generator=g).repeat(1, n, 1)
     log_var = torch.randn(b, 1, k, generator=g).repeat(1, n, 1)
     z = mu + (0.5 * log_var).exp() * torch.randn(b, n, k, generator=g)
-    log_w = (-_gaussian_nll(x.reshape(b, 1, d), x_hat, s2) + _normal_logpdf(z, torch.zeros_like(z), torch.zeros_like(z))
-             - _normal_logpdf(z, mu, log_var))  # fmt: skip
+    log_w = (
+        -_gaussian_nll(x.reshape(b, 1, d), x_hat, s2)
+        + _normal_logpdf(z, torch.zeros_like(z), torch.zeros_like(z))
+        - _normal_logpdf(z, mu, log_var)
+    )
     hand = -(torch.softmax(log_w, 1) * log_w).sum(1).mean()
     loss, _, _ = model.loss_function(x_hat, x, mu, log_var, z)
     assert loss.item() + 0.5 * d * math.log(2 * math.pi * s2) == pytest.approx(hand.item(), rel=1e-5)
     if s2 != 1.0:  # the variance changes the weights themselves, not only the loss's scale (unlike a beta)
         unit = M.make_vae("iwae", (1, 8, 8), k)
         log_w1 = log_w + _gaussian_nll(x.reshape(b, 1, d), x_hat, s2) - _gaussian_nll(x.reshape(b, 1, d), x_hat, 1.0)
-        assert unit.loss_function(x_hat, x, mu, log_var, z)[0].item() + 0.5 * d * math.log(2 * math.pi) == \
-            pytest.approx(-(torch.softmax(log_w1, 1) * log_w1).sum(1).mean().item(), rel=1e-5)  # fmt: skip
+        assert unit.loss_function(x_hat, x, mu, log_var, z)[0].item() + 0.5 * d * math.log(
+            2 * math.pi
+        ) == pytest.approx(-(torch.softmax(log_w1, 1) * log_w1).sum(1).mean().item(), rel=1e-5)
         assert not torch.allclose(torch.softmax(log_w, 1), torch.softmax(log_w1, 1), atol=1e-3)
 
 
@@ -471,8 +547,9 @@ def test_resume_refuses_another_decoder_variance(tmp_path):
     def trainer(s2):
         torch.manual_seed(0)
         model = M.make_vae("vae", (1, 8, 8), 4, decoder_variance=s2)
-        return T.MollifiedTrainer(model, _dataset(x), None, _config(tmp_path), mollifier=Mollifier("none"),
-                                  resume_dir=tmp_path / "resume")  # fmt: skip
+        return T.MollifiedTrainer(
+            model, _dataset(x), None, _config(tmp_path), mollifier=Mollifier("none"), resume_dir=tmp_path / "resume"
+        )
 
     T.quiet_pythae()
     trainer(0.1).train()

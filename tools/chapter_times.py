@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The measurements and estimates (long format), and the table the book page shows.
-RESULTS = ROOT / "molli_utils" / "results" / "chapter_times.csv"   # package data: a chapter alone reads its costs
+RESULTS = ROOT / "molli_utils" / "results" / "chapter_times.csv"  # package data: a chapter alone reads its costs
 TABLE = ROOT / "book" / "runtime_data" / "table.csv"
 COLUMNS = ["chapter", "profile", "kind", "seconds", "detail", "machine", "commit", "dirty", "date"]
 PROFILES = ("quick", "colab", "full")
@@ -77,7 +77,9 @@ def _provenance() -> dict[str, Any]:
 # --------------------------------------------------------------------------- measure
 
 
-def measure(profile: str, paths: Iterable[Path], *, timeout: int = 4 * 3600, log: Callable[[str], None] = print) -> list[dict]:
+def measure(
+    profile: str, paths: Iterable[Path], *, timeout: int = 4 * 3600, log: Callable[[str], None] = print
+) -> list[dict]:
     """Execute each notebook in ``paths`` in ``profile`` and return one row per notebook with its wall time.
 
     A notebook that fails gets ``seconds`` empty and the error in ``detail``. The image chapter in
@@ -100,7 +102,9 @@ def measure(profile: str, paths: Iterable[Path], *, timeout: int = 4 * 3600, log
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="chapter-times-") as work:
             try:
-                NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": work}}).execute(env=env)
+                NotebookClient(
+                    nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": work}}
+                ).execute(env=env)
             except CellExecutionError as err:
                 detail = f"FAILED: {str(err).strip().splitlines()[-1][:200]}"
         seconds = time.perf_counter() - start
@@ -108,8 +112,15 @@ def measure(profile: str, paths: Iterable[Path], *, timeout: int = 4 * 3600, log
         ran = re.findall(r"profile=(quick|colab|full)", text)
         if not detail and ran and ran[0] != profile:
             detail = f"ran the {ran[0]} profile: the {profile} profile of this chapter needs a CUDA GPU"
-        rows.append({"chapter": path.stem, "profile": profile, "kind": "measured, this CPU",
-                     "seconds": "" if detail.startswith("FAILED") else f"{seconds:.1f}", "detail": detail})
+        rows.append(
+            {
+                "chapter": path.stem,
+                "profile": profile,
+                "kind": "measured, this CPU",
+                "seconds": "" if detail.startswith("FAILED") else f"{seconds:.1f}",
+                "detail": detail,
+            }
+        )
         log(f"{path.stem}: {seconds:.0f} s ({profile}){'; ' + detail if detail else ''}")
     return rows
 
@@ -209,25 +220,37 @@ def estimate_images(runs: Sequence[Any], *, count_batch: int = 4, log: Callable[
         total["train"] += train_s
         total["train_fp32"] += gpu_seconds(flops, ops, "fp32") * steps
         total["sample"] += gpu_seconds(s_flops * n_samples, s_ops * n_samples / 500, "fp32")  # batches of 500
-        log(f"  {r.model:9s} {r.mode:9s} {flops / 1e9:7.1f} GFLOP/step ({precision}, batch {r.batch_size}), "
-            f"{steps:,} steps: {train_s / 60:5.1f} min")
+        log(
+            f"  {r.model:9s} {r.mode:9s} {flops / 1e9:7.1f} GFLOP/step ({precision}, batch {r.batch_size}), "
+            f"{steps:,} steps: {train_s / 60:5.1f} min"
+        )
     inc_flops, inc_ops = inception_flops()
     scored = sum(r.n_score + r.n_snapshot * len(r.snapshot_epochs) for r in runs)
     n_inception = train_size + test_size + scored
     total["inception"] = gpu_seconds(inc_flops * n_inception, inc_ops * n_inception / 200, "fp32")  # batches of 200
-    log(f"  Inception-v3: {inc_flops / 1e9:.2f} GFLOP per image x {n_inception:,} images (reference {train_size:,}, "
-        f"floor {test_size:,}, samples {scored:,}): {total['inception'] / 60:.1f} min")
+    log(
+        f"  Inception-v3: {inc_flops / 1e9:.2f} GFLOP per image x {n_inception:,} images (reference {train_size:,}, "
+        f"floor {test_size:,}, samples {scored:,}): {total['inception'] / 60:.1f} min"
+    )
     seconds = total["train"] + total["sample"] + total["inception"]
     fp32 = total["train_fp32"] + total["sample"] + total["inception"]
     models = ", ".join(dict.fromkeys(r.model for r in runs))
-    detail = (f"ESTIMATE from FLOP counts at {UTILISATION:.0%} of T4 peak (fp16 {T4_TFLOPS['fp16']:g} TFLOPS for "
-              f"mixed-precision training, fp32 {T4_TFLOPS['fp32']:g} otherwise): {len(runs)} runs ({models}) of "
-              f"{c.epochs} epochs at width {c.width:g}: training {total['train'] / 60:.0f} min, samples "
-              f"{total['sample'] / 60:.1f} min, Inception ({inc_flops / 1e9:.1f} GFLOP x {n_inception:,} images) "
-              f"{total['inception'] / 60:.0f} min; {fp32 / 60:.0f} min if the training ran at the fp32 peak; "
-              "data loading, downloads and warm-up not included")  # fmt: skip
-    return {"seconds": seconds, "seconds_fp32": fp32, "detail": detail, "parts": total,
-            "inception_gflop": inc_flops / 1e9, "inception_images": n_inception}  # fmt: skip
+    detail = (
+        f"ESTIMATE from FLOP counts at {UTILISATION:.0%} of T4 peak (fp16 {T4_TFLOPS['fp16']:g} TFLOPS for "
+        f"mixed-precision training, fp32 {T4_TFLOPS['fp32']:g} otherwise): {len(runs)} runs ({models}) of "
+        f"{c.epochs} epochs at width {c.width:g}: training {total['train'] / 60:.0f} min, samples "
+        f"{total['sample'] / 60:.1f} min, Inception ({inc_flops / 1e9:.1f} GFLOP x {n_inception:,} images) "
+        f"{total['inception'] / 60:.0f} min; {fp32 / 60:.0f} min if the training ran at the fp32 peak; "
+        "data loading, downloads and warm-up not included"
+    )
+    return {
+        "seconds": seconds,
+        "seconds_fp32": fp32,
+        "detail": detail,
+        "parts": total,
+        "inception_gflop": inc_flops / 1e9,
+        "inception_images": n_inception,
+    }
 
 
 def _image_chapter_runs() -> list[Any]:
@@ -248,8 +271,10 @@ def _image_flow_chapter_runs() -> list[Any]:
 
 #: The chapters that train on a GPU on Colab (the others run their small models on the CPU there too), each
 #: with the image runs it trains in the colab profile. Update it with the chapter's settings cell.
-GPU_CHAPTERS: dict[str, Callable[[], list[Any]]] = {"06_images": _image_chapter_runs,
-                                                    "06b_image_flows": _image_flow_chapter_runs}
+GPU_CHAPTERS: dict[str, Callable[[], list[Any]]] = {
+    "06_images": _image_chapter_runs,
+    "06b_image_flows": _image_flow_chapter_runs,
+}
 
 
 def estimate(log: Callable[[str], None] = print) -> list[dict]:
@@ -258,8 +283,15 @@ def estimate(log: Callable[[str], None] = print) -> list[dict]:
     for name, runs in GPU_CHAPTERS.items():
         log(f"{name}, colab profile on a T4:")
         est = estimate_images(runs(), log=log)
-        rows.append({"chapter": name, "profile": "colab", "kind": "estimate, T4", "seconds": f"{est['seconds']:.0f}",
-                     "detail": est["detail"]})
+        rows.append(
+            {
+                "chapter": name,
+                "profile": "colab",
+                "kind": "estimate, T4",
+                "seconds": f"{est['seconds']:.0f}",
+                "detail": est["detail"],
+            }
+        )
         log(f"  total: {est['seconds'] / 60:.0f} min")
     return rows
 
@@ -314,8 +346,11 @@ def render(rows: Sequence[dict], path: Path = TABLE) -> Path:
             colab, how = (_duration(r["seconds"]), r["detail"]) if r else ("", "python -m tools.chapter_times estimate")
         else:
             colab = measured[1]
-            how = ("its models train on the CPU on Colab too: the measured CPU time of the colab profile"
-                   if colab else "not measured yet: python -m tools.chapter_times measure --profile colab")
+            how = (
+                "its models train on the CPU on Colab too: the measured CPU time of the colab profile"
+                if colab
+                else "not measured yet: python -m tools.chapter_times measure --profile colab"
+            )
         lines.append([label(name), *measured, colab, how])
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -336,8 +371,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub.add_parser("estimate", help="the T4 estimate of the colab profile from FLOP counts")
     sub.add_parser("table", help="re-render the table from the results file")
     for p in sub.choices.values():
-        p.add_argument("--results", type=Path, default=RESULTS, help=f"results file (default: {RESULTS.relative_to(ROOT)})")
-        p.add_argument("--table", type=Path, default=TABLE, help=f"table the book shows (default: {TABLE.relative_to(ROOT)})")
+        p.add_argument(
+            "--results", type=Path, default=RESULTS, help=f"results file (default: {RESULTS.relative_to(ROOT)})"
+        )
+        p.add_argument(
+            "--table", type=Path, default=TABLE, help=f"table the book shows (default: {TABLE.relative_to(ROOT)})"
+        )
     args = parser.parse_args(argv)
     rows: list[dict] = []
     if args.command == "measure":
@@ -349,7 +388,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows = measure(args.profile, [known[n] for n in names], timeout=args.timeout)
     elif args.command == "estimate":
         rows = estimate()
-    existing = merge(rows, args.results) if rows else (list(csv.DictReader(args.results.open())) if args.results.exists() else [])
+    existing = (
+        merge(rows, args.results)
+        if rows
+        else (list(csv.DictReader(args.results.open())) if args.results.exists() else [])
+    )
     print(f"wrote {render(existing, args.table)}")
     return 1 if any(r.get("detail", "").startswith("FAILED") for r in rows) else 0
 

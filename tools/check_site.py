@@ -59,10 +59,18 @@ MAX_OUTPUT_KB = 4_000
 OVERFLOW_TOLERANCE_PX = 2
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--virtual-time-budget=8000", f"--window-size={WINDOW_WIDTH},900", "--hide-scrollbars",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=8000",
+    f"--window-size={WINDOW_WIDTH},900",
+    "--hide-scrollbars",
+]
 
 REPORT_ID = "check-site-report"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -165,12 +173,12 @@ class _OutputCells(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.cells: list[dict] = []
-        self._depth = 0          # depth of <div> nesting inside the current output cell (0: outside)
-        self._hidden = 0         # inside <script>/<style>/<template>
+        self._depth = 0  # depth of <div> nesting inside the current output cell (0: outside)
+        self._hidden = 0  # inside <script>/<style>/<template>
         self._start = 0
         self._heading: list[str] = []
         self._in_heading = False
-        self._section = ""           # the last heading before the current point of the page
+        self._section = ""  # the last heading before the current point of the page
 
     def _pos(self) -> int:
         line, col = self.getpos()
@@ -253,8 +261,17 @@ def rendered_dom(chromium: str, page: pathlib.Path, *, measure: bool = True) -> 
     try:
         with tempfile.TemporaryDirectory() as profile:
             out = subprocess.run(
-                ["timeout", "90", chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", target.as_uri()],
-                capture_output=True, text=True,
+                [
+                    "timeout",
+                    "90",
+                    chromium,
+                    *CHROMIUM_FLAGS,
+                    f"--user-data-dir={profile}",
+                    "--dump-dom",
+                    target.as_uri(),
+                ],
+                capture_output=True,
+                text=True,
             )
     finally:
         if measure:
@@ -292,16 +309,20 @@ def check_page(page: pathlib.Path, static_html: str, dom: str) -> list[str]:
 
     report = layout_report(dom)
     if re.search(r'<meta[^>]+http-equiv="refresh"', static_html, re.I):
-        pass                      # a redirect (the site's index.html): nothing of its own to lay out
+        pass  # a redirect (the site's index.html): nothing of its own to lay out
     elif report is None:
         problems.append("the layout check did not run (no report in the rendered page)")
     else:
         items = report["overflow"]
         if items:
-            shown = "; ".join(f"{i['kind']} +{i['excess_px']}px in '{i['section']}': {i['text'][:50]!r}" for i in items[:6])
+            shown = "; ".join(
+                f"{i['kind']} +{i['excess_px']}px in '{i['section']}': {i['text'][:50]!r}" for i in items[:6]
+            )
             more = f" (and {len(items) - 6} more)" if len(items) > 6 else ""
-            problems.append(f"{len(items)} element(s) overflow the {report['column_px']}px text column at "
-                            f"{report['window_px']}px: {shown}{more}")  # fmt: skip
+            problems.append(
+                f"{len(items)} element(s) overflow the {report['column_px']}px text column at "
+                f"{report['window_px']}px: {shown}{more}"
+            )
         elif report.get("page_overflow_px", 0) > OVERFLOW_TOLERANCE_PX:
             problems.append(f"the page scrolls sideways by {report['page_overflow_px']}px at {report['window_px']}px")
 
@@ -310,19 +331,23 @@ def check_page(page: pathlib.Path, static_html: str, dom: str) -> list[str]:
         if cell["chars"] > MAX_OUTPUT_CHARS:
             problems.append(f"{where} shows {cell['chars']:,} characters (limit {MAX_OUTPUT_CHARS:,})")
         if cell["widgets"] > MAX_OUTPUT_WIDGETS:
-            problems.append(f"{where} holds {cell['widgets']:,} widgets, e.g. progress bars (limit {MAX_OUTPUT_WIDGETS})")
+            problems.append(
+                f"{where} holds {cell['widgets']:,} widgets, e.g. progress bars (limit {MAX_OUTPUT_WIDGETS})"
+            )
         if cell["kb"] > MAX_OUTPUT_KB:
             problems.append(f"{where} is {cell['kb']:,.0f} kB of HTML (limit {MAX_OUTPUT_KB:,} kB)")
 
     if is_notebook_page(static_html):
         badges = _badge_links(dom)
-        article = dom[max(0, dom.find("<article")):]      # the text, not the print-only contents
+        article = dom[max(0, dom.find("<article")) :]  # the text, not the print-only contents
         first_section = article.find("<h2")
         if not badges:
             problems.append('no "Open in Colab" badge at the top of this chapter')
         elif first_section >= 0 and article.find(f'class="{COLAB_BADGE_CLASS}"') > first_section:
             problems.append("the Colab badge is not at the top of the chapter (it comes after the first section)")
-        elif not all(h.startswith("https://colab.research.google.com/github/") and h.endswith(".ipynb") for h in badges):
+        elif not all(
+            h.startswith("https://colab.research.google.com/github/") and h.endswith(".ipynb") for h in badges
+        ):
             problems.append(f"the Colab badge does not link to a notebook on Colab: {badges}")
     return problems
 
@@ -338,14 +363,18 @@ def _badge_links(dom: str) -> list[str]:
 def main(argv: list[str]) -> int:
     site = pathlib.Path(argv[0] if argv else "_build/html").resolve()
     pages = sorted(p for p in site.rglob("*.html") if p.parts[len(site.parts)] in ("book",) or p.name == "index.html")
-    pages = [p for p in pages if p.name not in ("genindex.html", "search.html") and not p.name.startswith(".check-site-")]
+    pages = [
+        p for p in pages if p.name not in ("genindex.html", "search.html") and not p.name.startswith(".check-site-")
+    ]
     if not pages:
         print(f"no pages under {site}: build the book first (make book)", file=sys.stderr)
         return 1
     chromium = find_chromium()
     failed = 0
-    print(f"limits per output cell: {MAX_OUTPUT_CHARS:,} characters, {MAX_OUTPUT_WIDGETS} widgets, "
-          f"{MAX_OUTPUT_KB:,} kB; no overflow of the text column at {WINDOW_WIDTH}px")  # fmt: skip
+    print(
+        f"limits per output cell: {MAX_OUTPUT_CHARS:,} characters, {MAX_OUTPUT_WIDGETS} widgets, "
+        f"{MAX_OUTPUT_KB:,} kB; no overflow of the text column at {WINDOW_WIDTH}px"
+    )
     for page in pages:
         problems = check_page(page, page.read_text(encoding="utf-8"), rendered_dom(chromium, page))
         status = "ok" if not problems else "FAIL: " + "\n    ".join([""] + problems)

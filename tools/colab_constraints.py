@@ -101,13 +101,17 @@ def find_python(version: str) -> Optional[str]:
     candidates = [os.environ.get("MOLLI_COLAB_PYTHON", "")]
     candidates += [os.path.join(d, f"python{minor}") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    installed = {int(p.parent.parent.name.rsplit(".", 1)[1]): p for p in pyenv.glob(f"{minor}.*/bin/python")
-                 if p.parent.parent.name.rsplit(".", 1)[1].isdigit()}  # fmt: skip
+    installed = {
+        int(p.parent.parent.name.rsplit(".", 1)[1]): p
+        for p in pyenv.glob(f"{minor}.*/bin/python")
+        if p.parent.parent.name.rsplit(".", 1)[1].isdigit()
+    }
     candidates += [str(installed[patch]) for patch in sorted(installed, reverse=True)]
     for candidate in filter(None, candidates):
         if os.access(candidate, os.X_OK):
-            out = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                                 capture_output=True, text=True)  # fmt: skip
+            out = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+            )
             if out.returncode == 0 and out.stdout.strip() == minor:
                 return candidate
     return None
@@ -136,23 +140,41 @@ def pip_venv(python: str, pip_version: str, dest: Path) -> Path:
 
 def report_installs(report: dict) -> dict[str, tuple[str, str]]:
     """pip's ``--report`` JSON -> {canonical name: (name, version)} of what it would install."""
-    return {canonical(item["metadata"]["name"]): (item["metadata"]["name"], item["metadata"]["version"])
-            for item in report.get("install", [])}  # fmt: skip
+    return {
+        canonical(item["metadata"]["name"]): (item["metadata"]["name"], item["metadata"]["version"])
+        for item in report.get("install", [])
+    }
 
 
-def resolve(python_exe: Path, roots: list[str], pins: dict[str, tuple[str, str]], work: Path
-            ) -> dict[str, tuple[str, str]]:  # fmt: skip
+def resolve(
+    python_exe: Path, roots: list[str], pins: dict[str, tuple[str, str]], work: Path
+) -> dict[str, tuple[str, str]]:
     """What pip resolves for ``roots`` with ``pins`` as constraints, ignoring what is installed."""
     constraints = work / "pins.txt"
     constraints.write_text("".join(f"{name}=={version}\n" for name, version in pins.values()))
     report = work / "report.json"
-    _run([python_exe, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--report", report,
-          "-c", constraints, *roots])  # fmt: skip
+    _run(
+        [
+            python_exe,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--dry-run",
+            "--ignore-installed",
+            "--report",
+            report,
+            "-c",
+            constraints,
+            *roots,
+        ]
+    )
     return report_installs(json.loads(report.read_text()))
 
 
-def select(pins: dict[str, tuple[str, str]], resolved: dict[str, tuple[str, str]], unpinned: str = UNPINNED
-           ) -> tuple[dict[str, tuple[str, str]], list[str], list[str]]:  # fmt: skip
+def select(
+    pins: dict[str, tuple[str, str]], resolved: dict[str, tuple[str, str]], unpinned: str = UNPINNED
+) -> tuple[dict[str, tuple[str, str]], list[str], list[str]]:
     """Split a resolution: (kept pins, at Colab's version), [added: Colab lacks them], [left unpinned]."""
     keep, adds, loose = {}, [], []
     for key, (name, version) in resolved.items():
@@ -212,7 +234,9 @@ def stand_ins(site_packages: Path, pins: dict[str, tuple[str, str]], skip: Itera
         (info / "RECORD").write_text("")
 
 
-def plan(python_exe: Path, roots: list[str], pins: dict[str, tuple[str, str]], work: Path) -> dict[str, tuple[str, str]]:
+def plan(
+    python_exe: Path, roots: list[str], pins: dict[str, tuple[str, str]], work: Path
+) -> dict[str, tuple[str, str]]:
     """What Colab's pip would install for ``roots`` in a venv (``python_exe``) holding stand-ins of ``pins``."""
     site = Path(_run([python_exe, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
     stand_ins(site, pins)
@@ -227,16 +251,20 @@ def check(path: Path = CONSTRAINTS, python: Optional[str] = None) -> dict[str, t
     header, pins = read(path)
     python = python or find_python(header["python"])
     if python is None:
-        raise FileNotFoundError(f"no Python {header['python']} (Colab's) on PATH or under pyenv; set MOLLI_COLAB_PYTHON")
+        raise FileNotFoundError(
+            f"no Python {header['python']} (Colab's) on PATH or under pyenv; set MOLLI_COLAB_PYTHON"
+        )
     with tempfile.TemporaryDirectory(prefix="colab-check-") as tmp:
         exe = pip_venv(python, header["pip"], Path(tmp) / "venv")
         planned = plan(exe, requirements(), pins, Path(tmp))
     replaced = {k: f"{pins[k][1]} -> {v}" for k, (_, v) in planned.items() if k in pins}
     unexpected = sorted(set(planned) - set(listed(header, "adds")) - set(pins))
     if replaced or unexpected:
-        raise AssertionError(f"on Colab the install would replace {replaced or 'nothing'} and add packages the "
-                             f"constraints file does not list as added: {unexpected or 'none'} "
-                             f"(re-run tools/colab_constraints.py make)")  # fmt: skip
+        raise AssertionError(
+            f"on Colab the install would replace {replaced or 'nothing'} and add packages the "
+            f"constraints file does not list as added: {unexpected or 'none'} "
+            f"(re-run tools/colab_constraints.py make)"
+        )
     return planned
 
 
@@ -259,14 +287,17 @@ def make(freeze: Path, os_info: Path, commit: str, date: str, python: Optional[s
             raise SystemExit(f"{name} is in Colab's freeze but did not resolve to its version")
     header = {
         "source": f"{SOURCE} pip-freeze.gpu.txt, os-info-gpu.txt (Colab's GPU runtime)",
-        "commit": commit, "date": date, "python": version, "pip": pip_version,
+        "commit": commit,
+        "date": date,
+        "python": version,
+        "pip": pip_version,
         "roots": " ".join(roots),
         "adds": " ".join(adds) or "-",
         "unpinned": (" ".join(loose) or "-") + " (torch's CUDA libraries: resolved unconstrained, not Colab's)",
         "dropped": f"{len(dropped)} direct-URL lines of the freeze; local labels (+cu128) stripped",
         "made": f"python -m tools.colab_constraints make <freeze> --os-info <os-info> --commit <hash> --date <date> "
-                f"(Python {version}, pip {pip_version})",
-    }  # fmt: skip
+        f"(Python {version}, pip {pip_version})",
+    }
     text = render(keep, header)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

@@ -26,8 +26,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args(argv)
     net = fid.train_digits_classifier(args.seed, args.epochs)
-    digest = fid.save_digits_classifier(net, args.out, seed=args.seed, epochs=args.epochs, torch=str(torch.__version__),
-                                        date=dt.date.today().isoformat())
+    digest = fid.save_digits_classifier(
+        net,
+        args.out,
+        seed=args.seed,
+        epochs=args.epochs,
+        torch=str(torch.__version__),
+        date=dt.date.today().isoformat(),
+    )
     print(f"wrote {args.out} (test accuracy {net.test_accuracy:.4f})\nSHA-256 {digest}")
     return args.out
 

@@ -110,8 +110,15 @@ class Sizes:
 
 
 FULL = Sizes(steps=10)
-SMOKE = Sizes(steps=2, batch=4, vae_width=1 / 32, latent_dim=16, dataset="sklearn-sample-patches",
-              inception_batch=2, inception_reps=1)  # fmt: skip
+SMOKE = Sizes(
+    steps=2,
+    batch=4,
+    vae_width=1 / 32,
+    latent_dim=16,
+    dataset="sklearn-sample-patches",
+    inception_batch=2,
+    inception_reps=1,
+)
 
 
 @dataclass
@@ -202,13 +209,24 @@ def random_weight_inception():
 class Check:
     """Runs the paths on one device and keeps the rows."""
 
-    def __init__(self, device: torch.device, sizes: Sizes, *, vae: str = "vae", flow: str = "glow",
-                 fail: Sequence[str] = (), hang: Sequence[str] = (), log: Callable[[str], None] = print):  # fmt: skip
+    def __init__(
+        self,
+        device: torch.device,
+        sizes: Sizes,
+        *,
+        vae: str = "vae",
+        flow: str = "glow",
+        fail: Sequence[str] = (),
+        hang: Sequence[str] = (),
+        log: Callable[[str], None] = print,
+    ):
         self.device, self.sizes, self.vae_kind, self.flow_kind = device, sizes, vae, flow
         self.fail, self.hang, self.log = set(fail), set(hang), log
         self.cuda = device.type == "cuda"
         threads = torch.get_num_threads()
-        self.device_name = torch.cuda.get_device_name(device) if self.cuda else f"CPU ({platform.machine()}, {threads} thread(s))"
+        self.device_name = (
+            torch.cuda.get_device_name(device) if self.cuda else f"CPU ({platform.machine()}, {threads} thread(s))"
+        )
         self.rows: list[Row] = []
         self.current: Optional[Row] = None
         self._group_dir: Optional[str] = None
@@ -219,8 +237,14 @@ class Check:
         from molli_utils.experiments import settings
 
         s = self.sizes
-        fields: dict[str, Any] = {"mode": "gaussian", "seed": 1, "epochs": 2, "fraction": 1.0, "snapshot_epochs": (),
-                                  "precision": precision}  # fmt: skip
+        fields: dict[str, Any] = {
+            "mode": "gaussian",
+            "seed": 1,
+            "epochs": 2,
+            "fraction": 1.0,
+            "snapshot_epochs": (),
+            "precision": precision,
+        }
         if s.batch is not None:
             fields["batch_size"] = s.batch
         if s.dataset is not None:
@@ -243,8 +267,9 @@ class Check:
         quiet_pythae()
         config = self.config(self.vae_kind, precision)
         steps = self.sizes.steps
-        row.what = (f"{config.model}: pythae + MollifiedTrainer, b{config.batch_size} w{config.width:g} "
-                    f"z{config.latent_dim}")  # fmt: skip
+        row.what = (
+            f"{config.model}: pythae + MollifiedTrainer, b{config.batch_size} w{config.width:g} z{config.latent_dim}"
+        )
         row.dtype = precision
         device = torch.device("cuda", self.device.index or 0) if dist is not None and self.cuda else self.device
         result = images.run(config, data=random_images(config.batch_size * steps), device=device, dist=dist)
@@ -255,7 +280,11 @@ class Check:
         losses = result.losses if precision != "fp16" else result.losses[-1:]  # fp16: early steps may overflow
         if not all(math.isfinite(v) for v in losses):
             raise FloatingPointError(f"non-finite epoch losses {result.losses}")
-        row.steps, row.ms_per_step, row.warmup_s = steps, 1e3 * result.epoch_seconds[-1] / steps, result.epoch_seconds[0]
+        row.steps, row.ms_per_step, row.warmup_s = (
+            steps,
+            1e3 * result.epoch_seconds[-1] / steps,
+            result.epoch_seconds[0],
+        )
         row.note = f"loss {result.losses[-1]:.4g}, {result.horizon} mollified steps, {self.samples(result.model)}"
         if precision == "fp16":
             row.note += f", {result.skipped_steps} skipped by the loss scaler"
@@ -273,8 +302,14 @@ class Check:
 
         device = torch.device("cuda", self.device.index or 0) if dist is not None and self.cuda else self.device
         start = time.perf_counter()
-        result = images.run(config, data=random_images(config.batch_size * steps), device=device, callback=mark,
-                            test=random_images(config.batch_size, seed=1), dist=dist)  # fmt: skip
+        result = images.run(
+            config,
+            data=random_images(config.batch_size * steps),
+            device=device,
+            callback=mark,
+            test=random_images(config.batch_size, seed=1),
+            dist=dist,
+        )
         net = result.model.sizes
         row.what = f"{config.model}: train + FlowBatches, b{config.batch_size} K{net.depth} L{net.levels} h{net.hidden}"
         row.dtype = "fp32"
@@ -285,8 +320,10 @@ class Check:
         if result.skipped_steps:
             raise FloatingPointError(f"{result.skipped_steps} of {result.steps} steps had non-finite losses")
         row.steps, row.ms_per_step, row.warmup_s = steps, 1e3 * (marks[1] - marks[0]) / steps, marks[0] - start
-        row.note = (f"loss {result.losses[-1]:.4g}, test {result.bpd:.3f} bits/dim, {result.horizon} mollified steps, "
-                    f"{self.samples(result.model)}")  # fmt: skip
+        row.note = (
+            f"loss {result.losses[-1]:.4g}, test {result.bpd:.3f} bits/dim, {result.horizon} mollified steps, "
+            f"{self.samples(result.model)}"
+        )
 
     def samples(self, model) -> str:
         """16 samples through :func:`molli_utils.experiments.images.sample` (the chapters' snapshots), checked."""
@@ -331,8 +368,13 @@ class Check:
             if self.cuda:
                 torch.cuda.set_device(self.device.index or 0)
             try:
-                dist.init_process_group(backend, init_method=f"file://{self._group_dir}/store", rank=0, world_size=1,
-                                        timeout=datetime.timedelta(seconds=120))  # fmt: skip
+                dist.init_process_group(
+                    backend,
+                    init_method=f"file://{self._group_dir}/store",
+                    rank=0,
+                    world_size=1,
+                    timeout=datetime.timedelta(seconds=120),
+                )
             except BaseException:
                 self.close()
                 raise
@@ -364,7 +406,9 @@ class Check:
                 self.vae(row, "fp32", dist=ctx)
         row.what = f"DDP ws=1 {dist.get_backend()}: {row.what}"
         if forwards[0] < 2 * self.sizes.steps:  # one forward per training step at least
-            raise RuntimeError(f"DistributedDataParallel ran {forwards[0]} forward passes in {2 * self.sizes.steps} steps")
+            raise RuntimeError(
+                f"DistributedDataParallel ran {forwards[0]} forward passes in {2 * self.sizes.steps} steps"
+            )
         row.note += f", {forwards[0]} DDP forward passes"
 
     # ---- running -------------------------------------------------------------------------------------
@@ -452,12 +496,26 @@ def _num(value: float, fmt: str) -> str:
 def table(rows: Sequence[Row]) -> str:
     """The rows as a fixed-width table."""
     head = ("path", "what ran", "device", "dtype", "steps", "ms/step", "warm-up s", "peak MiB", "status")
-    body = [(r.path, r.what, r.device, r.dtype, str(r.steps or "-"), _num(r.ms_per_step, ".1f"), _num(r.warmup_s, ".1f"),
-             _num(r.peak_mib, ",.0f"), r.status) for r in rows]  # fmt: skip
+    body = [
+        (
+            r.path,
+            r.what,
+            r.device,
+            r.dtype,
+            str(r.steps or "-"),
+            _num(r.ms_per_step, ".1f"),
+            _num(r.warmup_s, ".1f"),
+            _num(r.peak_mib, ",.0f"),
+            r.status,
+        )
+        for r in rows
+    ]
     widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
     right = {4, 5, 6, 7}
-    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
-             for line in (head, *body)]  # fmt: skip
+    lines = [
+        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths))).rstrip()
+        for line in (head, *body)
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     notes = [f"  {r.path}: {r.note}" for r in rows if r.note]
     return "\n".join(lines + (["notes:"] + notes if notes else []))
@@ -486,21 +544,43 @@ def parse(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda", help="cuda (default) or cuda:N; cpu only with --smoke")
     parser.add_argument("--smoke", action="store_true", help="every path tiny (the CPU test of this script)")
-    parser.add_argument("--only", nargs="+", choices=PATHS, default=None, metavar="PATH",
-                        help=f"run these paths only (default: all of {', '.join(PATHS)})")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PATHS,
+        default=None,
+        metavar="PATH",
+        help=f"run these paths only (default: all of {', '.join(PATHS)})",
+    )
     parser.add_argument("--vae", default="vae", help="the VAE (default vae; vae_iaf, iwae, beta_vae, hvae)")
     parser.add_argument("--flow", default="glow", choices=("glow", "realnvp"), help="the image flow (default glow)")
     parser.add_argument("--steps", type=int, default=None, help="steps per epoch, two epochs (default 10; smoke 2)")
-    parser.add_argument("--budget-s", type=float, default=300.0,
-                        help="no path starts after this many seconds (default 300)")  # fmt: skip
-    parser.add_argument("--grace-s", type=float, default=60.0,
-                        help="the watchdog ends the check at budget + grace seconds (default 60)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; smoke on a CPU: 1)")
+    parser.add_argument(
+        "--budget-s", type=float, default=300.0, help="no path starts after this many seconds (default 300)"
+    )
+    parser.add_argument(
+        "--grace-s", type=float, default=60.0, help="the watchdog ends the check at budget + grace seconds (default 60)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's; smoke on a CPU: 1)"
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
-    parser.add_argument("--fail", nargs="+", choices=PATHS, default=(), metavar="PATH",
-                        help="for tests: raise an error at the start of these paths (the failure report)")
-    parser.add_argument("--hang", nargs="+", choices=PATHS, default=(), metavar="PATH",
-                        help="for tests: these paths sleep until the watchdog ends the check (a stuck path)")  # fmt: skip
+    parser.add_argument(
+        "--fail",
+        nargs="+",
+        choices=PATHS,
+        default=(),
+        metavar="PATH",
+        help="for tests: raise an error at the start of these paths (the failure report)",
+    )
+    parser.add_argument(
+        "--hang",
+        nargs="+",
+        choices=PATHS,
+        default=(),
+        metavar="PATH",
+        help="for tests: these paths sleep until the watchdog ends the check (a stuck path)",
+    )
     return parser.parse_args(argv)
 
 
@@ -514,9 +594,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"gpu_check: error: bad --device {args.device!r} ({err})", file=sys.stderr)
         return EXIT_REFUSED
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"gpu_check: error: no CUDA device (torch {torch.__version__}: torch.cuda.is_available() is False); "
-              "this check needs a GPU machine. To test the script on a CPU: python -m tools.gpu_check --device cpu "
-              "--smoke", file=sys.stderr)  # fmt: skip
+        print(
+            f"gpu_check: error: no CUDA device (torch {torch.__version__}: torch.cuda.is_available() is False); "
+            "this check needs a GPU machine. To test the script on a CPU: python -m tools.gpu_check --device cpu "
+            "--smoke",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     if device.type not in ("cuda", "cpu"):
         print(f"gpu_check: error: --device must be cuda, cuda:N or cpu, got {args.device!r}", file=sys.stderr)
@@ -544,19 +627,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     say(f"gpu_check on {check.device_name}: {_versions()}")
     if check.cuda:
         props = torch.cuda.get_device_properties(device)
-        say(f"  {props.name}: compute capability {props.major}.{props.minor}, {props.total_memory / 2**30:.1f} GiB, "
+        say(
+            f"  {props.name}: compute capability {props.major}.{props.minor}, {props.total_memory / 2**30:.1f} GiB, "
             f"bf16 {torch.cuda.is_bf16_supported()}; precision='auto' trains the VAEs in "
-            f"{'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'}")  # fmt: skip
-    say(f"  {'SMOKE sizes' if args.smoke else 'colab profile'}: {sizes.steps} steps per epoch, 2 epochs (the second "
-        f"timed); paths {', '.join(paths)}; budget {args.budget_s:g} s (+{args.grace_s:g} s grace)")  # fmt: skip
+            f"{'bf16' if torch.cuda.is_bf16_supported(including_emulation=False) else 'fp16'}"
+        )
+    say(
+        f"  {'SMOKE sizes' if args.smoke else 'colab profile'}: {sizes.steps} steps per epoch, 2 epochs (the second "
+        f"timed); paths {', '.join(paths)}; budget {args.budget_s:g} s (+{args.grace_s:g} s grace)"
+    )
 
     def finish(code: int, reason: str = "") -> int:
         failed = [r for r in check.rows if r.failed]
         code = EXIT_FAILED if failed else code
         say("")
         say(table(check.rows))
-        say("peak MiB: " + ("torch.cuda.max_memory_allocated during the path" if check.cuda
-                            else "the process's peak resident memory so far (CPU)"))  # fmt: skip
+        say(
+            "peak MiB: "
+            + (
+                "torch.cuda.max_memory_allocated during the path"
+                if check.cuda
+                else "the process's peak resident memory so far (CPU)"
+            )
+        )
         seen = sorted({w for r in check.rows for w in r.warnings})
         if seen:
             say("warnings (once each):")
@@ -564,9 +657,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 say(f"  {w}")
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps({"device": check.device_name, "versions": _versions(), "smoke": args.smoke,
-                                                   "seconds": round(time.perf_counter() - start, 1), "exit": code,
-                                                   "rows": [dataclasses.asdict(r) for r in check.rows]}, indent=1))  # fmt: skip
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "device": check.device_name,
+                        "versions": _versions(),
+                        "smoke": args.smoke,
+                        "seconds": round(time.perf_counter() - start, 1),
+                        "exit": code,
+                        "rows": [dataclasses.asdict(r) for r in check.rows],
+                    },
+                    indent=1,
+                )
+            )
         wall = time.perf_counter() - start
         if failed:
             say(f"gpu_check: FAILED: {len(failed)} of {len(check.rows)} paths on {check.device_name} ({wall:.0f} s):")
@@ -576,8 +679,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             say(f"gpu_check: INCOMPLETE ({wall:.0f} s): {reason}; nothing that ran failed")
         else:
             ran = sum(r.status == "ok" for r in check.rows)
-            say(f"gpu_check: OK: {ran} of {len(check.rows)} paths ran on {check.device_name} in {wall:.0f} s"
-                + (f" ({len(check.rows) - ran} skipped, reasons in the notes)" if ran < len(check.rows) else ""))  # fmt: skip
+            say(
+                f"gpu_check: OK: {ran} of {len(check.rows)} paths ran on {check.device_name} in {wall:.0f} s"
+                + (f" ({len(check.rows) - ran} skipped, reasons in the notes)" if ran < len(check.rows) else "")
+            )
         sys.stdout.flush()
         return code
 
@@ -589,7 +694,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         row = check.current
         if row is not None:
             row.status, row.error = "FAILED", f"still running at the hard limit ({args.budget_s + args.grace_s:g} s)"
-        for path in paths[len(check.rows):]:
+        for path in paths[len(check.rows) :]:
             not_started(path, "watchdog")
         os._exit(finish(EXIT_INCOMPLETE, "the watchdog stopped the check at the hard limit"))
 

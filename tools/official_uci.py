@@ -43,8 +43,9 @@ def code_commit(code: Path, given: str | None) -> str:
     if given:
         return given
     try:
-        out = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            ["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
     except (OSError, subprocess.CalledProcessError):
         raise SystemExit(f"{code} is not a git checkout: say which commit it is a copy of with --code-commit") from None
     return out.stdout.strip()
@@ -54,8 +55,10 @@ def read_curve(ll_txt: Path, epochs: int) -> list[tuple[int, float]]:
     """``(epoch, test_loglik)`` pairs of one ``ll.txt``; refuses a file of the wrong length."""
     values = np.atleast_1d(np.loadtxt(ll_txt))
     if len(values) != epochs // EVERY:
-        raise ValueError(f"{ll_txt} holds {len(values)} test log-likelihoods, expected {epochs // EVERY} "
-                         f"(one per {EVERY} epochs of {epochs}): the run did not finish; delete its folder and re-run")  # fmt: skip
+        raise ValueError(
+            f"{ll_txt} holds {len(values)} test log-likelihoods, expected {epochs // EVERY} "
+            f"(one per {EVERY} epochs of {epochs}): the run did not finish; delete its folder and re-run"
+        )
     return [(EVERY * (i + 1), float(v)) for i, v in enumerate(values)]
 
 
@@ -65,8 +68,25 @@ def run_one(uci_dir: Path, out: Path, *, dataset: str, flow: str, mode: str, see
         seconds = out / "seconds.txt"
         return float(seconds.read_text()) if seconds.exists() else float("nan")
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "main.py", "--seed", str(seed), "--flow", flow, "--dataset", DATASETS[dataset],
-           "--out_dir", str(out), "--epochs", str(epochs), "--lr", "1e-4", "--mode", mode, "--no-cuda"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "main.py",
+        "--seed",
+        str(seed),
+        "--flow",
+        flow,
+        "--dataset",
+        DATASETS[dataset],
+        "--out_dir",
+        str(out),
+        "--epochs",
+        str(epochs),
+        "--lr",
+        "1e-4",
+        "--mode",
+        mode,
+        "--no-cuda",
+    ]
     if mode == "mollification":
         cmd += ["--mollification_epochs", str(epochs)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -107,13 +127,25 @@ def main(argv: list[str] | None = None) -> int:
                     if results.record_key(key, results.FILES["uci_official_code.csv"].key) in done:
                         continue
                     out = args.work / dataset / flow / mode / f"seed_{seed}"
-                    seconds = run_one(uci_dir, out, dataset=dataset, flow=flow, mode=mode, seed=seed,
-                                      epochs=args.epochs)  # fmt: skip
-                    rows = [{**key, "epoch": e, "test_loglik": ll, "run_seconds": round(seconds, 1),
-                             "code_commit": commit, **stamp} for e, ll in read_curve(out / "ll.txt", args.epochs)]  # fmt: skip
+                    seconds = run_one(
+                        uci_dir, out, dataset=dataset, flow=flow, mode=mode, seed=seed, epochs=args.epochs
+                    )
+                    rows = [
+                        {
+                            **key,
+                            "epoch": e,
+                            "test_loglik": ll,
+                            "run_seconds": round(seconds, 1),
+                            "code_commit": commit,
+                            **stamp,
+                        }
+                        for e, ll in read_curve(out / "ll.txt", args.epochs)
+                    ]
                     results.append(path, rows, "uci_official_code.csv")
-                    print(f"{dataset}/{flow}/{mode}/seed {seed}: test LL at epoch {args.epochs} {rows[-1]['test_loglik']:.3f}"
-                          f" ({seconds:.0f} s) -> {path}")  # fmt: skip
+                    print(
+                        f"{dataset}/{flow}/{mode}/seed {seed}: test LL at epoch {args.epochs} {rows[-1]['test_loglik']:.3f}"
+                        f" ({seconds:.0f} s) -> {path}"
+                    )
     return 0
 
 

@@ -26,7 +26,9 @@ _CODE = "import torch; torch.set_num_threads(1); from molli_utils import arithme
 
 def fingerprint(env: dict[str, str]) -> str:
     """The fingerprint of a fresh one-thread process with ``env`` added to this one's environment."""
-    base = {k: v for k, v in os.environ.items() if k not in ("MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "MKL_CBWR")}
+    base = {
+        k: v for k, v in os.environ.items() if k not in ("MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY", "MKL_CBWR")
+    }
     out = subprocess.run([sys.executable, "-c", _CODE], env={**base, **env}, capture_output=True, text=True, check=True)
     return out.stdout.strip().splitlines()[-1]
 

@@ -30,7 +30,7 @@ CURVES = {"uci.csv": "uci_curves.csv.gz"}
 
 
 def _read(path: Path) -> list[dict[str, str]]:
-    with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")) as f:
+    with gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="") as f:
         return list(csv.DictReader(f))
 
 

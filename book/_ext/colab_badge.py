@@ -51,10 +51,12 @@ def colab_url(theme_options: dict[str, Any], docname: str, suffix: str = ".ipynb
 
 def badge_html(url: str, logo_src: str) -> str:
     """The badge: a paragraph of class :data:`BADGE_CLASS` holding one link to ``url``."""
-    return (f'<p class="{BADGE_CLASS}"><a class="reference external" href="{html.escape(url)}" '
-            f'style="{_STYLE}" title="Run this chapter on Google Colab">'
-            f'<img src="{html.escape(logo_src)}" alt="" style="height:1.1em;margin:0">'
-            f"<span>Open in Colab</span></a></p>")  # fmt: skip
+    return (
+        f'<p class="{BADGE_CLASS}"><a class="reference external" href="{html.escape(url)}" '
+        f'style="{_STYLE}" title="Run this chapter on Google Colab">'
+        f'<img src="{html.escape(logo_src)}" alt="" style="height:1.1em;margin:0">'
+        f"<span>Open in Colab</span></a></p>"
+    )
 
 
 def insert_badge(body: str, badge: str) -> str:
@@ -79,8 +81,12 @@ def _on_page_context(app, pagename: str, templatename: str, context: dict, doctr
         return
     url = colab_url(app.config.html_theme_options or {}, pagename)
     if url is None:
-        LOGGER.warning("colab_badge: no Colab link for %s (set repository.url to a GitHub repository and "
-                       "launch_buttons.colab_url in _config.yml)", pagename, type="colab_badge")  # fmt: skip
+        LOGGER.warning(
+            "colab_badge: no Colab link for %s (set repository.url to a GitHub repository and "
+            "launch_buttons.colab_url in _config.yml)",
+            pagename,
+            type="colab_badge",
+        )
         return
     logo = context["pathto"]("_static/images/logo_colab.png", 1)
     context["body"] = insert_badge(context["body"], badge_html(url, logo))

@@ -41,8 +41,17 @@ import torch
 
 from ..runtime import data_root, new_folders
 
-__all__ = ["IMAGE_NAMES", "SAMPLE_PATCHES", "DIGITS", "DIGITS_TEST", "ImageData", "images_root", "load_images",
-           "sample_patches", "load_digits"]
+__all__ = [
+    "IMAGE_NAMES",
+    "SAMPLE_PATCHES",
+    "DIGITS",
+    "DIGITS_TEST",
+    "ImageData",
+    "images_root",
+    "load_images",
+    "sample_patches",
+    "load_digits",
+]
 
 #: Data sets that :func:`load_images` reads through torchvision.
 IMAGE_NAMES = ("cifar10", "celeba")
@@ -176,7 +185,9 @@ def load_images(
         )
     size = _NATIVE_SIZE[name] if image_size is None else int(image_size)
     if size <= 0 or (name == "celeba" and size > _CELEBA_CROP):
-        raise ValueError(f"image_size must be a positive number of pixels (at most {_CELEBA_CROP} for celeba), got {image_size}")
+        raise ValueError(
+            f"image_size must be a positive number of pixels (at most {_CELEBA_CROP} for celeba), got {image_size}"
+        )
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be None (all images) or >= 0, got {limit}")
     folder = images_root(root)
@@ -250,13 +261,17 @@ def load_digits(train: bool = True) -> ImageData:
     bunch = sklearn_digits()
     values = np.asarray(bunch.images, dtype=np.float32)
     if values.shape != (1797, 8, 8) or values.min() < 0 or values.max() > 16:
-        raise RuntimeError(f"scikit-learn's digits changed: shape {values.shape}, values in [{values.min()}, {values.max()}] "
-                           "(expected 1797 images of 8 x 8 with values 0..16)")  # fmt: skip
+        raise RuntimeError(
+            f"scikit-learn's digits changed: shape {values.shape}, values in [{values.min()}, {values.max()}] "
+            "(expected 1797 images of 8 x 8 with values 0..16)"
+        )
     order = np.random.default_rng(0).permutation(len(values))
     index = order[DIGITS_TEST:] if train else order[:DIGITS_TEST]
     images = torch.from_numpy(values[index] / 16.0).unsqueeze(1).contiguous()
     labels = torch.from_numpy(np.asarray(bunch.target)[index].astype(np.int64))
     split = "train" if train else "test"
-    note = (f"scikit-learn's handwritten digits (UCI optdigits test set), {split} split of {len(index)} of 1,797, "
-            "8x8, 17 grey levels; fixed split: numpy default_rng(0) permutation, first 360 = test")
+    note = (
+        f"scikit-learn's handwritten digits (UCI optdigits test set), {split} split of {len(index)} of 1,797, "
+        "8x8, 17 grey levels; fixed split: numpy default_rng(0) permutation, first 360 = test"
+    )
     return ImageData(DIGITS, split, images, note, levels=17, labels=labels)

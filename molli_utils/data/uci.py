@@ -49,9 +49,22 @@ _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
 
 #: Columns of ``parkinsons_updrs.data`` that the paper's array keeps, in order.
 PARKINSONS_COLUMNS = (
-    "test_time", "motor_UPDRS", "total_UPDRS", "Jitter(Abs)", "Jitter:PPQ5", "Jitter:DDP", "Shimmer(dB)",
-    "Shimmer:APQ5", "Shimmer:APQ11", "Shimmer:DDA", "NHR", "HNR", "RPDE", "DFA", "PPE",
-)  # fmt: skip
+    "test_time",
+    "motor_UPDRS",
+    "total_UPDRS",
+    "Jitter(Abs)",
+    "Jitter:PPQ5",
+    "Jitter:DDP",
+    "Shimmer(dB)",
+    "Shimmer:APQ5",
+    "Shimmer:APQ11",
+    "Shimmer:DDA",
+    "NHR",
+    "HNR",
+    "RPDE",
+    "DFA",
+    "PPE",
+)
 
 
 def _read_wine(path: Path) -> np.ndarray:
@@ -109,15 +122,29 @@ class UCISource:
 
 
 SOURCES: dict[str, UCISource] = {
-    "redwine": UCISource(f"{_UCI}/wine-quality/winequality-red.csv", "winequality-red.csv", (1599, 11),
-                         "28561e18d5bcc60aae41d7e332d98dfc1c003ac62180ca747271797ec18cbeaa", _read_wine),
-    "whitewine": UCISource(f"{_UCI}/wine-quality/winequality-white.csv", "winequality-white.csv", (4898, 11),
-                           "cbc23a12792faba0f269dbc07fd5a8400c71d5680e3ac6acab9eaf32affe0fd7", _read_wine),
-    "parkinsons": UCISource(f"{_UCI}/parkinsons/telemonitoring/parkinsons_updrs.data", "parkinsons_updrs.data",
-                            (5875, 15), "4be5fd9b9940597a969a292725c6c2ae6f23b30293b0b7c4a2c23996dede912e",
-                            _read_parkinsons),
+    "redwine": UCISource(
+        f"{_UCI}/wine-quality/winequality-red.csv",
+        "winequality-red.csv",
+        (1599, 11),
+        "28561e18d5bcc60aae41d7e332d98dfc1c003ac62180ca747271797ec18cbeaa",
+        _read_wine,
+    ),
+    "whitewine": UCISource(
+        f"{_UCI}/wine-quality/winequality-white.csv",
+        "winequality-white.csv",
+        (4898, 11),
+        "cbc23a12792faba0f269dbc07fd5a8400c71d5680e3ac6acab9eaf32affe0fd7",
+        _read_wine,
+    ),
+    "parkinsons": UCISource(
+        f"{_UCI}/parkinsons/telemonitoring/parkinsons_updrs.data",
+        "parkinsons_updrs.data",
+        (5875, 15),
+        "4be5fd9b9940597a969a292725c6c2ae6f23b30293b0b7c4a2c23996dede912e",
+        _read_parkinsons,
+    ),
     "miniboone": UCISource(f"{_UCI}/00199/MiniBooNE_PID.txt", "MiniBooNE_PID.txt", (36488, 43), None, _read_miniboone),
-}  # fmt: skip
+}
 UCI_NAMES = tuple(SOURCES)
 
 
@@ -152,8 +179,10 @@ def _check_array(name: str, array: np.ndarray, what: str) -> None:
     """Raise ``ValueError`` unless ``array`` is the paper's array (checksum, else shape and finiteness)."""
     src = SOURCES[name]
     if array.shape != src.shape or not np.isfinite(array).all():
-        raise ValueError(f"{what} gives an array of shape {array.shape} (finite: {bool(np.isfinite(array).all())}); "
-                         f"the paper's {name} array has shape {src.shape}")  # fmt: skip
+        raise ValueError(
+            f"{what} gives an array of shape {array.shape} (finite: {bool(np.isfinite(array).all())}); "
+            f"the paper's {name} array has shape {src.shape}"
+        )
     if src.sha256 is not None and hashlib.sha256(_npy_bytes(array)).hexdigest() != src.sha256:
         raise ValueError(f"{what} has the right shape but not the paper's values (SHA-256 of data.npy differs)")
 
@@ -198,8 +227,10 @@ def _load_array(name: str, folder: Path, download: bool) -> np.ndarray:
                 raise ValueError(f"{npy} cannot be read as a NumPy array ({type(err).__name__}: {err})") from None
             _check_array(name, array, str(npy))
         except ValueError as err:
-            raise ValueError(f"{err}. The cached file is corrupt or truncated: delete it and load again to rebuild it "
-                             f"from the original UCI file ({src.url}).") from None  # fmt: skip
+            raise ValueError(
+                f"{err}. The cached file is corrupt or truncated: delete it and load again to rebuild it "
+                f"from the original UCI file ({src.url})."
+            ) from None
         return array
     raw = folder / src.filename
     if not raw.exists() and not download:
@@ -217,8 +248,9 @@ def _load_array(name: str, folder: Path, download: bool) -> np.ndarray:
         except ValueError as err:
             if downloaded:
                 raw.unlink(missing_ok=True)
-                raise ValueError(f"the download of {src.url} is corrupt or partial and was deleted ({err}); "
-                                 "load again to retry") from err  # fmt: skip
+                raise ValueError(
+                    f"the download of {src.url} is corrupt or partial and was deleted ({err}); load again to retry"
+                ) from err
             raise
         fd, tmp = tempfile.mkstemp(dir=folder, prefix="data.npy", suffix=".part")
         try:
@@ -232,9 +264,11 @@ def _load_array(name: str, folder: Path, download: bool) -> np.ndarray:
 
 def _missing_message(name: str, folder: Path, why: str) -> str:
     src = SOURCES[name]
-    return (f"UCI data set {name!r} is not available offline ({why}). Put the paper's array at {folder / 'data.npy'} "
-            f"or the original file at {folder / src.filename} (from {src.url}); or set MOLLI_DATA to a folder "
-            f"holding uci/{name}/data.npy, or pass root=...")  # fmt: skip
+    return (
+        f"UCI data set {name!r} is not available offline ({why}). Put the paper's array at {folder / 'data.npy'} "
+        f"or the original file at {folder / src.filename} (from {src.url}); or set MOLLI_DATA to a folder "
+        f"holding uci/{name}/data.npy, or pass root=..."
+    )
 
 
 def split_standardise(array: np.ndarray, name: str = "") -> UCIData:

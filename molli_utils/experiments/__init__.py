@@ -103,13 +103,21 @@ def _runs(make: Callable[[], list]) -> list:
         raise cli.UsageError(str(err)) from None
 
 
-def _toy_group(runs: list, threads: int, progress: bool, checkpoint_dir: Optional[str] = None,
-               ) -> tuple[list[dict], list[dict], list[dict], float]:  # fmt: skip
+def _toy_group(
+    runs: list,
+    threads: int,
+    progress: bool,
+    checkpoint_dir: Optional[str] = None,
+) -> tuple[list[dict], list[dict], list[dict], float]:
     """One worker of the toy command: its runs as one ensemble (checkpointed in ``checkpoint_dir``); the rows, the
     early curves, the dead units over training (every ``steps // n_evals`` steps), the training seconds."""
     torch.set_num_threads(threads)
-    outcome = toy2d.run(runs, progress=progress, dead_units_every=max(1, runs[0].steps // runs[0].n_evals),
-                        checkpoint_dir=checkpoint_dir)  # fmt: skip
+    outcome = toy2d.run(
+        runs,
+        progress=progress,
+        dead_units_every=max(1, runs[0].steps // runs[0].n_evals),
+        checkpoint_dir=checkpoint_dir,
+    )
     return outcome.rows, outcome.curve(), outcome.dead, outcome.train.elapsed
 
 
@@ -147,14 +155,26 @@ def _checkpointed_groups(root: Optional[Path], out: Path, todo: list) -> list[li
 def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
     if args.noise_floor is not None:
         return _noise_floor(args)
-    runs = _runs(lambda: [r for a in args.activation for r in
-                          toy2d.grid(args.profile, datasets=args.datasets, modes=args.modes, seeds=args.seeds,
-                                     activation=a, **_given(args, "steps", "n_train", "n_test", "n_val", "n_samples",
-                                                            "n_evals"))])  # fmt: skip
+    runs = _runs(
+        lambda: [
+            r
+            for a in args.activation
+            for r in toy2d.grid(
+                args.profile,
+                datasets=args.datasets,
+                modes=args.modes,
+                seeds=args.seeds,
+                activation=a,
+                **_given(args, "steps", "n_train", "n_test", "n_val", "n_samples", "n_evals"),
+            )
+        ]
+    )
     small = sorted({(r.n_train, r.batch_size) for r in runs if r.n_train < r.batch_size})
     if small:
-        raise cli.UsageError(f"--n-train {small[0][0]} is smaller than the batch size ({small[0][1]}); give at least "
-                             f"{small[0][1]} training points")  # fmt: skip
+        raise cli.UsageError(
+            f"--n-train {small[0][0]} is smaller than the batch size ({small[0][1]}); give at least "
+            f"{small[0][1]} training points"
+        )
     folder = cli.check_results_folder(args.results, [toy2d.RESULTS, toy2d.CURVES, toy2d.DEAD_UNITS])
     out = folder / toy2d.RESULTS
     ckpt_root = None if args.checkpoints.lower() == "none" else Path(args.checkpoints)
@@ -174,17 +194,20 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
             workers = max(1, min(args.workers or os.cpu_count() or 1, len(part) // 2))
             groups += [g for g in (part[i::workers] for i in range(workers)) if g]
         workers = max(1, min(args.workers or os.cpu_count() or 1, len(groups)))
-        print(f"{len(runs) - len(todo)} of {len(runs)} toy runs already in {out}; training {len(todo)} as "
-              f"{len(groups)} ensemble(s) of {', '.join(str(len(g)) for g in groups)} on {workers} worker(s)"
-              + (f" ({resumed} resumed from {ckpt_root})" if resumed else ""))  # fmt: skip
+        print(
+            f"{len(runs) - len(todo)} of {len(runs)} toy runs already in {out}; training {len(todo)} as "
+            f"{len(groups)} ensemble(s) of {', '.join(str(len(g)) for g in groups)} on {workers} worker(s)"
+            + (f" ({resumed} resumed from {ckpt_root})" if resumed else "")
+        )
         if not todo:
             return
         dirs = [None if ckpt_root is None else _group_dir(ckpt_root, out, g) for g in groups]
         for group, where in zip(groups, dirs):
             if where is not None:
                 where.mkdir(parents=True, exist_ok=True)
-                (where / "runs.json").write_text(json.dumps({"results": str(out.resolve()),
-                                                              "runs": [dataclasses.asdict(r) for r in group]}))
+                (where / "runs.json").write_text(
+                    json.dumps({"results": str(out.resolve()), "runs": [dataclasses.asdict(r) for r in group]})
+                )
         stored, failed, seconds = [], [], []
 
         def store(i: int, done: tuple) -> None:
@@ -199,8 +222,9 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
                 shutil.rmtree(dirs[i], ignore_errors=True)
             stored.extend(rows)
             seconds.append(elapsed)
-            _log_rows(rows, ("dataset", "mode", "seed", "activation", "mmd2", "test_loglik", "best_step",
-                             "mmd2_best_val"))  # fmt: skip
+            _log_rows(
+                rows, ("dataset", "mode", "seed", "activation", "mmd2", "test_loglik", "best_step", "mmd2_best_val")
+            )
 
         def fail(i: int, err: BaseException) -> None:
             failed.extend((toy2d.key(r), err) for r in groups[i])
@@ -216,8 +240,10 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
                 store(i, done)
         else:
             with cli.process_pool(workers) as pool:
-                futures = {pool.submit(_toy_group, g, args.threads, False, dirs[i] and str(dirs[i])): i
-                           for i, g in enumerate(groups)}  # fmt: skip
+                futures = {
+                    pool.submit(_toy_group, g, args.threads, False, dirs[i] and str(dirs[i])): i
+                    for i, g in enumerate(groups)
+                }
                 for fut in cf.as_completed(futures):
                     try:
                         done = fut.result()
@@ -226,8 +252,10 @@ def _toy2d(args: argparse.Namespace) -> Callable[[], None]:
                         continue
                     store(futures[fut], done)
         wall = time.perf_counter() - start
-        print(f"appended {len(stored)} runs to {out} ({wall:.0f} s wall; training "
-              f"{', '.join(f'{s:.0f}' for s in seconds)} s per ensemble)")  # fmt: skip
+        print(
+            f"appended {len(stored)} runs to {out} ({wall:.0f} s wall; training "
+            f"{', '.join(f'{s:.0f}' for s in seconds)} s per ensemble)"
+        )
         if failed:
             raise cli.RunsFailed(failed, len(stored), out)
 
@@ -245,9 +273,12 @@ def _noise_floor(args: argparse.Namespace) -> Callable[[], None]:
         start = time.perf_counter()
         torch.set_num_threads(args.threads)
         done, key = results.recorded(floor), results.FILES[toy2d.NOISE_FLOOR].key
-        rows = [{**row, **results.provenance()} for d in args.datasets
-                for row in toy2d.noise_floor(d, args.noise_floor, **_given(args, "n_samples", "n_test"))
-                if results.record_key(row, key) not in done]  # fmt: skip
+        rows = [
+            {**row, **results.provenance()}
+            for d in args.datasets
+            for row in toy2d.noise_floor(d, args.noise_floor, **_given(args, "n_samples", "n_test"))
+            if results.record_key(row, key) not in done
+        ]
         with cli.deferred_signals():
             results.append(floor, rows)
         print(f"appended {len(rows)} noise-floor values to {floor} ({time.perf_counter() - start:.0f} s)")
@@ -256,8 +287,15 @@ def _noise_floor(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def _indm(args: argparse.Namespace) -> Callable[[], None]:
-    runs = _runs(lambda: indm.grid(args.profile, datasets=args.datasets, flows=args.flows, seeds=args.seeds,
-                                   **_given(args, "steps", "n_samples", "sample_steps", "draws")))  # fmt: skip
+    runs = _runs(
+        lambda: indm.grid(
+            args.profile,
+            datasets=args.datasets,
+            flows=args.flows,
+            seeds=args.seeds,
+            **_given(args, "steps", "n_samples", "sample_steps", "draws"),
+        )
+    )
     out = cli.check_results_folder(args.results, [indm.RESULTS]) / indm.RESULTS
 
     def work() -> None:
@@ -283,11 +321,17 @@ def _indm(args: argparse.Namespace) -> Callable[[], None]:
 
 
 def _uci(args: argparse.Namespace) -> Callable[[], None]:
-    axes = {"datasets": args.datasets, "flows": args.flows, "modes": args.modes, "seeds": args.seeds,
-            "variants": args.variants}  # fmt: skip
+    axes = {
+        "datasets": args.datasets,
+        "flows": args.flows,
+        "modes": args.modes,
+        "seeds": args.seeds,
+        "variants": args.variants,
+    }
     if not args.all and all(v is None for v in axes.values()):
-        raise cli.UsageError("give --all (the paper's grid) or choose runs with --dataset(s) --flow(s) --mode(s) "
-                             "--seed(s)")  # fmt: skip
+        raise cli.UsageError(
+            "give --all (the paper's grid) or choose runs with --dataset(s) --flow(s) --mode(s) --seed(s)"
+        )
     grid_axes = {k: v for k, v in axes.items() if v is not None}
     runs = _runs(lambda: uci.grid(args.profile, **grid_axes, **_given(args, "epochs", "optimizer", "matmul")))
     if args.root is not None and Path(args.root).exists() and not Path(args.root).is_dir():
@@ -309,12 +353,23 @@ def _images(args: argparse.Namespace) -> Callable[[], None]:
     axes = {"models": args.models, "modes": args.modes, "schedules": args.schedules, "taus": args.taus}
     if args.ablation:  # Table 2: the Gaussian mode with every schedule (and the sigmoid's temperatures)
         ablation = settings.IMAGE_ABLATION
-        axes = {"models": args.models or list(ablation["models"]), "modes": ["gaussian"],
-                "schedules": args.schedules or list(ablation["schedules"]), "taus": args.taus or list(ablation["taus"])}
+        axes = {
+            "models": args.models or list(ablation["models"]),
+            "modes": ["gaussian"],
+            "schedules": args.schedules or list(ablation["schedules"]),
+            "taus": args.taus or list(ablation["taus"]),
+        }
     grid_axes = {k: v for k, v in axes.items() if v is not None}
-    runs = _runs(lambda: images.grid(profile, seeds=args.seeds, **grid_axes,
-                                     **_given(args, "dataset", "variant", "epochs", "width", "n_score", "precision",
-                                              "grad_clip", "decoder_variance")))  # fmt: skip
+    runs = _runs(
+        lambda: images.grid(
+            profile,
+            seeds=args.seeds,
+            **grid_axes,
+            **_given(
+                args, "dataset", "variant", "epochs", "width", "n_score", "precision", "grad_clip", "decoder_variance"
+            ),
+        )
+    )
     names = sorted({images.results_file(r.dataset) for r in runs})
     folder = cli.check_results_folder(args.results, names)
     if Path(args.checkpoints).exists() and not Path(args.checkpoints).is_dir():
@@ -330,9 +385,17 @@ def _images(args: argparse.Namespace) -> Callable[[], None]:
         if device.type == "cpu":
             torch.set_num_threads(args.threads)
         try:
-            images.run_many(runs, folder, workers=args.workers, device=device, checkpoints=args.checkpoints,
-                            use_fid="never" if args.stand_in else "always", threads=args.threads,
-                            progress=not args.no_progress and args.workers == 1, dist=ctx)  # fmt: skip
+            images.run_many(
+                runs,
+                folder,
+                workers=args.workers,
+                device=device,
+                checkpoints=args.checkpoints,
+                use_fid="never" if args.stand_in else "always",
+                threads=args.threads,
+                progress=not args.no_progress and args.workers == 1,
+                dist=ctx,
+            )
         finally:
             distributed.cleanup()
 
@@ -347,8 +410,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m molli_utils.experiments",
-                     description="Run the book's experiments and append their results.")  # fmt: skip
+    parser = _Parser(
+        prog="python -m molli_utils.experiments", description="Run the book's experiments and append their results."
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="experiment", required=True, metavar="{" + ",".join(EXPERIMENTS) + "}")
 
@@ -357,47 +421,85 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser, default_profile: str = "full") -> None:
         debug(p)
-        p.add_argument("--profile", choices=settings.PROFILES, default=default_profile,
-                       help=f"settings profile (default: {default_profile}; quick = CI size)")
-        p.add_argument("--results", default=None,
-                       help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results)")
+        p.add_argument(
+            "--profile",
+            choices=settings.PROFILES,
+            default=default_profile,
+            help=f"settings profile (default: {default_profile}; quick = CI size)",
+        )
+        p.add_argument(
+            "--results",
+            default=None,
+            help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results)",
+        )
 
     t = sub.add_parser("toy2d", help="the 2D toys: REAL-NVP vanilla / mollified / constant noise / half (Sec. 4.1)")
     common(t)
     t.add_argument("--datasets", nargs="+", choices=toy2d.DATASETS, default=list(toy2d.DATASETS))
     t.add_argument("--modes", nargs="+", choices=toy2d.MODES, default=["vanilla", "mollification", "constant"])
     t.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=None, help="default: 0 1 2")
-    t.add_argument("--activation", "--activations", nargs="+", type=_activation, default=["relu"],
-                   help="the coupling nets' activation(s): relu (default; the stored rows') and/or leaky_relu "
-                        "(LeakyReLU(0.01)); the paper does not say which it used")  # fmt: skip
-    for name, what in (("steps", "training iterations (paper: 20000)"), ("n-train", "training points (paper: 10000)"),
-                       ("n-test", "test points (paper: 10000)"), ("n-val", "validation points for early stopping"),
-                       ("n-samples", "model samples for MMD^2 (paper: 10000)"),
-                       ("n-evals", "validation evaluations over the run")):  # fmt: skip
+    t.add_argument(
+        "--activation",
+        "--activations",
+        nargs="+",
+        type=_activation,
+        default=["relu"],
+        help="the coupling nets' activation(s): relu (default; the stored rows') and/or leaky_relu "
+        "(LeakyReLU(0.01)); the paper does not say which it used",
+    )
+    for name, what in (
+        ("steps", "training iterations (paper: 20000)"),
+        ("n-train", "training points (paper: 10000)"),
+        ("n-test", "test points (paper: 10000)"),
+        ("n-val", "validation points for early stopping"),
+        ("n-samples", "model samples for MMD^2 (paper: 10000)"),
+        ("n-evals", "validation evaluations over the run"),
+    ):
         t.add_argument(f"--{name}", type=cli.positive_int, default=None, help=what)
-    t.add_argument("--threads", type=cli.positive_int, default=1,
-                   help="torch threads per worker (1 is fastest for tiny models)")
-    t.add_argument("--workers", type=cli.positive_int, default=None,
-                   help="parallel processes, one ensemble each (default: all cores; the rows do not depend on it)")
-    t.add_argument("--checkpoints", default="checkpoints/toy2d",
-                   help="resume folder: each ensemble checkpoints into a subfolder (named by the results file and "
-                        "its runs) at every validation step, so Ctrl-C and the same command again resume it, with "
-                        "bitwise the rows of an uninterrupted run; removed once its rows are stored; 'none': off")
+    t.add_argument(
+        "--threads", type=cli.positive_int, default=1, help="torch threads per worker (1 is fastest for tiny models)"
+    )
+    t.add_argument(
+        "--workers",
+        type=cli.positive_int,
+        default=None,
+        help="parallel processes, one ensemble each (default: all cores; the rows do not depend on it)",
+    )
+    t.add_argument(
+        "--checkpoints",
+        default="checkpoints/toy2d",
+        help="resume folder: each ensemble checkpoints into a subfolder (named by the results file and "
+        "its runs) at every validation step, so Ctrl-C and the same command again resume it, with "
+        "bitwise the rows of an uninterrupted run; removed once its rows are stored; 'none': off",
+    )
     t.add_argument("--no-progress", action="store_true")
-    t.add_argument("--noise-floor", type=cli.positive_int, default=None, metavar="REPEATS",
-                   help="train nothing: the MMD^2 of REPEATS sets of n-samples fresh draws of each toy against its "
-                        "test set (what a perfect model scores) into toy2d_noise_floor.csv")  # fmt: skip
+    t.add_argument(
+        "--noise-floor",
+        type=cli.positive_int,
+        default=None,
+        metavar="REPEATS",
+        help="train nothing: the MMD^2 of REPEATS sets of n-samples fresh draws of each toy against its "
+        "test set (what a perfect model scores) into toy2d_noise_floor.csv",
+    )
     t.set_defaults(func=_toy2d)
 
     d = sub.add_parser("indm", help="INDM (a diffusion in a flow's latent space) vs plain diffusion on the toys")
     common(d)
     d.add_argument("--datasets", nargs="+", choices=toy2d.DATASETS, default=list(toy2d.DATASETS))
-    d.add_argument("--flows", nargs="+", choices=INDM_FLOWS, default=list(INDM_FLOWS),
-                   help="identity = a plain diffusion model; realnvp = INDM")
+    d.add_argument(
+        "--flows",
+        nargs="+",
+        choices=INDM_FLOWS,
+        default=list(INDM_FLOWS),
+        help="identity = a plain diffusion model; realnvp = INDM",
+    )
     d.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=None, help="default: 0 1 2")
-    for name, what in (("steps", "training iterations (as the toy flows: 20000)"),
-                       ("n-samples", "model samples for MMD^2 (10000)"), ("sample-steps", "ancestral sampling steps"),
-                       ("draws", "Monte-Carlo draws of the bound per test point")):  # fmt: skip
+    for name, what in (
+        ("steps", "training iterations (as the toy flows: 20000)"),
+        ("n-samples", "model samples for MMD^2 (10000)"),
+        ("sample-steps", "ancestral sampling steps"),
+        ("draws", "Monte-Carlo draws of the bound per test point"),
+    ):
         d.add_argument(f"--{name}", type=cli.positive_int, default=None, help=what)
     d.add_argument("--threads", type=cli.positive_int, default=1)
     d.add_argument("--no-progress", action="store_true")
@@ -408,55 +510,117 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--all", action="store_true", help="the paper's grid on the offline data sets, seeds 1-4")
     u.add_argument("--datasets", "--dataset", nargs="+", choices=UCI_NAMES, default=None)
     u.add_argument("--flows", "--flow", nargs="+", choices=FLOWS, default=None)
-    u.add_argument("--modes", "--mode", nargs="+", choices=uci.MODES, default=None,
-                   help="default: vanilla mollification")
+    u.add_argument(
+        "--modes", "--mode", nargs="+", choices=uci.MODES, default=None, help="default: vanilla mollification"
+    )
     u.add_argument("--seeds", "--seed", type=cli.non_negative_int, nargs="+", default=None, help="default: 1 2 3 4")
-    u.add_argument("--variants", "--variant", nargs="+", choices=VARIANTS, default=None,
-                   help="official: the flows of the paper's code (default); paper-text: of its Appendix D.4")
+    u.add_argument(
+        "--variants",
+        "--variant",
+        nargs="+",
+        choices=VARIANTS,
+        default=None,
+        help="official: the flows of the paper's code (default); paper-text: of its Appendix D.4",
+    )
     u.add_argument("--epochs", type=cli.positive_int, default=None, help="paper: 150")
-    u.add_argument("--optimizer", choices=uci.OPTIMIZERS, default=None,
-                   help="adam-fused (default) or adam, PyTorch's default kernel, which the paper-text rows used")
-    u.add_argument("--matmul", choices=uci.MATMULS, default=None,
-                   help="the training steps' matrix products: fp32 (default, the stored table) or bf16 (bfloat16 "
-                        "inputs, float32 accumulation: faster on CPUs with AMX; evaluation stays fp32)")
+    u.add_argument(
+        "--optimizer",
+        choices=uci.OPTIMIZERS,
+        default=None,
+        help="adam-fused (default) or adam, PyTorch's default kernel, which the paper-text rows used",
+    )
+    u.add_argument(
+        "--matmul",
+        choices=uci.MATMULS,
+        default=None,
+        help="the training steps' matrix products: fp32 (default, the stored table) or bf16 (bfloat16 "
+        "inputs, float32 accumulation: faster on CPUs with AMX; evaluation stays fp32)",
+    )
     u.add_argument("--workers", type=cli.positive_int, default=None, help="parallel processes (default: all cores)")
     u.add_argument("--root", default=None, help="folder with NAME/data.npy (default: $MOLLI_DATA/uci)")
     u.set_defaults(func=_uci)
 
-    i = sub.add_parser("images", help="Table 1's VAEs and flows and Table 2's schedules: CIFAR-10 / CelebA (a GPU "
-                       "with network access) or the digits miniature (a CPU); runs under torchrun too")  # fmt: skip
+    i = sub.add_parser(
+        "images",
+        help="Table 1's VAEs and flows and Table 2's schedules: CIFAR-10 / CelebA (a GPU "
+        "with network access) or the digits miniature (a CPU); runs under torchrun too",
+    )
     debug(i)
-    i.add_argument("--profile", choices=settings.PROFILES, default=None,
-                   help="settings profile (default: quick for --dataset digits, the miniature; else full)")
-    i.add_argument("--results", default=None,
-                   help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results); "
-                        "images.csv, or images_digits.csv for the digits")  # fmt: skip
+    i.add_argument(
+        "--profile",
+        choices=settings.PROFILES,
+        default=None,
+        help="settings profile (default: quick for --dataset digits, the miniature; else full)",
+    )
+    i.add_argument(
+        "--results",
+        default=None,
+        help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results); "
+        "images.csv, or images_digits.csv for the digits",
+    )
     i.add_argument("--dataset", choices=images.DATASETS, default=None, help="default: the profile's (full: cifar10)")
     i.add_argument("--models", nargs="+", choices=images.MODELS, default=None, help="default: all seven of Table 1")
     i.add_argument("--modes", nargs="+", choices=images.MODES, default=None, help="default: vanilla gaussian blur")
-    i.add_argument("--schedules", nargs="+", choices=images.SCHEDULES, default=None,
-                   help="noise schedules of the gaussian mode (Table 2; default: sigmoid)")
-    i.add_argument("--taus", type=cli.positive_float, nargs="+", default=None, help="the sigmoid's temperatures (default: 0.7)")
-    i.add_argument("--ablation", action="store_true",
-                   help="Table 2: the gaussian mode with every schedule and temperature of settings.IMAGE_ABLATION "
-                        "(default models: glow vae)")  # fmt: skip
-    i.add_argument("--variant", choices=images.VARIANTS, default=None,
-                   help="code: GLOW as the paper's official code trains it (default); text: its Appendix D")
+    i.add_argument(
+        "--schedules",
+        nargs="+",
+        choices=images.SCHEDULES,
+        default=None,
+        help="noise schedules of the gaussian mode (Table 2; default: sigmoid)",
+    )
+    i.add_argument(
+        "--taus", type=cli.positive_float, nargs="+", default=None, help="the sigmoid's temperatures (default: 0.7)"
+    )
+    i.add_argument(
+        "--ablation",
+        action="store_true",
+        help="Table 2: the gaussian mode with every schedule and temperature of settings.IMAGE_ABLATION "
+        "(default models: glow vae)",
+    )
+    i.add_argument(
+        "--variant",
+        choices=images.VARIANTS,
+        default=None,
+        help="code: GLOW as the paper's official code trains it (default); text: its Appendix D",
+    )
     i.add_argument("--seeds", type=cli.non_negative_int, nargs="+", default=None, help="default: 1 (digits: 1 2 3 4 5)")
-    i.add_argument("--epochs", type=cli.positive_int, default=None, help="default: the paper's (e.g. VAEs 200 on CIFAR-10)")
-    i.add_argument("--width", type=cli.positive_float, default=None, help="channel multiplier of the networks (paper: 1)")
-    i.add_argument("--n-score", "--samples", dest="n_score", type=cli.positive_int, default=None,
-                   help="generated images for the final score (paper: 50,000)")
-    i.add_argument("--precision", choices=PRECISIONS, default=None,
-                   help="VAEs. auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU")
-    i.add_argument("--decoder-variance", type=cli.positive_float, default=None,
-                   help="VAEs: variance s2 of the decoder's Gaussian likelihood, reconstruction term "
-                        "||x - x_hat||^2 / (2 s2) (paper: 1, pythae's mse; the digits miniature: 0.1)")  # fmt: skip
-    i.add_argument("--grad-clip", type=cli.positive_float, default=None, help="flows: clip the gradients' 2-norm (default: off)")
+    i.add_argument(
+        "--epochs", type=cli.positive_int, default=None, help="default: the paper's (e.g. VAEs 200 on CIFAR-10)"
+    )
+    i.add_argument(
+        "--width", type=cli.positive_float, default=None, help="channel multiplier of the networks (paper: 1)"
+    )
+    i.add_argument(
+        "--n-score",
+        "--samples",
+        dest="n_score",
+        type=cli.positive_int,
+        default=None,
+        help="generated images for the final score (paper: 50,000)",
+    )
+    i.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="VAEs. auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU",
+    )
+    i.add_argument(
+        "--decoder-variance",
+        type=cli.positive_float,
+        default=None,
+        help="VAEs: variance s2 of the decoder's Gaussian likelihood, reconstruction term "
+        "||x - x_hat||^2 / (2 s2) (paper: 1, pythae's mse; the digits miniature: 0.1)",
+    )
+    i.add_argument(
+        "--grad-clip", type=cli.positive_float, default=None, help="flows: clip the gradients' 2-norm (default: off)"
+    )
     i.add_argument("--checkpoints", default="checkpoints/images", help="resume folder (one subfolder per run)")
-    i.add_argument("--stand-in", action="store_true",
-                   help="score with the offline stand-in (FD-random-features) instead of FID")
-    i.add_argument("--workers", type=cli.positive_int, default=1, help="CPU processes running runs side by side (default 1)")
+    i.add_argument(
+        "--stand-in", action="store_true", help="score with the offline stand-in (FD-random-features) instead of FID"
+    )
+    i.add_argument(
+        "--workers", type=cli.positive_int, default=1, help="CPU processes running runs side by side (default 1)"
+    )
     i.add_argument("--threads", type=cli.positive_int, default=1, help="torch threads per process on a CPU (default 1)")
     i.add_argument("--no-progress", action="store_true")
     i.set_defaults(func=_images)

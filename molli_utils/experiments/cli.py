@@ -36,8 +36,20 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 from . import results
 
-__all__ = ["UsageError", "RunsFailed", "Interrupted", "positive_int", "non_negative_int", "positive_float",
-           "unique", "check_results_folder", "stop_on_signals", "deferred_signals", "process_pool", "first_line"]  # fmt: skip
+__all__ = [
+    "UsageError",
+    "RunsFailed",
+    "Interrupted",
+    "positive_int",
+    "non_negative_int",
+    "positive_float",
+    "unique",
+    "check_results_folder",
+    "stop_on_signals",
+    "deferred_signals",
+    "process_pool",
+    "first_line",
+]
 
 
 class UsageError(ValueError):
@@ -56,11 +68,14 @@ class RunsFailed(RuntimeError):
 
     def __init__(self, failures: Sequence[tuple[dict, BaseException]], stored: int, where: Union[str, os.PathLike]):
         self.failures, self.stored = list(failures), stored
-        lines = [f"{', '.join(f'{k}={v}' for k, v in key.items())}: {type(err).__name__}: {first_line(err)}"
-                 for key, err in self.failures]  # fmt: skip
-        super().__init__(f"{len(self.failures)} run(s) failed ({stored} finished run(s) are stored in {where}; "
-                         "fix the cause and run the same command again to run only the missing ones):\n  "
-                         + "\n  ".join(lines))  # fmt: skip
+        lines = [
+            f"{', '.join(f'{k}={v}' for k, v in key.items())}: {type(err).__name__}: {first_line(err)}"
+            for key, err in self.failures
+        ]
+        super().__init__(
+            f"{len(self.failures)} run(s) failed ({stored} finished run(s) are stored in {where}; "
+            "fix the cause and run the same command again to run only the missing ones):\n  " + "\n  ".join(lines)
+        )
 
 
 def first_line(err: BaseException) -> str:
@@ -109,8 +124,9 @@ def unique(values: Optional[Sequence[Any]], what: str, note=None) -> Optional[li
         return None
     kept = list(dict.fromkeys(values))
     if len(kept) < len(values) and note is not None:
-        note(f"note: {what} {' '.join(map(str, values))} repeat(s) a value; "
-             f"running {' '.join(map(str, kept))} once each")
+        note(
+            f"note: {what} {' '.join(map(str, values))} repeat(s) a value; running {' '.join(map(str, kept))} once each"
+        )
     return kept
 
 
@@ -138,8 +154,9 @@ def check_results_folder(folder: Union[str, os.PathLike, None], names: Sequence[
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
-        raise UsageError(f"cannot write to the results folder {folder} ({err.strerror or err}); {fix}, "
-                         "or make it writable") from None  # fmt: skip
+        raise UsageError(
+            f"cannot write to the results folder {folder} ({err.strerror or err}); {fix}, or make it writable"
+        ) from None
     for name in names:
         path, spec = folder / name, results.FILES[name]
         if not path.exists():
@@ -156,9 +173,11 @@ def check_results_folder(folder: Union[str, os.PathLike, None], names: Sequence[
         except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
             raise UsageError(f"the results file {path} cannot be read ({err}); move it away, or {fix}") from None
         if tuple(header) != spec.columns:
-            raise UsageError(f"{path} has the columns {header}, not those of {name} {list(spec.columns)} (a file of "
-                             f"another version or another table); move it away and re-create it with: "
-                             f"{spec.produced_by}; or {fix}")  # fmt: skip
+            raise UsageError(
+                f"{path} has the columns {header}, not those of {name} {list(spec.columns)} (a file of "
+                f"another version or another table); move it away and re-create it with: "
+                f"{spec.produced_by}; or {fix}"
+            )
     return folder
 
 

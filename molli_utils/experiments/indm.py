@@ -28,8 +28,19 @@ from ..training import TrainConfig, TrainResult, train
 from . import profiles
 from .toy2d import CIRCLE_COLUMNS, DATASETS
 
-__all__ = ["MODELS", "RESULTS", "SEEDS", "BUDGETS", "IDENTITY", "INDMRun", "INDMResult", "from_profile", "grid", "run",
-           "key"]  # fmt: skip
+__all__ = [
+    "MODELS",
+    "RESULTS",
+    "SEEDS",
+    "BUDGETS",
+    "IDENTITY",
+    "INDMRun",
+    "INDMResult",
+    "from_profile",
+    "grid",
+    "run",
+    "key",
+]
 
 #: ``indm_toy2d.csv``'s name of each flow of :func:`~molli_utils.models.indm.make_indm`.
 MODELS = {"identity": "diffusion", "realnvp": "indm"}
@@ -85,8 +96,14 @@ def key(r: INDMRun) -> dict[str, Any]:
     return {"dataset": r.dataset, "flow": r.flow, "seed": r.seed, "steps": r.steps}
 
 
-def grid(profile: Optional[str] = None, *, datasets: Sequence[str] = DATASETS, flows: Sequence[str] = tuple(MODELS),
-         seeds: Optional[Sequence[int]] = None, **fields: Any) -> list[INDMRun]:  # fmt: skip
+def grid(
+    profile: Optional[str] = None,
+    *,
+    datasets: Sequence[str] = DATASETS,
+    flows: Sequence[str] = tuple(MODELS),
+    seeds: Optional[Sequence[int]] = None,
+    **fields: Any,
+) -> list[INDMRun]:
     """Every (data set, flow, seed) of ``profile`` (:func:`from_profile`; seeds default to :data:`SEEDS`),
     data set-major."""
     seeds = SEEDS if seeds is None else seeds
@@ -103,23 +120,39 @@ class INDMResult:
     train: TrainResult
 
 
-def run(config: INDMRun, *, callback: Optional[Callable[[int, INDM], None]] = None,
-        progress: Optional[bool] = None) -> INDMResult:  # fmt: skip
+def run(
+    config: INDMRun, *, callback: Optional[Callable[[int, INDM], None]] = None, progress: Optional[bool] = None
+) -> INDMResult:
     """Train one INDM or diffusion model on its toy and score it (see the module docstring)."""
     x_train, x_test = load_toy2d(config.dataset, n_train=config.n_train, n_test=config.n_test, seed=0)
     model = make_indm(config.flow, seed=config.seed)
-    train_config = TrainConfig(batch_size=config.batch_size, lr=config.lr, steps=config.steps, seed=config.seed,
-                               progress=progress, desc=f"{config.model} {config.dataset} seed {config.seed}")  # fmt: skip
+    train_config = TrainConfig(
+        batch_size=config.batch_size,
+        lr=config.lr,
+        steps=config.steps,
+        seed=config.seed,
+        progress=progress,
+        desc=f"{config.model} {config.dataset} seed {config.seed}",
+    )
     result = train(model, x_train, train_config, callback=callback)
     model.eval()
     samples = model.sample(config.n_samples, steps=config.sample_steps, seed=config.seed)
     scores = mmd2_of_samples(samples, x_test)
     circle = circle_scores(samples, x_test) if config.dataset == "von_mises" else {}
     bound, bound_se = model.mean_nll_bound(x_test, draws=config.draws, seed=config.seed)
-    row = {"dataset": config.dataset, "model": config.model, "flow": config.flow, "seed": config.seed,
-           "arith": arithmetic.fingerprint(),
-           "steps": config.steps, **scores, "test_loglik_bound": -bound, "test_loglik_bound_mc_se": bound_se,
-           "nonfinite_steps": result.num_nonfinite, "sample_steps": config.sample_steps,
-           "train_seconds": round(result.elapsed, 1),
-           **{k: circle.get(k, math.nan) for k in CIRCLE_COLUMNS}}  # fmt: skip
+    row = {
+        "dataset": config.dataset,
+        "model": config.model,
+        "flow": config.flow,
+        "seed": config.seed,
+        "arith": arithmetic.fingerprint(),
+        "steps": config.steps,
+        **scores,
+        "test_loglik_bound": -bound,
+        "test_loglik_bound_mc_se": bound_se,
+        "nonfinite_steps": result.num_nonfinite,
+        "sample_steps": config.sample_steps,
+        "train_seconds": round(result.elapsed, 1),
+        **{k: circle.get(k, math.nan) for k in CIRCLE_COLUMNS},
+    }
     return INDMResult(config, row, model, result)

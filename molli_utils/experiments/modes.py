@@ -38,17 +38,27 @@ class Mode:
 #: Every training mode of the book.
 MODES: dict[str, Mode] = {
     "vanilla": Mode("none", 1.0, "", "clean data throughout (Mollifier('none'))"),
-    "mollification": Mode("gaussian", 1.0, "sigmoid",
-                          "Gaussian, sigmoid schedule over the whole run (the paper's toy and UCI recipe)"),
+    "mollification": Mode(
+        "gaussian", 1.0, "sigmoid", "Gaussian, sigmoid schedule over the whole run (the paper's toy and UCI recipe)"
+    ),
     "half": Mode("gaussian", 0.5, "sigmoid", "Gaussian, sigmoid schedule over the first half of the run, then clean"),
-    "clean-half": Mode("gaussian", 0.5, "sigmoid", "Gaussian, the whole run's sigmoid schedule for the first half "
-                       "(noise variance down to 0.19), then clean: 'mollification's annealing, 'half's clean phase",
-                       span=1.0),
-    "constant": Mode("gaussian", 1.0, "constant",
-                     f"Gaussian noise of fixed variance {CONSTANT_NOISE} for the whole run (the baseline of Sec. 2.2)"),
+    "clean-half": Mode(
+        "gaussian",
+        0.5,
+        "sigmoid",
+        "Gaussian, the whole run's sigmoid schedule for the first half "
+        "(noise variance down to 0.19), then clean: 'mollification's annealing, 'half's clean phase",
+        span=1.0,
+    ),
+    "constant": Mode(
+        "gaussian",
+        1.0,
+        "constant",
+        f"Gaussian noise of fixed variance {CONSTANT_NOISE} for the whole run (the baseline of Sec. 2.2)",
+    ),
     "gaussian": Mode("gaussian", 0.5, "sigmoid", "Gaussian, sigmoid schedule over the first half (the image recipe)"),
     "blur": Mode("blur", 0.5, "sigmoid", "heat-equation blurring over the first half (the image recipe, Appendix B)"),
-}  # fmt: skip
+}
 
 #: The noise of seed ``s`` comes from ``torch.Generator().manual_seed(NOISE_SEED_OFFSET[experiment] + s)``,
 #: so that it never shares a stream with the seed's initialisation or batch order.
@@ -95,8 +105,19 @@ def mollifier(
     if spec.schedule == "constant":
         if schedule is not None:
             raise ValueError(f"mode 'constant' has no annealing schedule to replace (got schedule={schedule!r})")
-        return Mollifier("gaussian", horizon=horizon, schedule=constant_schedule,
-                         schedule_kwargs={"level": CONSTANT_NOISE}, generator=gen)  # fmt: skip
-    return Mollifier(spec.kind, horizon=horizon, schedule=schedule or spec.schedule,
-                     schedule_kwargs=dict(schedule_kwargs or {}), generator=gen, step_quantum=step_quantum,
-                     schedule_horizon=span)  # fmt: skip
+        return Mollifier(
+            "gaussian",
+            horizon=horizon,
+            schedule=constant_schedule,
+            schedule_kwargs={"level": CONSTANT_NOISE},
+            generator=gen,
+        )
+    return Mollifier(
+        spec.kind,
+        horizon=horizon,
+        schedule=schedule or spec.schedule,
+        schedule_kwargs=dict(schedule_kwargs or {}),
+        generator=gen,
+        step_quantum=step_quantum,
+        schedule_horizon=span,
+    )

@@ -22,8 +22,17 @@ import torch
 from ..runtime import PROFILES, get_profile
 from . import results
 
-__all__ = ["PROFILES", "GPU_PROFILES", "CHAPTERS", "profile", "budget_of", "matching_profile", "runnable_profile",
-           "chapter", "costs"]  # fmt: skip
+__all__ = [
+    "PROFILES",
+    "GPU_PROFILES",
+    "CHAPTERS",
+    "profile",
+    "budget_of",
+    "matching_profile",
+    "runnable_profile",
+    "chapter",
+    "costs",
+]
 
 #: The profiles of an experiment that need a CUDA GPU (15 image VAEs: weeks on a CPU).
 GPU_PROFILES = {"images": ("colab", "full")}
@@ -31,21 +40,39 @@ GPU_PROFILES = {"images": ("colab", "full")}
 #: Per chapter and profile, the sizes of the chapter's own demonstrations (what is not an experiment of the paper).
 CHAPTERS: dict[str, dict[str, dict[str, Any]]] = {
     "the_one_line": {
-        "full": {"toy_steps": 2_000}, "colab": {"toy_steps": 2_000}, "quick": {"toy_steps": 1_000},
+        "full": {"toy_steps": 2_000},
+        "colab": {"toy_steps": 2_000},
+        "quick": {"toy_steps": 1_000},
     },
     "why_likelihood_struggles": {
-        "full": {"n_grid": 4_096, "bandwidth_min": 0.004, "n_bandwidths": 25, "n_model_samples": 4_000,
-                 "flow_steps": 20_000},
-        "colab": {"n_grid": 4_096, "bandwidth_min": 0.004, "n_bandwidths": 25, "n_model_samples": 4_000,
-                  "flow_steps": 20_000},
-        "quick": {"n_grid": 2_048, "bandwidth_min": 0.01, "n_bandwidths": 13, "n_model_samples": 1_000,
-                  "flow_steps": 3_000},
+        "full": {
+            "n_grid": 4_096,
+            "bandwidth_min": 0.004,
+            "n_bandwidths": 25,
+            "n_model_samples": 4_000,
+            "flow_steps": 20_000,
+        },
+        "colab": {
+            "n_grid": 4_096,
+            "bandwidth_min": 0.004,
+            "n_bandwidths": 25,
+            "n_model_samples": 4_000,
+            "flow_steps": 20_000,
+        },
+        "quick": {
+            "n_grid": 2_048,
+            "bandwidth_min": 0.01,
+            "n_bandwidths": 13,
+            "n_model_samples": 1_000,
+            "flow_steps": 3_000,
+        },
     },
     "assignment1": {
-        "full": {"steps": 3_000, "seeds": (0, 1, 2)}, "colab": {"steps": 3_000, "seeds": (0, 1, 2)},
+        "full": {"steps": 3_000, "seeds": (0, 1, 2)},
+        "colab": {"steps": 3_000, "seeds": (0, 1, 2)},
         "quick": {"steps": 300, "seeds": (0, 1)},
     },
-}  # fmt: skip
+}
 
 
 def profile(name: Optional[str] = None) -> str:
@@ -77,14 +104,17 @@ def matching_profile(config: Any, build: Callable[..., Any], identity: Sequence[
     return "custom"
 
 
-def runnable_profile(experiment: str, profile_name: Optional[str] = None, device: Union[str, torch.device] = "cpu",
-                     log: Any = print) -> str:  # fmt: skip
+def runnable_profile(
+    experiment: str, profile_name: Optional[str] = None, device: Union[str, torch.device] = "cpu", log: Any = print
+) -> str:
     """``profile_name`` (default: :func:`profile`) if ``device`` can run it, else ``"quick"``, with a ``log`` line
     saying why (:data:`GPU_PROFILES`: the profiles that need a CUDA GPU)."""
     name = profile(profile_name)
     if name in GPU_PROFILES.get(experiment, ()) and torch.device(device).type != "cuda":
-        log(f"The {name} profile of the {experiment} experiment needs a CUDA GPU (Colab: Runtime > Change runtime "
-            f"type > GPU); on {torch.device(device).type} the quick profile runs instead.")
+        log(
+            f"The {name} profile of the {experiment} experiment needs a CUDA GPU (Colab: Runtime > Change runtime "
+            f"type > GPU); on {torch.device(device).type} the quick profile runs instead."
+        )
         return "quick"
     return name
 
@@ -116,8 +146,13 @@ def costs(chapter_name: str) -> str:
 
     cpu = ", ".join(f"{p} {minutes(p, 'measured, this CPU')}" for p in ("quick", "colab", "full"))
     t4 = rows[rows["kind"] == "estimate, T4"]
-    gpu = f"; on a Colab T4 the colab profile takes about {minutes('colab', 'estimate, T4')} (estimated from FLOP counts)" \
-        if not t4.empty else ""  # fmt: skip
-    return (f"This chapter takes, on a 2-core CPU: {cpu}{gpu}. The profile comes from the environment variable "
-            "MOLLI_PROFILE (quick, colab or full; on Colab the default is colab): set it before running the "
-            "chapter, e.g. `%env MOLLI_PROFILE=quick` in a cell above this one.")
+    gpu = (
+        f"; on a Colab T4 the colab profile takes about {minutes('colab', 'estimate, T4')} (estimated from FLOP counts)"
+        if not t4.empty
+        else ""
+    )
+    return (
+        f"This chapter takes, on a 2-core CPU: {cpu}{gpu}. The profile comes from the environment variable "
+        "MOLLI_PROFILE (quick, colab or full; on Colab the default is colab): set it before running the "
+        "chapter, e.g. `%env MOLLI_PROFILE=quick` in a cell above this one."
+    )

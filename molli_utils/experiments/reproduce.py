@@ -70,10 +70,14 @@ class Tolerance:
 #: 3e-4); the nearest other seed of any stored cell is at least 3.2e-3 (loss) and 4.3e-2 nats (validation)
 #: away over the same epochs. The final test LL moved by 0.03 (mollified) and 1.5 nats (vanilla, an
 #: overfitting run; 1.9 on the AMD), against seed standard deviations of 0.31 and 6.4.
-UCI = Tolerance(early=10, loss_rel=1e-4, val_abs=5e-3, envelope_sd=2.0,
-                floor={"test_loglik": 0.05, "test_loglik_best_val": 0.05, "val_loglik": 0.05, "val_loglik_best": 0.05},
-                exact=("dataset", "flow", "variant", "mode", "seed", "epochs", "steps", "hidden", "optimizer",
-                       "matmul"))  # fmt: skip
+UCI = Tolerance(
+    early=10,
+    loss_rel=1e-4,
+    val_abs=5e-3,
+    envelope_sd=2.0,
+    floor={"test_loglik": 0.05, "test_loglik_best_val": 0.05, "val_loglik": 0.05, "val_loglik_best": 0.05},
+    exact=("dataset", "flow", "variant", "mode", "seed", "epochs", "steps", "hidden", "optimizer", "matmul"),
+)
 
 #: The 2D toys (20k steps, losses logged as 20-step means). Measured on chapter 3's four seed-0 runs against
 #: the stored curves, forced to MKL's AVX2 kernels: every 20-step mean within 2e-7 relative over the first
@@ -83,8 +87,14 @@ UCI = Tolerance(early=10, loss_rel=1e-4, val_abs=5e-3, envelope_sd=2.0,
 #: steps. Final scores: MMD^2 only, over both CPUs' runs, and not where a run diverged. The portable kernels
 #: let the mixture's mollified seed 0 escape the one-Gaussian collapse (MMD^2 0.075 to 4e-4; its 6 stored
 #: runs: sd 0.038) and froze the vanilla circle at step 9,794.
-TOYS = Tolerance(early=5, loss_rel=1e-4, val_abs=None, envelope_sd=5.0, floor={"mmd2": 2e-4, "mmd2_best_val": 2e-4},
-                 exact=("dataset", "mode", "seed", "activation", "iterations"))  # fmt: skip
+TOYS = Tolerance(
+    early=5,
+    loss_rel=1e-4,
+    val_abs=None,
+    envelope_sd=5.0,
+    floor={"mmd2": 2e-4, "mmd2_best_val": 2e-4},
+    exact=("dataset", "mode", "seed", "activation", "iterations"),
+)
 
 
 class ReproductionError(AssertionError):
@@ -119,8 +129,10 @@ class Reproduction:
     def check(self) -> "Reproduction":
         """Raise :class:`ReproductionError` if the live run is not the stored run; else return ``self``."""
         if self.problems:
-            raise ReproductionError(f"{self.what}: the live run is not the stored row ({'; '.join(self.problems)}); "
-                                    "if the code changed on purpose, re-run the table with its command")  # fmt: skip
+            raise ReproductionError(
+                f"{self.what}: the live run is not the stored row ({'; '.join(self.problems)}); "
+                "if the code changed on purpose, re-run the table with its command"
+            )
         return self
 
     def sentence(self) -> str:
@@ -129,23 +141,34 @@ class Reproduction:
         if not self.ok:
             return head + "DIFFERENT from the stored row: " + "; ".join(self.problems)
         if self.same_arithmetic:
-            return head + (f"this machine computes with the stored row's arithmetic ({arithmetic.describe(self.live_arith)}), "
-                           "and the live run is the stored row to the last bit.")  # fmt: skip
-        why = ("the stored row's arithmetic was not recorded" if arithmetic.describe(self.stored_arith) == "not recorded"
-               else f"this machine ({arithmetic.describe(self.live_arith)}) does not compute with the stored row's "
-               f"arithmetic ({arithmetic.describe(self.stored_arith)})")  # fmt: skip
+            return head + (
+                f"this machine computes with the stored row's arithmetic ({arithmetic.describe(self.live_arith)}), "
+                "and the live run is the stored row to the last bit."
+            )
+        why = (
+            "the stored row's arithmetic was not recorded"
+            if arithmetic.describe(self.stored_arith) == "not recorded"
+            else f"this machine ({arithmetic.describe(self.live_arith)}) does not compute with the stored row's "
+            f"arithmetic ({arithmetic.describe(self.stored_arith)})"
+        )
         if self.identical:
             return head + f"{why}, yet the live run is the stored row to the last bit."
         col, (live, stored, allowed) = next(iter(self.finals.items())) if self.finals else ("", (0.0, 0.0, 0.0))
         col = _NAMES.get(col, col)
-        final = (f"; the final {col} is {live:.4g} against {stored:.4g} stored, {abs(live - stored):.3g} apart (within the "
-                 f"allowed {allowed:.3g}: the seeds' spread)" if self.finals else "")  # fmt: skip
+        final = (
+            f"; the final {col} is {live:.4g} against {stored:.4g} stored, {abs(live - stored):.3g} apart (within the "
+            f"allowed {allowed:.3g}: the seeds' spread)"
+            if self.finals
+            else ""
+        )
         if self.diverged:
             final = "; it diverged (non-finite losses) on one side or both, so its final scores are not compared"
         if self.early_upto is None:
             return head + f"{why}, so it rounds differently (no learning curve to compare){final}."
-        return (head + f"{why}, so it rounds differently: the training losses agree to {self.early_gap:.1e} (relative) "
-                f"over the first {self.early_upto:,} {self.unit}s and first differ at {self.unit} {self.parted_at}{final}.")
+        return (
+            head + f"{why}, so it rounds differently: the training losses agree to {self.early_gap:.1e} (relative) "
+            f"over the first {self.early_upto:,} {self.unit}s and first differ at {self.unit} {self.parted_at}{final}."
+        )
 
 
 _NAMES = {"test_loglik": "test log-likelihood", "mmd2": "MMD²"}
@@ -176,7 +199,7 @@ def compare(
     spread: Optional[dict[str, float]] = None,
     point: str = "epoch",
     volatile: Sequence[str] = results.VOLATILE,
-) -> Reproduction:  # fmt: skip
+) -> Reproduction:
     """Judge a live ``row`` (and its learning ``curve``) against the ``stored`` row and curve.
 
     ``curve`` and ``stored_curve``: dicts with ``point`` (``"epoch"`` or ``"step"``), ``train_loss`` and,
@@ -190,15 +213,23 @@ def compare(
     curve_cols = [c for c in ("train_loss", "val_loglik", "test_loglik") if curve and c in curve[0]]
     stored_at = {p[point]: p for p in stored_curve}
     pairs = [(p, stored_at.get(p[point])) for p in curve]
-    identical = all(_equal(row[k], stored[k]) for k in columns) and len(curve) == len(stored_curve) and all(
-        s is not None and all(_equal(p[c], s[c]) for c in curve_cols) for p, s in pairs)  # fmt: skip
+    identical = (
+        all(_equal(row[k], stored[k]) for k in columns)
+        and len(curve) == len(stored_curve)
+        and all(s is not None and all(_equal(p[c], s[c]) for c in curve_cols) for p, s in pairs)
+    )
     rep = Reproduction(what, live_arith, stored_arith, identical, unit=point)
     if len(curve) != len(stored_curve):
         rep.problems.append(f"the curve has {len(curve)} points, the stored one {len(stored_curve)}")
     if rep.same_arithmetic:
         if not identical:
             diffs = [k for k in columns if not _equal(row[k], stored[k])]
-            diffs += [f"{c} at {point} {p[point]}" for p, s in pairs for c in curve_cols if s is None or not _equal(p[c], s[c])][:3]
+            diffs += [
+                f"{c} at {point} {p[point]}"
+                for p, s in pairs
+                for c in curve_cols
+                if s is None or not _equal(p[c], s[c])
+            ][:3]
             rep.problems.append(f"same arithmetic, yet {', '.join(diffs[:6]) or 'the curves'} differ")
         return rep
     for k in tolerance.exact:
@@ -216,15 +247,25 @@ def compare(
             rep.parted_at = p[point]
         if not (gap <= tolerance.loss_rel or gap_abs <= tolerance.loss_abs):
             allowed = f"{tolerance.loss_rel:g}" + (f" and {tolerance.loss_abs:g} nats" if tolerance.loss_abs else "")
-            rep.problems.append(f"training loss at {point} {p[point]} is {p['train_loss']:.6g}, stored {s['train_loss']:.6g} "
-                                f"(relative gap {gap:.1e} > {allowed})")  # fmt: skip
+            rep.problems.append(
+                f"training loss at {point} {p[point]} is {p['train_loss']:.6g}, stored {s['train_loss']:.6g} "
+                f"(relative gap {gap:.1e} > {allowed})"
+            )
             break
-        if tolerance.val_abs is not None and "val_loglik" in p and not abs(p["val_loglik"] - s["val_loglik"]) <= tolerance.val_abs:
-            rep.problems.append(f"validation LL at {point} {p[point]} is {p['val_loglik']:.4f}, stored {s['val_loglik']:.4f} "
-                                f"(gap > {tolerance.val_abs:g} nats)")  # fmt: skip
+        if (
+            tolerance.val_abs is not None
+            and "val_loglik" in p
+            and not abs(p["val_loglik"] - s["val_loglik"]) <= tolerance.val_abs
+        ):
+            rep.problems.append(
+                f"validation LL at {point} {p[point]} is {p['val_loglik']:.4f}, stored {s['val_loglik']:.4f} "
+                f"(gap > {tolerance.val_abs:g} nats)"
+            )
             break
     if rep.parted_at is None:
-        rep.parted_at = next((p[point] for p, s in pairs if s is not None and not _equal(p["train_loss"], s["train_loss"])), None)
+        rep.parted_at = next(
+            (p[point] for p, s in pairs if s is not None and not _equal(p["train_loss"], s["train_loss"])), None
+        )
     if not (_missing(row.get("diverged_at")) and _missing(stored.get("diverged_at"))):
         rep.diverged = True  # frozen after non-finite losses on one side or both: its final state is wherever that was
         return rep
@@ -238,8 +279,10 @@ def compare(
         allowed = tolerance.envelope_sd * (sd if math.isfinite(sd) else 0.0) + floor
         rep.finals[col] = (live, old, allowed)
         if abs(live - old) > allowed:
-            rep.problems.append(f"{col} is {live:.4g}, stored {old:.4g}: {abs(live - old):.3g} apart, more than the "
-                                f"{allowed:.3g} that {tolerance.envelope_sd:g} seed sd + {floor:g} allow")  # fmt: skip
+            rep.problems.append(
+                f"{col} is {live:.4g}, stored {old:.4g}: {abs(live - old):.3g} apart, more than the "
+                f"{allowed:.3g} that {tolerance.envelope_sd:g} seed sd + {floor:g} allow"
+            )
     return rep
 
 
@@ -260,7 +303,9 @@ def uci(result, *, file: str = "uci.csv") -> Reproduction:
         raise LookupError(f"{len(rows)} stored runs in {file} with the settings {key}")
     stored = rows.iloc[0].to_dict()
     curve_key = {k: key[k] for k in results.FILES[uci_experiment.CURVES].key if k != "epoch"}
-    stored_curve = results.select(results.load(uci_experiment.CURVES), **curve_key).sort_values("epoch").to_dict("records")
+    stored_curve = (
+        results.select(results.load(uci_experiment.CURVES), **curve_key).sort_values("epoch").to_dict("records")
+    )
     cell = {k: key[k] for k in ("dataset", "flow", "variant", "mode", "epochs", "optimizer", "matmul")}
     spread = _spread(table, cell, list(UCI.floor))
     c = result.config
@@ -285,8 +330,18 @@ def toys(result) -> list[Reproduction]:
         mine = [p for p in live_curve if all(p[k] == v for k, v in key.items())]
         theirs = results.select(curves, **key).sort_values("step").to_dict("records")
         spread = _spread(pooled, {k: key[k] for k in ("dataset", "mode", "activation", "iterations")}, list(TOYS.floor))
-        out.append(compare(f"{row['dataset']}/{row['mode']}, seed {row['seed']}", row, stored.iloc[0].to_dict(), TOYS,
-                           curve=mine, stored_curve=theirs, spread=spread, point="step"))  # fmt: skip
+        out.append(
+            compare(
+                f"{row['dataset']}/{row['mode']}, seed {row['seed']}",
+                row,
+                stored.iloc[0].to_dict(),
+                TOYS,
+                curve=mine,
+                stored_curve=theirs,
+                spread=spread,
+                point="step",
+            )
+        )
     return out
 
 
@@ -300,5 +355,10 @@ def drift(curve, other):
     a, b = (c.set_index("epoch").sort_index() for c in (curve, other))
     if not a.index.equals(b.index):
         raise ValueError(f"the curves cover different epochs ({len(a)} and {len(b)} points)")
-    return (((b.train_loss - a.train_loss).abs() / a.train_loss.abs()).rename("loss_rel").to_frame()
-            .assign(val_abs=(b.val_loglik - a.val_loglik).abs()).reset_index())  # fmt: skip
+    return (
+        ((b.train_loss - a.train_loss).abs() / a.train_loss.abs())
+        .rename("loss_rel")
+        .to_frame()
+        .assign(val_abs=(b.val_loglik - a.val_loglik).abs())
+        .reset_index()
+    )

@@ -74,8 +74,14 @@ class Batch:
         return self.rows
 
 
-def in_pool(fn: Callable[..., Any], runs: Sequence[Run], args: tuple, workers: int,
-            done: Callable[[int, Run, Any], None], failed: Callable[[int, Run, BaseException], None]) -> None:
+def in_pool(
+    fn: Callable[..., Any],
+    runs: Sequence[Run],
+    args: tuple,
+    workers: int,
+    done: Callable[[int, Run, Any], None],
+    failed: Callable[[int, Run, BaseException], None],
+) -> None:
     """``fn(run, *args)`` for every run of ``runs`` on ``workers`` processes
     (:func:`~molli_utils.experiments.cli.process_pool`); as each ends, the ``i``-th to end (from 1) calls
     ``done(i, run, value)``, or ``failed(i, run, error)`` if it raised an ``Exception`` (the others go on).

@@ -63,8 +63,13 @@ _MODULES = {"toy2d": _toy2d, "indm": _indm, "uci": _uci, "images": _images}
 EXPERIMENTS = tuple(_MODULES)
 
 #: The seeds of the stored results (and the command line's default); ``images_digits``: Table 1 in miniature.
-SEEDS = {"toy2d": _toy2d.SEEDS, "indm": _indm.SEEDS, "uci": _uci.SEEDS, "images": _images.SEEDS,
-         "images_digits": _images.SEEDS_DIGITS}  # fmt: skip
+SEEDS = {
+    "toy2d": _toy2d.SEEDS,
+    "indm": _indm.SEEDS,
+    "uci": _uci.SEEDS,
+    "images": _images.SEEDS,
+    "images_digits": _images.SEEDS_DIGITS,
+}
 
 #: Per experiment and profile, the run fields that differ from the paper's defaults (each experiment's ``BUDGETS``).
 BUDGETS: dict[str, dict[str, dict[str, Any]]] = {name: module.BUDGETS for name, module in _MODULES.items()}

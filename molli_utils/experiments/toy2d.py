@@ -52,9 +52,29 @@ from ..models.toy import ACTIVATIONS, check_activation, dead_units, realnvp_2d
 from ..training import TrainConfig, TrainResult, train
 from . import modes, profiles
 
-__all__ = ["DATASETS", "MODES", "PAPER_MODES", "ACTIVATIONS", "RESULTS", "CURVES", "DEAD_UNITS", "CURVE_STEPS",
-           "NOISE_FLOOR", "SEEDS", "BUDGETS", "IDENTITY", "Toy2DRun", "Toy2DResult", "BestByValidation", "from_profile",
-           "grid", "run", "validation_set", "key", "noise_floor"]  # fmt: skip
+__all__ = [
+    "DATASETS",
+    "MODES",
+    "PAPER_MODES",
+    "ACTIVATIONS",
+    "RESULTS",
+    "CURVES",
+    "DEAD_UNITS",
+    "CURVE_STEPS",
+    "NOISE_FLOOR",
+    "SEEDS",
+    "BUDGETS",
+    "IDENTITY",
+    "Toy2DRun",
+    "Toy2DResult",
+    "BestByValidation",
+    "from_profile",
+    "grid",
+    "run",
+    "validation_set",
+    "key",
+    "noise_floor",
+]
 
 DATASETS = ("mixture_of_gaussians", "von_mises")
 #: The paper's two modes (the benchmarks time these).
@@ -100,16 +120,27 @@ class Toy2DRun:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {list(valid)}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name not in ("dataset", "mode", "lr", "activation") and (isinstance(value, bool) or not isinstance(value, int)
-                                                              or value < (0 if f.name == "seed" else 1)):  # fmt: skip
-                raise ValueError(f"{f.name} must be a {'non-negative' if f.name == 'seed' else 'positive'} integer, "
-                                 f"got {value!r}")  # fmt: skip
+            if f.name not in ("dataset", "mode", "lr", "activation") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < (0 if f.name == "seed" else 1)
+            ):
+                raise ValueError(
+                    f"{f.name} must be a {'non-negative' if f.name == 'seed' else 'positive'} integer, got {value!r}"
+                )
 
     @property
     def training(self) -> tuple:
         """The settings every member of one ensemble must share (one architecture: one activation)."""
-        return (self.steps, self.batch_size, self.lr, self.n_train, self.n_test, self.n_val, self.n_samples, self.n_evals,
-                self.activation)  # fmt: skip
+        return (
+            self.steps,
+            self.batch_size,
+            self.lr,
+            self.n_train,
+            self.n_test,
+            self.n_val,
+            self.n_samples,
+            self.n_evals,
+            self.activation,
+        )
 
 
 def from_profile(profile_name: Optional[str] = None, **fields_: Any) -> Toy2DRun:
@@ -123,9 +154,14 @@ def key(r: Toy2DRun) -> dict[str, Any]:
     return {"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation, "iterations": r.steps}
 
 
-def grid(profile: Optional[str] = None, *, datasets: Sequence[str] = DATASETS,
-         modes: Sequence[str] = ("vanilla", "mollification", "constant"), seeds: Optional[Sequence[int]] = None,
-         **fields_: Any) -> list[Toy2DRun]:  # fmt: skip
+def grid(
+    profile: Optional[str] = None,
+    *,
+    datasets: Sequence[str] = DATASETS,
+    modes: Sequence[str] = ("vanilla", "mollification", "constant"),
+    seeds: Optional[Sequence[int]] = None,
+    **fields_: Any,
+) -> list[Toy2DRun]:
     """Every (data set, mode, seed) of ``profile`` (:func:`from_profile`; seeds default to :data:`SEEDS`),
     data set-major."""
     seeds = SEEDS if seeds is None else seeds
@@ -183,8 +219,13 @@ class BestByValidation:
 
     def state_dict(self) -> dict[str, Any]:
         """The curve so far and every member's best value, step and parameters (for a training checkpoint)."""
-        return {"steps": list(self.steps), "nll": [list(v) for v in self.nll], "best_nll": list(self.best_nll),
-                "best_step": list(self.best_step), "params": {k: v.clone() for k, v in self.params.items()}}  # fmt: skip
+        return {
+            "steps": list(self.steps),
+            "nll": [list(v) for v in self.nll],
+            "best_nll": list(self.best_nll),
+            "best_step": list(self.best_step),
+            "params": {k: v.clone() for k, v in self.params.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved (a checkpoint of the same run)."""
@@ -221,7 +262,9 @@ class Toy2DResult:
         for i, r in enumerate(self.runs):
             if (r.dataset, r.mode, r.seed) == (dataset, mode, seed):
                 return i
-        raise KeyError(f"no run ({dataset}, {mode}, seed {seed}) among {[(r.dataset, r.mode, r.seed) for r in self.runs]}")
+        raise KeyError(
+            f"no run ({dataset}, {mode}, seed {seed}) among {[(r.dataset, r.mode, r.seed) for r in self.runs]}"
+        )
 
     def frame(self) -> Any:
         """The rows as a pandas DataFrame (``best_step`` as a nullable integer)."""
@@ -236,9 +279,20 @@ class Toy2DResult:
         full profile) up to step ``upto``, the part of a run that another float arithmetic has not yet moved
         far (:mod:`molli_utils.experiments.reproduce`)."""
         losses = self.train.member_losses
-        return [{"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation,
-                 "iterations": r.steps, "step": step, "train_loss": float(losses[j, i])}
-                for i, r in enumerate(self.runs) for j, step in enumerate(self.train.history["step"]) if step <= upto]  # fmt: skip
+        return [
+            {
+                "dataset": r.dataset,
+                "mode": r.mode,
+                "seed": r.seed,
+                "activation": r.activation,
+                "iterations": r.steps,
+                "step": step,
+                "train_loss": float(losses[j, i]),
+            }
+            for i, r in enumerate(self.runs)
+            for j, step in enumerate(self.train.history["step"])
+            if step <= upto
+        ]
 
 
 #: The lengthscales of MMD^2 per toy: the paper's 1 for both, and 0.1 (the scale of a noise that blurs the ring)
@@ -302,10 +356,15 @@ class _Records:
         self.rows[:] = state["rows"]
 
 
-def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callable[[int, FlowEnsemble], None]] = None,
-        progress: Optional[bool] = None, dead_units_every: Optional[int] = None,
-        checkpoint_dir: Union[str, "os.PathLike[str]", None] = None, checkpoint_every: Optional[int] = None,
-        ) -> Toy2DResult:  # fmt: skip
+def run(
+    runs: Union[Toy2DRun, Sequence[Toy2DRun]],
+    *,
+    callback: Optional[Callable[[int, FlowEnsemble], None]] = None,
+    progress: Optional[bool] = None,
+    dead_units_every: Optional[int] = None,
+    checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
+    checkpoint_every: Optional[int] = None,
+) -> Toy2DResult:
     """Train ``runs`` together as one ensemble, score every member, and return a :class:`Toy2DResult`.
 
     ``dead_units_every``: if given, at step 0 and every that many steps (and at the last) the fraction
@@ -334,9 +393,11 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     if not runs:
         raise ValueError("no runs to train")
     if len({r.training for r in runs}) > 1:
-        raise ValueError("runs trained as one ensemble must share steps, batch_size, lr, the data sizes and "
-                         "the activation; "
-                         "call run() once per setting")  # fmt: skip
+        raise ValueError(
+            "runs trained as one ensemble must share steps, batch_size, lr, the data sizes and "
+            "the activation; "
+            "call run() once per setting"
+        )
     first = runs[0]
     steps = first.steps
     datasets = list(dict.fromkeys(r.dataset for r in runs))
@@ -344,9 +405,12 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     val = {d: validation_set(d, n_val=first.n_val, seed=0) for d in datasets}
     ensemble = FlowEnsemble([realnvp_2d(seed=r.seed, activation=r.activation) for r in runs])
     mollifiers = [modes.mollifier(r.mode, steps, r.seed, experiment="toy2d") for r in runs]
-    tracker = BestByValidation(ensemble, torch.stack([val[r.dataset] for r in runs]), max(1, steps // first.n_evals), steps)
-    if dead_units_every is not None and (isinstance(dead_units_every, bool) or not isinstance(dead_units_every, int)
-                                         or dead_units_every < 1):  # fmt: skip
+    tracker = BestByValidation(
+        ensemble, torch.stack([val[r.dataset] for r in runs]), max(1, steps // first.n_evals), steps
+    )
+    if dead_units_every is not None and (
+        isinstance(dead_units_every, bool) or not isinstance(dead_units_every, int) or dead_units_every < 1
+    ):
         raise ValueError(f"dead_units_every must be a positive integer or None, got {dead_units_every!r}")
     records = _Records(dead_units_every)
     dead = records.rows
@@ -354,10 +418,21 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     def record_dead(step: int, ens: FlowEnsemble) -> None:
         for i, r in enumerate(runs):
             fractions = dead_units(ens.member(i), splits[r.dataset][1])
-            dead.extend({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation,
-                         "iterations": steps, "step": step, "coupling": k + 1, "hidden_layer": l + 1,
-                         "dead_fraction": frac}
-                        for k, layers in enumerate(fractions) for l, frac in enumerate(layers))  # fmt: skip
+            dead.extend(
+                {
+                    "dataset": r.dataset,
+                    "mode": r.mode,
+                    "seed": r.seed,
+                    "activation": r.activation,
+                    "iterations": steps,
+                    "step": step,
+                    "coupling": k + 1,
+                    "hidden_layer": l + 1,
+                    "dead_fraction": frac,
+                }
+                for k, layers in enumerate(fractions)
+                for l, frac in enumerate(layers)
+            )
 
     if dead_units_every is not None:
         record_dead(0, ensemble)
@@ -370,15 +445,28 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
     every = 0
     if checkpoint_dir is not None:
         every = max(1, steps // first.n_evals) if checkpoint_every is None else checkpoint_every
-    config = TrainConfig(batch_size=first.batch_size, lr=first.lr, steps=steps, seed=tuple(r.seed for r in runs),
-                         progress=progress, desc="toy ensemble", checkpoint_dir=checkpoint_dir,
-                         checkpoint_every=every)  # fmt: skip
+    config = TrainConfig(
+        batch_size=first.batch_size,
+        lr=first.lr,
+        steps=steps,
+        seed=tuple(r.seed for r in runs),
+        progress=progress,
+        desc="toy ensemble",
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=every,
+    )
     # train()'s default Adam (the multi-tensor loop), not the fused kernel: the fused kernel's rounding depends on
     # the size of the stacked tensors, so a run would not get the same numbers in ensembles of other sizes (seen)
     with flush_denormals():
-        result = train(ensemble, [splits[r.dataset][0] for r in runs], config, mollifier=mollifiers,
-                       step_end=after_step, callback=callback,
-                       extra_state={"validation": tracker, "dead_units": records})  # fmt: skip
+        result = train(
+            ensemble,
+            [splits[r.dataset][0] for r in runs],
+            config,
+            mollifier=mollifiers,
+            step_end=after_step,
+            callback=callback,
+            extra_state={"validation": tracker, "dead_units": records},
+        )
     best = tracker.best_ensemble(ensemble)
     test = torch.stack([splits[r.dataset][1] for r in runs])
     with torch.inference_mode():
@@ -398,22 +486,43 @@ def run(runs: Union[Toy2DRun, Sequence[Toy2DRun]], *, callback: Optional[Callabl
             at_best = _score(_samples(best.member(i), r.n_samples, r.seed), r.dataset, ref, test_d)
         circle = {k: final.get(k, math.nan) for k in CIRCLE_COLUMNS}
         circle_best = {f"{k}_best_val": at_best.get(k, math.nan) for k in CIRCLE_COLUMNS}
-        rows.append({"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation,
-                     "mmd2": final["mmd2"],
-                     "nonfinite_samples": final["nonfinite_samples"],
-                     "test_loglik": float(test_ll[i]), "nonfinite_steps": result.member_nonfinite[i],
-                     "diverged_at": result.diverged_at[i], "iterations": steps,
-                     "mmd2_best_val": at_best["mmd2"], "nonfinite_samples_best_val": at_best["nonfinite_samples"],
-                     "best_step": step, "val_nll_best": tracker.best_nll[i] if step is not None else math.nan,
-                     "val_nll_final": tracker.nll[-1][i],
-                     "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan,
-                     **circle, **circle_best, "members": len(runs), "train_seconds": round(result.elapsed, 1),
-                     "arith": arith})  # fmt: skip
+        rows.append(
+            {
+                "dataset": r.dataset,
+                "mode": r.mode,
+                "seed": r.seed,
+                "activation": r.activation,
+                "mmd2": final["mmd2"],
+                "nonfinite_samples": final["nonfinite_samples"],
+                "test_loglik": float(test_ll[i]),
+                "nonfinite_steps": result.member_nonfinite[i],
+                "diverged_at": result.diverged_at[i],
+                "iterations": steps,
+                "mmd2_best_val": at_best["mmd2"],
+                "nonfinite_samples_best_val": at_best["nonfinite_samples"],
+                "best_step": step,
+                "val_nll_best": tracker.best_nll[i] if step is not None else math.nan,
+                "val_nll_final": tracker.nll[-1][i],
+                "test_loglik_best_val": float(test_ll_best[i]) if step is not None else math.nan,
+                **circle,
+                **circle_best,
+                "members": len(runs),
+                "train_seconds": round(result.elapsed, 1),
+                "arith": arith,
+            }
+        )
     return Toy2DResult(runs, rows, ensemble, best, result, tracker, splits, dead)
 
 
-def noise_floor(dataset: str, repeats: int = 20, *, n_samples: int = 10_000, n_test: int = 10_000,
-                lengthscale: float = 1.0, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+def noise_floor(
+    dataset: str,
+    repeats: int = 20,
+    *,
+    n_samples: int = 10_000,
+    n_test: int = 10_000,
+    lengthscale: float = 1.0,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """The MMD^2 that a perfect model of ``dataset`` scores (:func:`~molli_utils.metrics.mmd2_noise_floor`):
     ``repeats`` sets of ``n_samples`` fresh draws of the true distribution against the runs' test set
     (``load_toy2d(dataset, n_test=n_test, seed=0)``, as :func:`run` scores), at ``lengthscale``; the draws from
@@ -421,7 +530,18 @@ def noise_floor(dataset: str, repeats: int = 20, *, n_samples: int = 10_000, n_t
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
     test = load_toy2d(dataset, n_train=1, n_test=n_test, seed=0)[1]
-    values = mmd2_noise_floor(get_toy2d(dataset).sample, test, n_samples=n_samples, repeats=repeats, seed=seed,
-                              lengthscale=lengthscale)  # fmt: skip
-    return [{"dataset": dataset, "n_samples": n_samples, "n_test": n_test, "lengthscale": lengthscale, "seed": seed,
-             "repeat": i, "mmd2": float(v)} for i, v in enumerate(values)]  # fmt: skip
+    values = mmd2_noise_floor(
+        get_toy2d(dataset).sample, test, n_samples=n_samples, repeats=repeats, seed=seed, lengthscale=lengthscale
+    )
+    return [
+        {
+            "dataset": dataset,
+            "n_samples": n_samples,
+            "n_test": n_test,
+            "lengthscale": lengthscale,
+            "seed": seed,
+            "repeat": i,
+            "mmd2": float(v),
+        }
+        for i, v in enumerate(values)
+    ]

@@ -41,8 +41,23 @@ from ..runtime import MATMULS, matmul_precision
 from ..training import DivergenceError, TrainConfig, TrainResult, train
 from . import modes, profiles, results, runner
 
-__all__ = ["DATASETS", "MODES", "RESULTS", "CURVES", "SEEDS", "BUDGETS", "IDENTITY", "UCIRun", "UCIResult",
-           "from_profile", "run", "grid", "run_many", "key", "mean_loglik"]  # fmt: skip
+__all__ = [
+    "DATASETS",
+    "MODES",
+    "RESULTS",
+    "CURVES",
+    "SEEDS",
+    "BUDGETS",
+    "IDENTITY",
+    "UCIRun",
+    "UCIResult",
+    "from_profile",
+    "run",
+    "grid",
+    "run_many",
+    "key",
+    "mean_loglik",
+]
 
 DATASETS = ("redwine", "whitewine", "parkinsons")  # the ones runnable offline (miniboone needs a download)
 MODES = ("vanilla", "mollification", "constant")
@@ -91,9 +106,14 @@ class UCIRun:
     matmul: str = "fp32"
 
     def __post_init__(self) -> None:
-        for name, value, valid in (("dataset", self.dataset, UCI_NAMES), ("flow", self.flow, FLOWS),
-                                   ("mode", self.mode, MODES), ("variant", self.variant, VARIANTS),
-                                   ("optimizer", self.optimizer, OPTIMIZERS), ("matmul", self.matmul, MATMULS)):  # fmt: skip
+        for name, value, valid in (
+            ("dataset", self.dataset, UCI_NAMES),
+            ("flow", self.flow, FLOWS),
+            ("mode", self.mode, MODES),
+            ("variant", self.variant, VARIANTS),
+            ("optimizer", self.optimizer, OPTIMIZERS),
+            ("matmul", self.matmul, MATMULS),
+        ):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {list(valid)}")
 
@@ -147,16 +167,32 @@ def run(
     """Train one configuration and score it; ``callback(steps_done, model)`` runs after every step."""
     data = load_uci(config.dataset, root)
     train_x, val_x, test_x = (torch.from_numpy(a) for a in (data.train, data.val, data.test))
-    train_config = TrainConfig(batch_size=config.batch_size, lr=config.lr, epochs=config.epochs, seed=config.seed,
-                               drop_last=False, log_every=None, progress=progress,
-                               desc=f"{config.dataset}/{config.flow}/{config.mode}/{config.seed}",
-                               checkpoint_dir=checkpoint_dir, device=device)  # fmt: skip
-    train_config = replace(train_config, log_every=train_config.steps_per_epoch(len(train_x)))  # one loss point per epoch
-    model = tabular_flow(config.flow, data.dim, hidden=config.hidden, layers=config.layers, variant=config.variant,
-                         seed=config.seed)  # fmt: skip
+    train_config = TrainConfig(
+        batch_size=config.batch_size,
+        lr=config.lr,
+        epochs=config.epochs,
+        seed=config.seed,
+        drop_last=False,
+        log_every=None,
+        progress=progress,
+        desc=f"{config.dataset}/{config.flow}/{config.mode}/{config.seed}",
+        checkpoint_dir=checkpoint_dir,
+        device=device,
+    )
+    train_config = replace(
+        train_config, log_every=train_config.steps_per_epoch(len(train_x))
+    )  # one loss point per epoch
+    model = tabular_flow(
+        config.flow, data.dim, hidden=config.hidden, layers=config.layers, variant=config.variant, seed=config.seed
+    )
     fused = config.optimizer == "adam-fused"  # "adam": the multi-tensor loop, bitwise PyTorch's per-tensor default
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                 fused=True if fused else None, foreach=None if fused else True)  # fmt: skip
+    optimizer = torch.optim.Adam(
+        model.parameters(),
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=True if fused else None,
+        foreach=None if fused else True,
+    )
     eval_time = [0.0]
     val_dev, test_dev = val_x.to(device), test_x.to(device)
 
@@ -171,26 +207,49 @@ def run(
 
     total, per_epoch = train_config.total_steps(len(train_x)), train_config.steps_per_epoch(len(train_x))
     official = config.variant == "official"
-    mollifier = modes.mollifier(config.mode, total, config.seed, experiment="uci",
-                                step_quantum=per_epoch if official else 1)  # fmt: skip
+    mollifier = modes.mollifier(
+        config.mode, total, config.seed, experiment="uci", step_quantum=per_epoch if official else 1
+    )
     train_dev = train_x.to(device)
     epoch_end = (lambda epoch, m: recompute_batchnorm_statistics(m, train_dev)) if official else None
-    row = {**{k: getattr(config, k) for k in ("dataset", "flow", "variant", "mode", "seed", "epochs", "hidden",
-                                              "optimizer", "matmul")}, "steps": total, "diverged_at": "",
-           "arith": arithmetic.fingerprint(device)}  # fmt: skip
+    row = {
+        **{
+            k: getattr(config, k)
+            for k in ("dataset", "flow", "variant", "mode", "seed", "epochs", "hidden", "optimizer", "matmul")
+        },
+        "steps": total,
+        "diverged_at": "",
+        "arith": arithmetic.fingerprint(device),
+    }
     start = time.perf_counter()
     try:
         # every epoch: the validation NLL (which picks the early-stopped model) and, for the learning curve only,
         # the test NLL
         with matmul_precision(config.matmul, device):  # the training steps' products; evaluation is always fp32
-            result = train(model, train_x, train_config, mollifier=mollifier, optimizer=optimizer,
-                           metrics={"val_nll": nll_of(val_dev), "test_nll": nll_of(test_dev)},
-                           select_metric="val_nll", callback=callback, epoch_end=epoch_end)  # fmt: skip
+            result = train(
+                model,
+                train_x,
+                train_config,
+                mollifier=mollifier,
+                optimizer=optimizer,
+                metrics={"val_nll": nll_of(val_dev), "test_nll": nll_of(test_dev)},
+                select_metric="val_nll",
+                callback=callback,
+                epoch_end=epoch_end,
+            )
     except DivergenceError as err:  # reported in the row, never silently kept
         nan = math.nan
-        row.update(test_loglik=nan, test_loglik_best_val=nan, best_epoch="", val_loglik=nan, val_loglik_best=nan,
-                   nonfinite_steps=err.count, diverged_at=err.step, train_seconds=time.perf_counter() - start,
-                   eval_seconds=eval_time[0])  # fmt: skip
+        row.update(
+            test_loglik=nan,
+            test_loglik_best_val=nan,
+            best_epoch="",
+            val_loglik=nan,
+            val_loglik_best=nan,
+            nonfinite_steps=err.count,
+            diverged_at=err.step,
+            train_seconds=time.perf_counter() - start,
+            eval_seconds=eval_time[0],
+        )
         return UCIResult(config, row, [], model.eval(), None, None)
     train_seconds = time.perf_counter() - start - eval_time[0]
     row["test_loglik"] = mean_loglik(model, test_dev)
@@ -199,12 +258,21 @@ def run(
     row["test_loglik_best_val"] = mean_loglik(best, test_dev) if best is not None else math.nan
     row["best_epoch"] = next((e["epoch"] for e in result.evals if e["step"] == result.best_step), "")
     row["val_loglik_best"] = -result.best_value
-    row.update(nonfinite_steps=result.num_nonfinite, train_seconds=round(train_seconds, 3),
-               eval_seconds=round(eval_time[0], 3))  # fmt: skip
+    row.update(
+        nonfinite_steps=result.num_nonfinite, train_seconds=round(train_seconds, 3), eval_seconds=round(eval_time[0], 3)
+    )
     losses = dict(zip(result.history["step"], result.history["loss"]))
     run_key = {k: getattr(config, k) for k in results.FILES[CURVES].key if k != "epoch"}
-    curve = [{**run_key, "epoch": e["epoch"], "train_loss": losses.get(e["step"], math.nan),
-              "val_loglik": -e["val_nll"], "test_loglik": -e["test_nll"]} for e in result.evals]  # fmt: skip
+    curve = [
+        {
+            **run_key,
+            "epoch": e["epoch"],
+            "train_loss": losses.get(e["step"], math.nan),
+            "val_loglik": -e["val_nll"],
+            "test_loglik": -e["test_nll"],
+        }
+        for e in result.evals
+    ]
     return UCIResult(config, row, curve, model.eval(), None if best is None else best.eval(), result)
 
 
@@ -229,8 +297,10 @@ def grid(
     """All combinations of ``profile`` (:func:`from_profile`; seeds default to :data:`SEEDS`), seed-major (every
     configuration's first seed first), so a partial table is balanced."""
     seeds = SEEDS if seeds is None else seeds
-    return [from_profile(profile, dataset=d, flow=f, mode=m, seed=s, variant=v, **fields)
-            for v, s, d, f, m in itertools.product(variants, seeds, datasets, flows, modes)]  # fmt: skip
+    return [
+        from_profile(profile, dataset=d, flow=f, mode=m, seed=s, variant=v, **fields)
+        for v, s, d, f, m in itertools.product(variants, seeds, datasets, flows, modes)
+    ]
 
 
 def _worker(config: UCIRun, root) -> tuple[dict, list[dict]]:
@@ -266,9 +336,16 @@ def run_many(
 
     def done(i: int, config: UCIRun, value: tuple[dict, list[dict]]) -> None:
         row, curve = value
-        batch.store(i, row, f"{label(config)}: test LL {row['test_loglik']:.3f} (best-val epoch {row['best_epoch']}: "
-                            f"{row['test_loglik_best_val']:.3f}), {row['train_seconds']:.0f} s", (curves, curve))  # fmt: skip
+        batch.store(
+            i,
+            row,
+            f"{label(config)}: test LL {row['test_loglik']:.3f} (best-val epoch {row['best_epoch']}: "
+            f"{row['test_loglik_best_val']:.3f}), {row['train_seconds']:.0f} s",
+            (curves, curve),
+        )
 
-    runner.in_pool(_worker, todo, (root,), workers, done, lambda i, config, err: batch.fail(i, config, err, label(config)))
+    runner.in_pool(
+        _worker, todo, (root,), workers, done, lambda i, config, err: batch.fail(i, config, err, label(config))
+    )
     log(f"{len(todo)} runs in {batch.elapsed():.0f} s wall on {workers} processes")
     return batch.finish()

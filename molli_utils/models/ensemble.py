@@ -77,8 +77,9 @@ class FlowEnsemble(nn.Module):
             self.register_buffer("buffer__" + _key(n), b.clone())
         self._template = [FlowLogProb(copy.deepcopy(models[0]))]  # a list: not registered as a submodule
         template = self._template[0]
-        self._tied = (len(list(template.named_parameters(remove_duplicate=False))) != len(params)
-                      or len(list(template.named_buffers(remove_duplicate=False))) != len(buffers))  # fmt: skip
+        self._tied = len(list(template.named_parameters(remove_duplicate=False))) != len(params) or len(
+            list(template.named_buffers(remove_duplicate=False))
+        ) != len(buffers)
         self._event_ndim = len(getattr(models[0].q0, "shape", (0,)))
 
     def __len__(self) -> int:

@@ -46,8 +46,20 @@ from typing import Optional, Sequence
 
 import torch
 
-__all__ = ["FLOW_KINDS", "FlowSizes", "PAPER_SIZES", "MINIATURE", "flow_sizes", "make_image_flow", "to_flow_space",
-           "from_flow_space", "log_prob", "bits_per_dim", "sample_images", "count_parameters"]  # fmt: skip
+__all__ = [
+    "FLOW_KINDS",
+    "FlowSizes",
+    "PAPER_SIZES",
+    "MINIATURE",
+    "flow_sizes",
+    "make_image_flow",
+    "to_flow_space",
+    "from_flow_space",
+    "log_prob",
+    "bits_per_dim",
+    "sample_images",
+    "count_parameters",
+]
 
 #: Flows of Table 1, as :func:`make_image_flow` names them.
 FLOW_KINDS = ("realnvp", "glow")
@@ -104,9 +116,16 @@ def _check_kind(kind: str) -> None:
 def _check_shape(kind: str, shape: Sequence[int], levels: int) -> tuple[int, int, int]:
     dim = tuple(int(d) for d in shape)
     halvings = levels if kind == "glow" else levels - 1
-    if len(dim) != 3 or min(dim) <= 0 or any(s % 2**halvings for s in dim[1:]) or (kind == "realnvp" and dim[2] // 2 ** halvings < 2):
-        raise ValueError(f"input shape must be (C, H, W) with H and W divisible by 2^{halvings} for a {kind} of "
-                         f"{levels} levels (at least 2 wide at the last REAL-NVP scale), got {tuple(shape)}")  # fmt: skip
+    if (
+        len(dim) != 3
+        or min(dim) <= 0
+        or any(s % 2**halvings for s in dim[1:])
+        or (kind == "realnvp" and dim[2] // 2**halvings < 2)
+    ):
+        raise ValueError(
+            f"input shape must be (C, H, W) with H and W divisible by 2^{halvings} for a {kind} of "
+            f"{levels} levels (at least 2 wide at the last REAL-NVP scale), got {tuple(shape)}"
+        )
     return dim  # type: ignore[return-value]
 
 
@@ -146,7 +165,9 @@ def _glow(nf, shape: tuple[int, int, int], sizes: FlowSizes):
     L, K = sizes.levels, sizes.depth
     q0, merges, flows = [], [], []
     for i in range(L):
-        level = [nf.flows.GlowBlock(c * 2 ** (L + 1 - i), sizes.hidden, split_mode="channel", scale=True) for _ in range(K)]
+        level = [
+            nf.flows.GlowBlock(c * 2 ** (L + 1 - i), sizes.hidden, split_mode="channel", scale=True) for _ in range(K)
+        ]
         level += [nf.flows.Squeeze()]
         flows.append(level)
         if i > 0:
@@ -158,8 +179,9 @@ def _glow(nf, shape: tuple[int, int, int], sizes: FlowSizes):
     return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
 
 
-def make_image_flow(kind: str, shape: Sequence[int], sizes: Optional[FlowSizes] = None, *, dataset: str = "cifar10",
-                    width: float = 1.0):  # fmt: skip
+def make_image_flow(
+    kind: str, shape: Sequence[int], sizes: Optional[FlowSizes] = None, *, dataset: str = "cifar10", width: float = 1.0
+):
     """A normflows ``MultiscaleFlow``: ``kind`` ``"realnvp"`` or ``"glow"`` for images of ``shape`` ``(C, H, W)``.
 
     ``sizes`` default to :func:`flow_sizes` of ``dataset``; ``width`` multiplies the hidden
@@ -185,8 +207,9 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def to_flow_space(images: torch.Tensor, levels: int, *, dequantize: bool = True,
-                  generator: Optional[torch.Generator] = None) -> torch.Tensor:  # fmt: skip
+def to_flow_space(
+    images: torch.Tensor, levels: int, *, dequantize: bool = True, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Images in ``[0, 1]`` with ``levels`` grey levels -> the flow's ``z = 2 y - 1`` (see the module docstring).
 
     ``dequantize``: ``y = (k + u) / levels`` with uniform ``u`` from ``generator``; else ``y = k / (levels - 1)``.
@@ -218,8 +241,9 @@ def log_prob(model, z: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def bits_per_dim(model, images: torch.Tensor, levels: int, *, draws: int = 1, seed: int = 0,
-                 batch_size: int = 500) -> float:  # fmt: skip
+def bits_per_dim(
+    model, images: torch.Tensor, levels: int, *, draws: int = 1, seed: int = 0, batch_size: int = 500
+) -> float:
     """Test bits per dimension of ``images`` (``[N, C, H, W]`` in ``[0, 1]``, ``levels`` grey levels)
     under a flow of the dequantised data (module docstring), averaged over ``draws`` uniform
     dequantisations seeded with ``seed``. The model is evaluated in eval mode (its mode is restored).
@@ -246,8 +270,16 @@ def bits_per_dim(model, images: torch.Tensor, levels: int, *, draws: int = 1, se
 
 
 @torch.no_grad()
-def sample_images(model, n: int = 64, seed: int = 0, *, levels: int = 256, dequantize: bool = True,
-                  batch_size: int = 500, temperature: Optional[float] = None) -> torch.Tensor:  # fmt: skip
+def sample_images(
+    model,
+    n: int = 64,
+    seed: int = 0,
+    *,
+    levels: int = 256,
+    dequantize: bool = True,
+    batch_size: int = 500,
+    temperature: Optional[float] = None,
+) -> torch.Tensor:
     """``n`` samples of the flow (seeded; the global RNG is left as it was) as images in ``[0, 1]`` on the CPU.
 
     The model is put in eval mode and restored. ``temperature`` scales the bases' standard deviation
@@ -269,5 +301,3 @@ def sample_images(model, n: int = 64, seed: int = 0, *, levels: int = 256, dequa
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
-
-

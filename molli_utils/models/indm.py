@@ -171,7 +171,9 @@ class INDM(nn.Module):
         return self._bound_draws(x, draws, seed, batch_size).mean(0)
 
     @torch.no_grad()
-    def mean_nll_bound(self, x: torch.Tensor, draws: int = 128, seed: int = 0, batch_size: int = 10_000) -> tuple[float, float]:
+    def mean_nll_bound(
+        self, x: torch.Tensor, draws: int = 128, seed: int = 0, batch_size: int = 10_000
+    ) -> tuple[float, float]:
         r"""The bound averaged over the points of ``x`` and ``draws`` draws, and its Monte-Carlo standard error.
 
         The error is that of the draws with the points held fixed (the standard deviation of
@@ -216,14 +218,25 @@ class INDM(nn.Module):
         return self.to_data(z0)
 
 
-def make_indm(flow: str = "realnvp", *, dim: int = 2, hidden: int = 128, layers: int = 3,
-              lam_range: LogSNRRange = LogSNRRange(), seed: int = 0) -> INDM:  # fmt: skip
+def make_indm(
+    flow: str = "realnvp",
+    *,
+    dim: int = 2,
+    hidden: int = 128,
+    layers: int = 3,
+    lam_range: LogSNRRange = LogSNRRange(),
+    seed: int = 0,
+) -> INDM:
     """INDM with the paper-toy REAL-NVP (:func:`~molli_utils.models.toy.realnvp_2d`, 5 couplings, 64 hidden units)
     or, with ``flow="identity"``, the plain diffusion model; weights and loss noise seeded by ``seed``."""
     if flow not in INDM_FLOWS:
-        raise ValueError(f"unknown INDM flow {flow!r}; choose one of {list(INDM_FLOWS)} ('identity' = a plain diffusion model)")
+        raise ValueError(
+            f"unknown INDM flow {flow!r}; choose one of {list(INDM_FLOWS)} ('identity' = a plain diffusion model)"
+        )
     if flow == "realnvp" and dim != 2:
-        raise ValueError(f"the REAL-NVP of make_indm is for 2D data, got dim={dim}; use flow='identity' or build INDM(...)")
+        raise ValueError(
+            f"the REAL-NVP of make_indm is for 2D data, got dim={dim}; use flow='identity' or build INDM(...)"
+        )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = NoiseNet(dim, hidden, layers, lam_range)

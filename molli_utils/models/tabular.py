@@ -95,7 +95,9 @@ class BatchNormFlow(nf.flows.Flow):
         if not 0.0 < momentum <= 1.0:
             raise ValueError(f"momentum must be in (0, 1], got {momentum}")
         if statistics not in BATCHNORM_STATISTICS:
-            raise ValueError(f"unknown batch-norm statistics {statistics!r}; choose one of {list(BATCHNORM_STATISTICS)}")
+            raise ValueError(
+                f"unknown batch-norm statistics {statistics!r}; choose one of {list(BATCHNORM_STATISTICS)}"
+            )
         self.momentum, self.eps, self.statistics = momentum, eps, statistics
         self.capture = False  # set by recompute_batchnorm_statistics: the next batch's statistics are stored
         self.log_gamma = nn.Parameter(torch.zeros(dim))
@@ -191,8 +193,9 @@ class _ActivatedMADE(MADE):
     """
 
     def __init__(self, features: int, hidden: int, activation: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        super().__init__(features, hidden, num_blocks=1, output_multiplier=2, use_residual_blocks=False,
-                         activation=activation)  # fmt: skip
+        super().__init__(
+            features, hidden, num_blocks=1, output_multiplier=2, use_residual_blocks=False, activation=activation
+        )
         self.activation = activation
 
     def forward(self, inputs: torch.Tensor, context: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -258,8 +261,9 @@ class LUInvertibleLinear(nf.flows.Flow):
 
 
 def _mlp(dim: int, hidden: int, activation: type[nn.Module]) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(dim, hidden), activation(), nn.Linear(hidden, hidden), activation(),
-                         nn.Linear(hidden, dim))  # fmt: skip
+    return nn.Sequential(
+        nn.Linear(dim, hidden), activation(), nn.Linear(hidden, hidden), activation(), nn.Linear(hidden, dim)
+    )
 
 
 def _coupling(dim: int, hidden: int, mask: torch.Tensor, variant: str) -> nf.flows.Flow:
@@ -277,8 +281,11 @@ def _blocks(kind: str, dim: int, hidden: int, layers: int, variant: str) -> list
     mask = (torch.arange(dim) % 2).float()
     for _ in range(layers):
         if kind == "maf" and variant == "official":
-            blocks += [nf.flows.Reverse(UnboundedMaskedAffineAutoregressive(dim, hidden)), BatchNormFlow(dim, statistics=stats),
-                       ReverseOrder()]  # fmt: skip
+            blocks += [
+                nf.flows.Reverse(UnboundedMaskedAffineAutoregressive(dim, hidden)),
+                BatchNormFlow(dim, statistics=stats),
+                ReverseOrder(),
+            ]
         elif kind == "maf":
             made = nf.flows.MaskedAffineAutoregressive(
                 dim, hidden, num_blocks=1, use_residual_blocks=False, activation=torch.tanh
@@ -327,8 +334,10 @@ def tabular_flow(
     if kind not in FLOWS:
         raise ValueError(f"unknown flow {kind!r}; choose one of {list(FLOWS)}")
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)} "
-                         "(official = the paper's code, paper-text = its Appendix D.4)")  # fmt: skip
+        raise ValueError(
+            f"unknown variant {variant!r}; choose one of {list(VARIANTS)} "
+            "(official = the paper's code, paper-text = its Appendix D.4)"
+        )
     for name, value, least in (("dim", dim, 2), ("hidden", hidden, 1), ("layers", layers, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")

@@ -41,8 +41,9 @@ def check_activation(activation: Any) -> str:
     return activation
 
 
-def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None,
-               activation: str = "relu") -> nf.NormalizingFlow:  # fmt: skip
+def realnvp_2d(
+    layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None, activation: str = "relu"
+) -> nf.NormalizingFlow:
     r"""REAL-NVP for 2D data (paper Appendix D.3.1), from normflows modules.
 
     ``layers`` blocks of ``AffineCouplingBlock(MLP([1, hidden, hidden, 2], init_zeros=True))``
@@ -74,7 +75,9 @@ def realnvp_2d(layers: int = 5, hidden: int = 64, *, seed: Optional[int] = None,
             torch.manual_seed(seed)
         flows: list[nf.flows.Flow] = []
         for _ in range(layers):
-            flows.append(nf.flows.AffineCouplingBlock(nf.nets.MLP([1, hidden, hidden, 2], leaky=leaky, init_zeros=True)))
+            flows.append(
+                nf.flows.AffineCouplingBlock(nf.nets.MLP([1, hidden, hidden, 2], leaky=leaky, init_zeros=True))
+            )
             flows.append(nf.flows.Permute(2, mode="swap"))
         return plain_relu(nf.NormalizingFlow(nf.distributions.DiagGaussian(2), flows))
 
@@ -118,8 +121,10 @@ def dead_units(model: nf.NormalizingFlow, x: torch.Tensor) -> list[list[float]]:
         acts = [m for m in net.modules() if isinstance(m, (nn.ReLU, nn.LeakyReLU))]
         seen[k] = []
         for act in acts:
+
             def hook(module, inputs, k=k):
                 seen[k].append((inputs[0] > 0).any(0))
+
             hooks.append(act.register_forward_pre_hook(hook))
     try:
         flow_to_base(model, x.to(next(model.parameters()).dtype))

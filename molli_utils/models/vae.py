@@ -39,12 +39,34 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
-from pythae.models import HVAE, IWAE, VAE, VAE_IAF, BetaVAE, BetaVAEConfig, HVAEConfig, IWAEConfig, VAE_IAF_Config, VAEConfig
+from pythae.models import (
+    HVAE,
+    IWAE,
+    VAE,
+    VAE_IAF,
+    BetaVAE,
+    BetaVAEConfig,
+    HVAEConfig,
+    IWAEConfig,
+    VAE_IAF_Config,
+    VAEConfig,
+)
 from pythae.models.base.base_utils import ModelOutput
 from pythae.models.nn import BaseDecoder, BaseEncoder
 
-__all__ = ["VAE_KINDS", "PAPER_DECODER_VARIANCE", "check_decoder_variance", "PAPER_CHANNELS", "SMALL_CHANNELS", "ConvEncoder", "ConvDecoder", "SmallConvEncoder",
-           "SmallConvDecoder", "make_vae", "sample_images"]
+__all__ = [
+    "VAE_KINDS",
+    "PAPER_DECODER_VARIANCE",
+    "check_decoder_variance",
+    "PAPER_CHANNELS",
+    "SMALL_CHANNELS",
+    "ConvEncoder",
+    "ConvDecoder",
+    "SmallConvEncoder",
+    "SmallConvDecoder",
+    "make_vae",
+    "sample_images",
+]
 
 #: VAE variants of the paper's Table 3, as :func:`make_vae` names them.
 VAE_KINDS = ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")
@@ -61,7 +83,9 @@ _SMALL = 8
 def _channels(width: float, base: Sequence[int] = PAPER_CHANNELS) -> list[int]:
     """Table 5's channels (or ``base``) times ``width``, rounded, at least 1."""
     if not (isinstance(width, (int, float)) and math.isfinite(width) and width > 0):
-        raise ValueError(f"width must be a positive number (1.0 = the paper's 128/256/512/1024 channels), got {width!r}")
+        raise ValueError(
+            f"width must be a positive number (1.0 = the paper's 128/256/512/1024 channels), got {width!r}"
+        )
     return [max(1, round(c * width)) for c in base]
 
 
@@ -76,7 +100,11 @@ def _check_input_dim(input_dim: Sequence[int], sizes: Sequence[int] = _SIZES) ->
 
 
 def _conv_block(c_in: int, c_out: int, k: int, s: int, p: int, op: int = 0, transpose: bool = False) -> nn.Sequential:
-    conv = nn.ConvTranspose2d(c_in, c_out, k, s, padding=p, output_padding=op) if transpose else nn.Conv2d(c_in, c_out, k, s, padding=p)
+    conv = (
+        nn.ConvTranspose2d(c_in, c_out, k, s, padding=p, output_padding=op)
+        if transpose
+        else nn.Conv2d(c_in, c_out, k, s, padding=p)
+    )
     return nn.Sequential(conv, nn.BatchNorm2d(c_out), nn.ReLU())
 
 
@@ -117,11 +145,18 @@ class ConvDecoder(BaseDecoder):
         self.c4 = c4
         self.fc = nn.Linear(latent_dim, c4 * 8 * 8)
         if size == 32:
-            blocks = [_conv_block(c4, c3, 4, 2, 1, transpose=True), _conv_block(c3, c2, 4, 2, 1, 1, transpose=True),
-                      nn.ConvTranspose2d(c2, c_out, 4, 1, padding=2)]  # fmt: skip
+            blocks = [
+                _conv_block(c4, c3, 4, 2, 1, transpose=True),
+                _conv_block(c3, c2, 4, 2, 1, 1, transpose=True),
+                nn.ConvTranspose2d(c2, c_out, 4, 1, padding=2),
+            ]
         else:
-            blocks = [_conv_block(c4, c3, 5, 2, 2, transpose=True), _conv_block(c3, c2, 5, 2, 1, transpose=True),
-                      _conv_block(c2, c1, 5, 2, 2, 1, transpose=True), nn.ConvTranspose2d(c1, c_out, 5, 1, padding=1)]  # fmt: skip
+            blocks = [
+                _conv_block(c4, c3, 5, 2, 2, transpose=True),
+                _conv_block(c3, c2, 5, 2, 1, transpose=True),
+                _conv_block(c2, c1, 5, 2, 2, 1, transpose=True),
+                nn.ConvTranspose2d(c1, c_out, 5, 1, padding=1),
+            ]
         self.layers = nn.Sequential(*blocks, nn.Sigmoid())
 
     def forward(self, z: torch.Tensor) -> ModelOutput:
@@ -156,8 +191,9 @@ class SmallConvDecoder(BaseDecoder):
         c1, c2 = _channels(width, SMALL_CHANNELS)
         self.c2 = c2
         self.fc = nn.Linear(latent_dim, c2 * 2 * 2)
-        self.layers = nn.Sequential(_conv_block(c2, c1, 4, 2, 1, transpose=True),
-                                    nn.ConvTranspose2d(c1, c_out, 4, 2, padding=1), nn.Sigmoid())  # fmt: skip
+        self.layers = nn.Sequential(
+            _conv_block(c2, c1, 4, 2, 1, transpose=True), nn.ConvTranspose2d(c1, c_out, 4, 2, padding=1), nn.Sigmoid()
+        )
 
     def forward(self, z: torch.Tensor) -> ModelOutput:
         return ModelOutput(reconstruction=self.layers(self.fc(z).reshape(z.shape[0], self.c2, 2, 2)))
@@ -217,15 +253,25 @@ class _ScaledLikelihood:
 
 
 _PYTHAE = {"vae": VAE, "beta_vae": BetaVAE, "iwae": IWAE, "vae_iaf": VAE_IAF, "hvae": HVAE}
-_MODELS = {k: type(f"{cls.__name__}WithDecoderVariance",
-                   (_ScaledLikelihood if k == "hvae" else _ScaledReconstruction, cls),
-                   {"__module__": __name__, "__doc__": f"pythae's {cls.__name__} with a decoder variance."})
-           for k, cls in _PYTHAE.items()}  # fmt: skip
+_MODELS = {
+    k: type(
+        f"{cls.__name__}WithDecoderVariance",
+        (_ScaledLikelihood if k == "hvae" else _ScaledReconstruction, cls),
+        {"__module__": __name__, "__doc__": f"pythae's {cls.__name__} with a decoder variance."},
+    )
+    for k, cls in _PYTHAE.items()
+}
 globals().update({cls.__name__: cls for cls in _MODELS.values()})  # importable by name (pickling)
 
 
-def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int = 256, width: float = 1.0,
-             decoder_variance: float = PAPER_DECODER_VARIANCE, **overrides: Any):
+def make_vae(
+    kind: str,
+    input_dim: Sequence[int] = (3, 32, 32),
+    latent_dim: int = 256,
+    width: float = 1.0,
+    decoder_variance: float = PAPER_DECODER_VARIANCE,
+    **overrides: Any,
+):
     """A pythae VAE variant with the Table 5 conv nets and the paper's settings (Appendix D.3.2).
 
     ``kind``: ``vae``; ``beta_vae`` (``BetaVAEConfig.beta = 0.1``); ``iwae``
@@ -248,8 +294,10 @@ def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int 
     variance = check_decoder_variance(decoder_variance)
     config = _config(kind, dim, latent_dim, **overrides)
     if variance != PAPER_DECODER_VARIANCE and config.reconstruction_loss != "mse":
-        raise ValueError(f"decoder_variance is the variance of the Gaussian ('mse') likelihood; "
-                         f"reconstruction_loss={config.reconstruction_loss!r} has none")  # fmt: skip
+        raise ValueError(
+            f"decoder_variance is the variance of the Gaussian ('mse') likelihood; "
+            f"reconstruction_loss={config.reconstruction_loss!r} has none"
+        )
     encoder, decoder = (SmallConvEncoder, SmallConvDecoder) if dim[1] == _SMALL else (ConvEncoder, ConvDecoder)
     model = _MODELS[kind](config, encoder=encoder(dim, latent_dim, width), decoder=decoder(dim, latent_dim, width))
     model.decoder_variance = variance
@@ -257,7 +305,9 @@ def make_vae(kind: str, input_dim: Sequence[int] = (3, 32, 32), latent_dim: int 
 
 
 @torch.no_grad()
-def sample_images(model, n: int = 64, seed: int = 0, batch_size: int = 500, z: Optional[torch.Tensor] = None) -> torch.Tensor:
+def sample_images(
+    model, n: int = 64, seed: int = 0, batch_size: int = 500, z: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """``n`` samples ``decoder(z)``, ``z ~ N(0, I)`` (seeded), on the CPU, in ``[0, 1]``; or the decoder of given ``z``.
 
     The model is put in eval mode (batch norm uses its running statistics) and its

@@ -38,9 +38,26 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-__all__ = ["say", "PAGE_WIDTH", "paired_differences", "verdict", "agrees", "VERDICTS", "SIMILAR", "SMALLER", "NOISE",
-           "OPPOSITE", "DIRECTION", "ONE_SEED", "NOT_RUN", "UCI_VIEWS", "uci_table", "uci_verdicts",
-           "CODE_CHECK_EPOCHS", "uci_code_check"]
+__all__ = [
+    "say",
+    "PAGE_WIDTH",
+    "paired_differences",
+    "verdict",
+    "agrees",
+    "VERDICTS",
+    "SIMILAR",
+    "SMALLER",
+    "NOISE",
+    "OPPOSITE",
+    "DIRECTION",
+    "ONE_SEED",
+    "NOT_RUN",
+    "UCI_VIEWS",
+    "uci_table",
+    "uci_verdicts",
+    "CODE_CHECK_EPOCHS",
+    "uci_code_check",
+]
 
 
 #: Characters of printed output that fit the book's text column (752 px of monospace at 1280 px).
@@ -58,8 +75,11 @@ def say(*paragraphs: str, width: int = PAGE_WIDTH, indent: str = "    ") -> None
         raise ValueError(f"width={width} is too narrow to wrap text; use at least 20 characters")
     for paragraph in paragraphs:
         for line in str(paragraph).split("\n"):
-            print(textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False,
-                                break_on_hyphens=False) if line.strip() else "")  # fmt: skip
+            print(
+                textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
+                if line.strip()
+                else ""
+            )
 
 
 def paired_differences(
@@ -94,8 +114,9 @@ def verdict(diffs: Sequence[float], paper_diff: float, *, higher_is_better: bool
     docstring). Raises ``ValueError`` for a non-finite ``paper_diff``.
     """
     if not math.isfinite(paper_diff):
-        raise ValueError(f"paper_diff={paper_diff!r}: the paper's difference must be a finite number "
-                         "(0 for a claim of no benefit)")  # fmt: skip
+        raise ValueError(
+            f"paper_diff={paper_diff!r}: the paper's difference must be a finite number (0 for a claim of no benefit)"
+        )
     d = np.asarray([x for x in diffs if math.isfinite(x)], dtype=float)
     if d.size == 0:
         return NOT_RUN
@@ -135,8 +156,9 @@ def _mean_sd(values: pd.Series) -> str:
     return f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f} (1 seed)"
 
 
-def uci_table(frame: pd.DataFrame, paper: dict, *, variant: str, modes: Sequence[str] = ("vanilla", "mollification",
-              "constant")) -> pd.DataFrame:  # fmt: skip
+def uci_table(
+    frame: pd.DataFrame, paper: dict, *, variant: str, modes: Sequence[str] = ("vanilla", "mollification", "constant")
+) -> pd.DataFrame:
     """Table 4 for one ``variant``: per (data set, flow) of ``paper`` (:data:`molli_utils.paper.UCI_TEST_LOGLIK`),
     the paper's mean ± sd and ours (mean ± sd over seeds, final and early-stopped) for each mode; cells
     without runs say so ("—")."""
@@ -172,11 +194,20 @@ def uci_verdicts(frame: pd.DataFrame, paper: dict, *, variant: str) -> pd.DataFr
                 d = paired_differences(sub, ["dataset", "flow"], column, treated=treated)
                 if treated == "constant" and view != "final":
                     continue
-                rows.append({"data set": dataset, "flow": flow, "view": view, "comparison": label,
-                             "seeds": len(d), "better on": f"{int((d > 0).sum())}/{len(d)}",
-                             "mean": d.mean() if len(d) else math.nan, "sd": d.std() if len(d) > 1 else math.nan,
-                             "paper": paper_diff if treated == "mollification" else 0.0,
-                             "verdict": verdict(d.tolist(), paper_diff if treated == "mollification" else 0.0)})
+                rows.append(
+                    {
+                        "data set": dataset,
+                        "flow": flow,
+                        "view": view,
+                        "comparison": label,
+                        "seeds": len(d),
+                        "better on": f"{int((d > 0).sum())}/{len(d)}",
+                        "mean": d.mean() if len(d) else math.nan,
+                        "sd": d.std() if len(d) > 1 else math.nan,
+                        "paper": paper_diff if treated == "mollification" else 0.0,
+                        "verdict": verdict(d.tolist(), paper_diff if treated == "mollification" else 0.0),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -184,8 +215,16 @@ def uci_verdicts(frame: pd.DataFrame, paper: dict, *, variant: str) -> pd.DataFr
 CODE_CHECK_EPOCHS = (10, 40, 100, 150)
 
 
-def uci_code_check(code: pd.DataFrame, curves: pd.DataFrame, *, dataset: str = "redwine", mode: str = "vanilla",
-                   epochs: Sequence[int] = CODE_CHECK_EPOCHS, slack: float = 0.3, alpha: float = 0.05) -> pd.DataFrame:  # fmt: skip
+def uci_code_check(
+    code: pd.DataFrame,
+    curves: pd.DataFrame,
+    *,
+    dataset: str = "redwine",
+    mode: str = "vanilla",
+    epochs: Sequence[int] = CODE_CHECK_EPOCHS,
+    slack: float = 0.3,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """The official variant's test log-likelihood curve against the paper's own code, per flow and epoch.
 
     ``code`` is ``uci_official_code.csv`` (``tools/official_uci.py``), ``curves`` is ``uci_curves.csv.gz``.
@@ -208,8 +247,19 @@ def uci_code_check(code: pd.DataFrame, curves: pd.DataFrame, *, dataset: str = "
             enough = len(a) > 1 and len(b) > 1
             se = math.sqrt(a.var() / len(a) + b.var() / len(b)) if enough else math.nan
             p = float(stats.ttest_ind(b, a, equal_var=False).pvalue) if enough else math.nan
-            rows.append({"flow": flow, "epoch": epoch, "code": a.mean(), "ours": b.mean(), "n_code": len(a),
-                         "n_ours": len(b), "diff": b.mean() - a.mean(), "se": se, "p": p})  # fmt: skip
+            rows.append(
+                {
+                    "flow": flow,
+                    "epoch": epoch,
+                    "code": a.mean(),
+                    "ours": b.mean(),
+                    "n_code": len(a),
+                    "n_ours": len(b),
+                    "diff": b.mean() - a.mean(),
+                    "se": se,
+                    "p": p,
+                }
+            )
     table = pd.DataFrame(rows)
     if not table.empty:
         table["agrees"] = (table["diff"].abs() <= slack) | (table["p"] >= alpha / len(table))

@@ -20,8 +20,18 @@ import pandas as pd
 from ..findings import Findings, glue_all
 from . import say
 
-__all__ = ["TOYS", "NAMES", "ORDER", "MEASURES", "comparison_runs", "comparison_table", "circle_means",
-           "run_notes", "plot_comparison", "learned"]  # fmt: skip
+__all__ = [
+    "TOYS",
+    "NAMES",
+    "ORDER",
+    "MEASURES",
+    "comparison_runs",
+    "comparison_table",
+    "circle_means",
+    "run_notes",
+    "plot_comparison",
+    "learned",
+]
 
 TOYS = {"mixture_of_gaussians": "mixture of Gaussians", "von_mises": "von Mises on the circle"}
 #: The stored models of ``indm_toy2d.csv``, as the chapter names them.
@@ -43,15 +53,24 @@ def comparison_runs(flows: pd.DataFrame, stored: pd.DataFrame, *, steps: int = S
     flow, shown as missing) and the diffusion models' bound; ``mc_se`` the bound's Monte-Carlo standard error."""
     from ..experiments import settings
 
-    flows = flows[flows["mode"].isin(["vanilla", "mollification", "constant"]) & (flows["activation"] == "relu")
-                  & flows["seed"].isin(settings.SEEDS["toy2d"])]  # fmt: skip
+    flows = flows[
+        flows["mode"].isin(["vanilla", "mollification", "constant"])
+        & (flows["activation"] == "relu")
+        & flows["seed"].isin(settings.SEEDS["toy2d"])
+    ]
     stored = stored[stored["steps"] == steps]
     cols = ["dataset", "model", "seed", *MEASURES, "loglik", "mc_se"]
-    runs = pd.concat([
-        flows.assign(model="REAL-NVP, " + flows["mode"], loglik=flows["test_loglik"], mc_se=np.nan)[cols],
-        stored.assign(model=stored["model"].map(NAMES), loglik=stored["test_loglik_bound"],
-                      mc_se=stored["test_loglik_bound_mc_se"])[cols],
-    ], ignore_index=True)  # fmt: skip
+    runs = pd.concat(
+        [
+            flows.assign(model="REAL-NVP, " + flows["mode"], loglik=flows["test_loglik"], mc_se=np.nan)[cols],
+            stored.assign(
+                model=stored["model"].map(NAMES),
+                loglik=stored["test_loglik_bound"],
+                mc_se=stored["test_loglik_bound_mc_se"],
+            )[cols],
+        ],
+        ignore_index=True,
+    )
     runs["loglik"] = runs["loglik"].replace(-np.inf, np.nan)
     return runs
 
@@ -60,14 +79,18 @@ def comparison_table(runs: pd.DataFrame, *, styled: bool = False):
     """Per toy and model (:data:`ORDER`), the means over seeds of MMD² and of the test log-likelihood, its sd over
     seeds, and the bound's Monte-Carlo error (``bound_mc_se``, the diffusion models only). With ``styled``, a
     pandas Styler with the book's number formats."""
-    table = (runs.groupby(["dataset", "model"])
-             .agg(mmd2=("mmd2", "mean"), loglik=("loglik", "mean"), loglik_sd=("loglik", "std"),
-                  bound_mc_se=("mc_se", "mean"))
-             .reindex([(d, m) for d in TOYS for m in ORDER]))  # fmt: skip
+    table = (
+        runs.groupby(["dataset", "model"])
+        .agg(
+            mmd2=("mmd2", "mean"), loglik=("loglik", "mean"), loglik_sd=("loglik", "std"), bound_mc_se=("mc_se", "mean")
+        )
+        .reindex([(d, m) for d in TOYS for m in ORDER])
+    )
     if not styled:
         return table
-    return table.style.format({"mmd2": "{:.2e}", "loglik": "{:.3f}", "loglik_sd": "{:.3f}", "bound_mc_se": "{:.3f}"},
-                              na_rep="")  # fmt: skip
+    return table.style.format(
+        {"mmd2": "{:.2e}", "loglik": "{:.3f}", "loglik_sd": "{:.3f}", "bound_mc_se": "{:.3f}"}, na_rep=""
+    )
 
 
 def circle_means(runs: pd.DataFrame) -> pd.DataFrame:
@@ -83,17 +106,23 @@ def run_notes(stored: pd.DataFrame, *, steps: int = STEPS) -> None:
     commits = ", ".join(sorted(stored["commit"].astype(str).unique()))
     ring = stored[stored["dataset"] == "von_mises"].set_index(["model", "seed"])["circle_dist_mean"]
     seconds = stored.groupby(["dataset", "model"])["train_seconds"].median()
-    say(f"{len(stored)} diffusion/INDM runs from indm_toy2d.csv (commit {commits}); means over seeds; loglik is "
+    say(
+        f"{len(stored)} diffusion/INDM runs from indm_toy2d.csv (commit {commits}); means over seeds; loglik is "
         "exact for the flows, a lower bound for the rest",
-        "circle, mean distance from the circle per run: " + ", ".join(f"{m} seed {s}: {v:.3f}"
-                                                                      for (m, s), v in ring.items()),
+        "circle, mean distance from the circle per run: "
+        + ", ".join(f"{m} seed {s}: {v:.3f}" for (m, s), v in ring.items()),
         f"median training seconds per run (one CPU thread, {steps:,} steps): "
-        + ", ".join(f"{d}/{m} {s:.0f}" for (d, m), s in seconds.items()))  # fmt: skip
+        + ", ".join(f"{d}/{m} {s:.0f}" for (d, m), s in seconds.items()),
+    )
 
 
-_PANELS = [("mixture_of_gaussians", "mmd2", "mixture: MMD² (ℓ = 1)"), ("von_mises", "mmd2", "circle: MMD² (ℓ = 1)"),
-           ("von_mises", "mmd2_ls0.1", "circle: MMD² (ℓ = 0.1)"),
-           ("von_mises", "circle_dist_q50", "circle: median distance"), ("von_mises", "angle_tv", "circle: angular TV")]
+_PANELS = [
+    ("mixture_of_gaussians", "mmd2", "mixture: MMD² (ℓ = 1)"),
+    ("von_mises", "mmd2", "circle: MMD² (ℓ = 1)"),
+    ("von_mises", "mmd2_ls0.1", "circle: MMD² (ℓ = 0.1)"),
+    ("von_mises", "circle_dist_q50", "circle: median distance"),
+    ("von_mises", "angle_tv", "circle: angular TV"),
+]
 
 
 def plot_comparison(runs: pd.DataFrame):
@@ -130,29 +159,55 @@ def learned(runs: pd.DataFrame, *, show: bool = True) -> dict:
     gap = {k: m_[k] / d[k] for k in MEASURES}
     v = {
         "mix_vanilla_mmd": mix_mmd[vanilla],
-        "mix_diffusion_ll": mix_ll[diffusion], "mix_indm_ll": mix_ll[indm_], "mix_vanilla_ll": mix_ll[vanilla],
-        "circle_diffusion_ll": d["loglik"], "circle_indm_ll": i_["loglik"], "circle_flow_ll": flow_ll,
-        "indm_dist": i_["circle_dist_q50"], "diffusion_dist": d["circle_dist_q50"],
-        "indm_closer": d["circle_dist_q50"] / i_["circle_dist_q50"], "indm_tv": i_["angle_tv"],
-        "diffusion_tv": d["angle_tv"], "indm_mmd": i_["mmd2"], "diffusion_mmd": d["mmd2"],
-        "indm_mmd_fine": i_["mmd2_ls0.1"], "diffusion_mmd_fine": d["mmd2_ls0.1"],
-        "mollified_mmd": m_["mmd2"], "mollified_mmd_fine": m_["mmd2_ls0.1"], "gap_mmd": gap["mmd2"],
-        "gap_mmd_fine": gap["mmd2_ls0.1"], "mollified_dist": m_["circle_dist_q50"], "mollified_tv": m_["angle_tv"],
-        "constant_tv": c_["angle_tv"], "constant_dist": c_["circle_dist_q50"],
+        "mix_diffusion_ll": mix_ll[diffusion],
+        "mix_indm_ll": mix_ll[indm_],
+        "mix_vanilla_ll": mix_ll[vanilla],
+        "circle_diffusion_ll": d["loglik"],
+        "circle_indm_ll": i_["loglik"],
+        "circle_flow_ll": flow_ll,
+        "indm_dist": i_["circle_dist_q50"],
+        "diffusion_dist": d["circle_dist_q50"],
+        "indm_closer": d["circle_dist_q50"] / i_["circle_dist_q50"],
+        "indm_tv": i_["angle_tv"],
+        "diffusion_tv": d["angle_tv"],
+        "indm_mmd": i_["mmd2"],
+        "diffusion_mmd": d["mmd2"],
+        "indm_mmd_fine": i_["mmd2_ls0.1"],
+        "diffusion_mmd_fine": d["mmd2_ls0.1"],
+        "mollified_mmd": m_["mmd2"],
+        "mollified_mmd_fine": m_["mmd2_ls0.1"],
+        "gap_mmd": gap["mmd2"],
+        "gap_mmd_fine": gap["mmd2_ls0.1"],
+        "mollified_dist": m_["circle_dist_q50"],
+        "mollified_tv": m_["angle_tv"],
+        "constant_tv": c_["angle_tv"],
+        "constant_dist": c_["circle_dist_q50"],
         "n_seeds": int(runs.groupby(["dataset", "model"])["seed"].nunique().min()),
-    }  # fmt: skip
+    }
     check = Findings()
-    check.add("mixture: the vanilla REAL-NVP has the lowest MMD²; the diffusion bounds within 0.05 nats of the flows",
-              mix_mmd.idxmin() == vanilla and mix_ll[ORDER[:3]].max() - mix_ll[[diffusion, indm_]].min() < 0.05)
-    check.add("circle: the diffusion bound above every flow's likelihood, INDM's above the plain diffusion's",
-              d["loglik"] > flow_ll and i_["loglik"] > d["loglik"])
-    check.add("circle: INDM closer to the ring than the plain diffusion, but worse along it and by MMD²",
-              i_["circle_dist_q50"] < d["circle_dist_q50"] and i_["angle_tv"] > d["angle_tv"]
-              and i_["mmd2"] > d["mmd2"] and i_["mmd2_ls0.1"] > d["mmd2_ls0.1"])  # fmt: skip
-    check.add("circle: the plain diffusion beats the mollified flow on every measure, most at MMD² ℓ = 0.1",
-              all(g > 1 for g in gap.values()) and gap["mmd2_ls0.1"] == max(gap.values()))
-    check.add("circle: constant noise matches the diffusion's angular TV (within 25%) but not its distance (5x)",
-              abs(c_["angle_tv"] / d["angle_tv"] - 1) < 0.25 and c_["circle_dist_q50"] > 5 * d["circle_dist_q50"])
+    check.add(
+        "mixture: the vanilla REAL-NVP has the lowest MMD²; the diffusion bounds within 0.05 nats of the flows",
+        mix_mmd.idxmin() == vanilla and mix_ll[ORDER[:3]].max() - mix_ll[[diffusion, indm_]].min() < 0.05,
+    )
+    check.add(
+        "circle: the diffusion bound above every flow's likelihood, INDM's above the plain diffusion's",
+        d["loglik"] > flow_ll and i_["loglik"] > d["loglik"],
+    )
+    check.add(
+        "circle: INDM closer to the ring than the plain diffusion, but worse along it and by MMD²",
+        i_["circle_dist_q50"] < d["circle_dist_q50"]
+        and i_["angle_tv"] > d["angle_tv"]
+        and i_["mmd2"] > d["mmd2"]
+        and i_["mmd2_ls0.1"] > d["mmd2_ls0.1"],
+    )
+    check.add(
+        "circle: the plain diffusion beats the mollified flow on every measure, most at MMD² ℓ = 0.1",
+        all(g > 1 for g in gap.values()) and gap["mmd2_ls0.1"] == max(gap.values()),
+    )
+    check.add(
+        "circle: constant noise matches the diffusion's angular TV (within 25%) but not its distance (5x)",
+        abs(c_["angle_tv"] / d["angle_tv"] - 1) < 0.25 and c_["circle_dist_q50"] > 5 * d["circle_dist_q50"],
+    )
     check.check()
     v = glue_all(v)
     if show:

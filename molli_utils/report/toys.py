@@ -30,12 +30,44 @@ from ..findings import Findings, glue
 from ..palette import color
 from . import say, verdict
 
-__all__ = ["SHORT", "TITLES", "MODE_ORDER", "LIM", "FLOOR", "short", "square_grid", "hist2d", "quiver",
-           "density_image", "model_samples", "plot_data", "divergence_report", "plot_scores", "score_cosines",
-           "plot_snapshots", "film", "plot_curves", "default_grid", "mmd_table", "true_loglik",
-           "single_gaussian_loglik", "verdict_table", "mode_weights", "fair_table", "blurred_ring_reference",
-           "circle_table", "plot_circle_measures", "collapsed_by_mode", "ablation", "dead_table",
-           "plot_dead_units", "noise_floor", "ablation_table", "plot_ablation", "learned"]
+__all__ = [
+    "SHORT",
+    "TITLES",
+    "MODE_ORDER",
+    "LIM",
+    "FLOOR",
+    "short",
+    "square_grid",
+    "hist2d",
+    "quiver",
+    "density_image",
+    "model_samples",
+    "plot_data",
+    "divergence_report",
+    "plot_scores",
+    "score_cosines",
+    "plot_snapshots",
+    "film",
+    "plot_curves",
+    "default_grid",
+    "mmd_table",
+    "true_loglik",
+    "single_gaussian_loglik",
+    "verdict_table",
+    "mode_weights",
+    "fair_table",
+    "blurred_ring_reference",
+    "circle_table",
+    "plot_circle_measures",
+    "collapsed_by_mode",
+    "ablation",
+    "dead_table",
+    "plot_dead_units",
+    "noise_floor",
+    "ablation_table",
+    "plot_ablation",
+    "learned",
+]
 
 #: Data-set names short enough for the page.
 SHORT = {"mixture_of_gaussians": "mixture", "von_mises": "circle"}
@@ -126,8 +158,10 @@ def divergence_report(train, runs: Sequence[tuple]) -> None:
     """Say, member by member, whether a live run had non-finite steps and whether it was frozen."""
     for (name, mode), n_bad, div in zip(runs, train.member_nonfinite, train.diverged_at):
         if div is not None:
-            say(f"{name} / {mode}: DIVERGED, frozen at step {div} after {n_bad} non-finite steps; "
-                "its later figures show the frozen model")  # fmt: skip
+            say(
+                f"{name} / {mode}: DIVERGED, frozen at step {div} after {n_bad} non-finite steps; "
+                "its later figures show the frozen model"
+            )
         elif n_bad:
             say(f"{name} / {mode}: {n_bad} non-finite steps skipped, but it recovered")
         else:
@@ -159,10 +193,16 @@ def score_cosines(final: dict, model_score) -> pd.DataFrame:
     true, band = MixtureOfGaussians().score(grid), grid[:, 1].abs() < 1.0
     rows = []
     for mode in _PAIR:
-        cos = torch.nn.functional.cosine_similarity(model_score(final[("mixture_of_gaussians", mode)], grid),
-                                                    true, dim=1)  # fmt: skip
-        rows.append({"mode": mode, "mean cosine, |x2| < 1": float(cos[band].nanmean()),
-                     "mean cosine, |x2| >= 1": float(cos[~band].nanmean())})  # fmt: skip
+        cos = torch.nn.functional.cosine_similarity(
+            model_score(final[("mixture_of_gaussians", mode)], grid), true, dim=1
+        )
+        rows.append(
+            {
+                "mode": mode,
+                "mean cosine, |x2| < 1": float(cos[band].nanmean()),
+                "mean cosine, |x2| >= 1": float(cos[~band].nanmean()),
+            }
+        )
     return pd.DataFrame(rows).set_index("mode").round(3)
 
 
@@ -215,19 +255,34 @@ def plot_curves(curve: dict, train, runs: Sequence[tuple]) -> None:
             if train.diverged_at[i] is not None:
                 for ax in axes[:, col]:
                     ax.axvline(train.diverged_at[i], ls="--", color=color(mode), lw=1, label=f"{mode} frozen")
-        axes[0, col].set(yscale="log", title=f"{TITLES[name]}: MMD$^2$ vs test data", xlabel="training step",
-                         ylabel=f"MMD$^2$ (log; below {FLOOR:g} drawn at {FLOOR:g})")  # fmt: skip
+        axes[0, col].set(
+            yscale="log",
+            title=f"{TITLES[name]}: MMD$^2$ vs test data",
+            xlabel="training step",
+            ylabel=f"MMD$^2$ (log; below {FLOOR:g} drawn at {FLOOR:g})",
+        )
         # one spike (a batch the sharpened ring cannot explain) would flatten the axis: show the 1st-99th
         # percentile range and count the points outside it
         window = loss[:, members]
         lo, hi = np.nanpercentile(window, [1, 99])
         pad = 0.1 * (hi - lo)
         outside = int(np.sum((window < lo - pad) | (window > hi + pad)))
-        axes[1, col].set(ylim=(lo - pad, hi + pad), title=f"{TITLES[name]}: training loss", xlabel="training step",
-                         ylabel="mean NLL of the batch (nats)")  # fmt: skip
+        axes[1, col].set(
+            ylim=(lo - pad, hi + pad),
+            title=f"{TITLES[name]}: training loss",
+            xlabel="training step",
+            ylabel="mean NLL of the batch (nats)",
+        )
         if outside:
-            axes[1, col].text(0.98, 0.95, f"{outside} points outside the axis (max {np.nanmax(window):.3g})",
-                              transform=axes[1, col].transAxes, ha="right", va="top", fontsize=8)  # fmt: skip
+            axes[1, col].text(
+                0.98,
+                0.95,
+                f"{outside} points outside the axis (max {np.nanmax(window):.3g})",
+                transform=axes[1, col].transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+            )
         for ax in axes[:, col]:
             ax.legend(loc="lower left", fontsize=8)
     plt.show()
@@ -251,17 +306,28 @@ def mmd_table(runs: pd.DataFrame):
     from ..paper import TOY2D_MMD2
 
     meta = runs[["iterations", "commit", "date"]].drop_duplicates()
-    say(f"{len(runs)} vanilla or mollified runs of toy2d.csv:", meta.to_string(index=False),
+    say(
+        f"{len(runs)} vanilla or mollified runs of toy2d.csv:",
+        meta.to_string(index=False),
         "MMD^2 (lengthscale 1, variance 1) per seed and its mean; mean test log-likelihood; diverged runs; "
-        "the paper's MMD^2 (its own scale)")  # fmt: skip
+        "the paper's MMD^2 (its own scale)",
+    )
     per_seed = runs.pivot_table(index=["dataset", "mode"], columns="seed", values="mmd2")
     per_seed.columns = [f"seed {s}" for s in per_seed.columns]
-    table = per_seed.join(runs.groupby(["dataset", "mode"]).agg(
-        mean=("mmd2", "mean"), loglik=("test_loglik", "mean"),
-        diverged=("diverged_at", lambda s: int(s.notna().sum()))))  # fmt: skip
+    table = per_seed.join(
+        runs.groupby(["dataset", "mode"]).agg(
+            mean=("mmd2", "mean"),
+            loglik=("test_loglik", "mean"),
+            diverged=("diverged_at", lambda s: int(s.notna().sum())),
+        )
+    )
     table["paper"] = [TOY2D_MMD2[d][m] for d, m in table.index]
-    return (short(table).style.format("{:.1e}", subset=[*per_seed.columns, "mean"])
-            .format("{:.3f}", subset=["loglik"]).format("{:g}", subset=["paper"]))  # fmt: skip
+    return (
+        short(table)
+        .style.format("{:.1e}", subset=[*per_seed.columns, "mean"])
+        .format("{:.3f}", subset=["loglik"])
+        .format("{:g}", subset=["paper"])
+    )
 
 
 def true_loglik() -> float:
@@ -298,22 +364,26 @@ def verdict_table(runs: pd.DataFrame) -> pd.DataFrame:
         log_ratio = np.log(van[both]) - np.log(mol[both])
         paper = TOY2D_MMD2[name]["vanilla"] / TOY2D_MMD2[name]["mollification"]
         diverged = sub[sub.diverged_at.notna()]
-        rows.append({
-            "data set": name,
-            # per-seed log(mol / van) against the paper's, lower MMD^2 better
-            "verdict": verdict(list(-log_ratio), -math.log(paper), higher_is_better=False),
-            "ratio": float(f"{van[both].mean() / mol[both].mean():.3g}") if both.any() else math.nan,
-            "geometric": float(f"{np.exp(log_ratio.mean()):.3g}") if both.any() else math.nan,
-            "paper": float(f"{paper:.3g}"),
-            "lower MMD^2": f"{int((mol[both] < van[both]).sum())}/{int(both.sum())}",
-            "higher loglik": f"{int((ll['mollification'] > ll['vanilla']).sum())}/{len(ll)}",
-            "diverged": ", ".join(f"{m} seed {s}" for m, s in zip(diverged["mode"], diverged["seed"])) or "none",
-        })  # fmt: skip
+        rows.append(
+            {
+                "data set": name,
+                # per-seed log(mol / van) against the paper's, lower MMD^2 better
+                "verdict": verdict(list(-log_ratio), -math.log(paper), higher_is_better=False),
+                "ratio": float(f"{van[both].mean() / mol[both].mean():.3g}") if both.any() else math.nan,
+                "geometric": float(f"{np.exp(log_ratio.mean()):.3g}") if both.any() else math.nan,
+                "paper": float(f"{paper:.3g}"),
+                "lower MMD^2": f"{int((mol[both] < van[both]).sum())}/{int(both.sum())}",
+                "higher loglik": f"{int((ll['mollification'] > ll['vanilla']).sum())}/{len(ll)}",
+                "diverged": ", ".join(f"{m} seed {s}" for m, s in zip(diverged["mode"], diverged["seed"])) or "none",
+            }
+        )
     mix_ll = runs[runs.dataset == "mixture_of_gaussians"].groupby("mode").test_loglik.mean()
-    say(f"true mean test log-likelihood of the mixture: {true_loglik():.3f} nats; vanilla runs: "
+    say(
+        f"true mean test log-likelihood of the mixture: {true_loglik():.3f} nats; vanilla runs: "
         f"{mix_ll['vanilla']:.3f}, mollified runs: {mix_ll['mollification']:.3f}",
         "ratio: mean vanilla MMD^2 / mean mollified MMD^2; geometric: the same from the mean of the per-seed "
-        "log-ratios; paper: its ratio")  # fmt: skip
+        "log-ratios; paper: its ratio",
+    )
     return short(pd.DataFrame(rows).set_index("data set"))
 
 
@@ -329,28 +399,55 @@ def mode_weights(final: dict, seed: int = 0) -> pd.Series:
 def fair_table(all_runs: pd.DataFrame):
     """Every mode's MMD² and test log-likelihood at the last step and at the best-validation step (means over
     seeds); says, per toy, the lowest early-stopped mode and the paired seed counts."""
-    fair = (all_runs.groupby(["dataset", "mode"])
-            .agg(mmd2_final=("mmd2", "mean"), mmd2_best_val=("mmd2_best_val", "mean"),
-                 best_step=("best_step", "median"), ll_final=("test_loglik", "mean"),
-                 ll_best_val=("test_loglik_best_val", "mean"))
-            .reindex([(d, m) for d in TITLES for m in MODE_ORDER]).dropna(how="all"))  # fmt: skip
-    pairs = [("mollification", "vanilla"), ("constant", "vanilla"), ("constant", "mollification"),
-             ("half", "vanilla"), ("half", "mollification"), ("clean-half", "mollification")]  # fmt: skip
+    fair = (
+        all_runs.groupby(["dataset", "mode"])
+        .agg(
+            mmd2_final=("mmd2", "mean"),
+            mmd2_best_val=("mmd2_best_val", "mean"),
+            best_step=("best_step", "median"),
+            ll_final=("test_loglik", "mean"),
+            ll_best_val=("test_loglik_best_val", "mean"),
+        )
+        .reindex([(d, m) for d in TITLES for m in MODE_ORDER])
+        .dropna(how="all")
+    )
+    pairs = [
+        ("mollification", "vanilla"),
+        ("constant", "vanilla"),
+        ("constant", "mollification"),
+        ("half", "vanilla"),
+        ("half", "mollification"),
+        ("clean-half", "mollification"),
+    ]
     for name in TITLES:
         wide = _wide(all_runs[all_runs.dataset == name], "mmd2_best_val")
-        paired = [f"{a} below {b} on {int((w[a] < w[b]).sum())}/{len(w)} seeds"
-                  for a, b in pairs if {a, b} <= set(wide.columns) for w in [wide[[a, b]].dropna()]]  # fmt: skip
+        paired = [
+            f"{a} below {b} on {int((w[a] < w[b]).sum())}/{len(w)} seeds"
+            for a, b in pairs
+            if {a, b} <= set(wide.columns)
+            for w in [wide[[a, b]].dropna()]
+        ]
         best = fair.loc[name, "mmd2_best_val"].idxmin()
-        say(f"{name}: early-stopped, the lowest mean MMD^2 is {best}'s "
-            f"({fair.loc[(name, best), 'mmd2_best_val']:.2g}); " + ", ".join(paired))  # fmt: skip
+        say(
+            f"{name}: early-stopped, the lowest mean MMD^2 is {best}'s "
+            f"({fair.loc[(name, best), 'mmd2_best_val']:.2g}); " + ", ".join(paired)
+        )
     fair.columns = ["MMD² final", "MMD² early", "best step", "loglik final", "loglik early"]
-    return (short(fair).style.format("{:.1e}", subset=["MMD² final", "MMD² early"])
-            .format("{:.0f}", subset=["best step"]).format("{:.3f}", subset=["loglik final", "loglik early"]))
+    return (
+        short(fair)
+        .style.format("{:.1e}", subset=["MMD² final", "MMD² early"])
+        .format("{:.0f}", subset=["best step"])
+        .format("{:.3f}", subset=["loglik final", "loglik early"])
+    )
 
 
 #: The circle measures of :func:`plot_circle_measures`, with their axis titles.
-MEASURES = {"mmd2": "MMD² (ℓ = 1)", "mmd2_ls0.1": "MMD² (ℓ = 0.1)",
-            "circle_dist_q50": "median distance\nfrom the circle", "angle_tv": "angular TV\n(density along the circle)"}
+MEASURES = {
+    "mmd2": "MMD² (ℓ = 1)",
+    "mmd2_ls0.1": "MMD² (ℓ = 0.1)",
+    "circle_dist_q50": "median distance\nfrom the circle",
+    "angle_tv": "angular TV\n(density along the circle)",
+}
 
 
 def blurred_ring_reference(sigma: float = 0.1, seed: int = 5, n: int = 10_000) -> dict:
@@ -477,8 +574,9 @@ def plot_dead_units(dead: pd.DataFrame, stored: pd.DataFrame) -> pd.DataFrame:
 
 def noise_floor(floors: pd.DataFrame) -> pd.Series:
     """The mixture's MMD² of a perfect model (10,000 fresh samples against the 10,000 test points), one per draw."""
-    return floors[(floors.dataset == "mixture_of_gaussians") & (floors.n_samples == 10_000)
-                  & (floors.n_test == 10_000)].mmd2  # fmt: skip
+    return floors[
+        (floors.dataset == "mixture_of_gaussians") & (floors.n_samples == 10_000) & (floors.n_test == 10_000)
+    ].mmd2
 
 
 def ablation_table(stored: pd.DataFrame) -> pd.DataFrame:
@@ -487,8 +585,14 @@ def ablation_table(stored: pd.DataFrame) -> pd.DataFrame:
     cells = ["activation", "mode"]
     table = rows.pivot_table(index=cells, columns="seed", values="mmd2")
     table.columns = [f"seed {s}" for s in table.columns]
-    return table.join(rows.groupby(cells).agg(mean=("mmd2", "mean"), loglik=("test_loglik", "mean"),
-                                              collapsed=("collapsed", "sum"), seeds=("seed", "count")))
+    return table.join(
+        rows.groupby(cells).agg(
+            mean=("mmd2", "mean"),
+            loglik=("test_loglik", "mean"),
+            collapsed=("collapsed", "sum"),
+            seeds=("seed", "count"),
+        )
+    )
 
 
 def plot_ablation(stored: pd.DataFrame, floors: pd.DataFrame):
@@ -497,19 +601,26 @@ def plot_ablation(stored: pd.DataFrame, floors: pd.DataFrame):
     plt = _plt()
     rows, table, floor = ablation(stored), ablation_table(stored), noise_floor(floors)
     fig, ax = plt.subplots(figsize=(7.5, 3.8), constrained_layout=True)
-    ax.axhspan(FLOOR, floor.quantile(0.95), color="0.85",
-               label=f"a perfect model ({len(floor)} draws: 95% below the top)")  # fmt: skip
+    ax.axhspan(
+        FLOOR, floor.quantile(0.95), color="0.85", label=f"a perfect model ({len(floor)} draws: 95% below the top)"
+    )
     for i, (act, mode) in enumerate(table.index):
         cell = rows[(rows.activation == act) & (rows["mode"] == mode)]
         ax.scatter(np.full(len(cell), i), np.maximum(cell.mmd2, FLOOR), s=22, color=color(mode), zorder=3)
     ax.set_xticks(range(len(table)), [f"{m}\n{a}" for a, m in table.index])
-    ax.set(yscale="log", title=f"the mixture: MMD² at the last step, seeds {rows.seed.min()}-{rows.seed.max()}",
-           ylabel=f"MMD² (below {FLOOR:g} drawn at {FLOOR:g})")  # fmt: skip
+    ax.set(
+        yscale="log",
+        title=f"the mixture: MMD² at the last step, seeds {rows.seed.min()}-{rows.seed.max()}",
+        ylabel=f"MMD² (below {FLOOR:g} drawn at {FLOOR:g})",
+    )
     ax.legend(fontsize=8, loc="upper left")
     plt.show()
     seeds = [c for c in table.columns if c.startswith("seed ")]
-    return (table.rename(index={"mollification": "mollified"}).style
-            .format("{:.1e}", subset=seeds + ["mean"]).format("{:.3f}", subset=["loglik"]))  # fmt: skip
+    return (
+        table.rename(index={"mollification": "mollified"})
+        .style.format("{:.1e}", subset=seeds + ["mean"])
+        .format("{:.3f}", subset=["loglik"])
+    )
 
 
 # --- the numbers of the prose, checked ------------------------------------------------------------------------
@@ -520,9 +631,14 @@ def _span(values) -> str:
     return f"{values.min():.0f}-{values.max():.0f}%"
 
 
-def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFrame] = None,
-            floors: Optional[pd.DataFrame] = None, other: Optional[pd.DataFrame] = None,
-            reference: Optional[dict] = None) -> dict:
+def learned(
+    stored: Optional[pd.DataFrame] = None,
+    *,
+    dead: Optional[pd.DataFrame] = None,
+    floors: Optional[pd.DataFrame] = None,
+    other: Optional[pd.DataFrame] = None,
+    reference: Optional[dict] = None,
+) -> dict:
     """Every number of chapter 3's prose, computed from the stored results, glued, and checked.
 
     ``stored`` (``toy2d.csv``), ``dead`` (``toy2d_dead_units.csv``), ``floors`` (``toy2d_noise_floor.csv``) and
@@ -556,8 +672,10 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_mix_mol_mmd", f"{mixw['mollification'].mean():.1e}")
     put("toy_mix_van_ll", f"{van_ll:.3f}")
     put("toy_true_ll", f"{true_ll:.3f}")
-    found.add("mixture: the vanilla flow has the lower MMD² on every seed, its test log-likelihood the true one's",
-              holds=bool((mixw["vanilla"] < mixw["mollification"]).all()) and abs(van_ll - true_ll) < 0.02)
+    found.add(
+        "mixture: the vanilla flow has the lower MMD² on every seed, its test log-likelihood the true one's",
+        holds=bool((mixw["vanilla"] < mixw["mollification"]).all()) and abs(van_ll - true_ll) < 0.02,
+    )
 
     # the collapse with ReLU conditioners (the activation ablation)
     abl = ablation(stored)
@@ -569,8 +687,10 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_n_seeds", n_seeds)
     put("toy_relu_mol_collapsed", relu_mol)
     put("toy_relu_van_collapsed", relu_van)
-    found.add("with ReLU conditioners most mollified mixture runs collapse to one Gaussian, no vanilla run",
-              holds=relu_mol > n_seeds / 2 and relu_van == 0)
+    found.add(
+        "with ReLU conditioners most mollified mixture runs collapse to one Gaussian, no vanilla run",
+        holds=relu_mol > n_seeds / 2 and relu_van == 0,
+    )
 
     # the dead units
     table = dead_table(dead, stored)
@@ -584,18 +704,22 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_dead_relu_mol_end", _span(dead_collapsed))
     put("toy_dead_relu_van_end", _span(dead_van))
     put("toy_dead_mol_2k", _span(at_2k))
-    found.add("in the collapsed runs more than 80% of the second layers are dead at the end, more than in any "
-              "vanilla run",
-              holds=len(dead_collapsed) > 0 and float(dead_collapsed.min().min()) > float(dead_van.max().max())
-              and float(dead_collapsed.min().min()) > 80)  # fmt: skip
+    found.add(
+        "in the collapsed runs more than 80% of the second layers are dead at the end, more than in any vanilla run",
+        holds=len(dead_collapsed) > 0
+        and float(dead_collapsed.min().min()) > float(dead_van.max().max())
+        and float(dead_collapsed.min().min()) > 80,
+    )
 
     # the clean half cannot repair it; half does not collapse
     by_mode = collapsed_by_mode(all_runs)
     collapsed = by_mode.get("mollification", [])
     put("toy_collapsed_seeds", ", ".join(map(str, collapsed)))
     put("toy_clean_half_seeds", ", ".join(map(str, by_mode.get("clean-half", []))))
-    found.add("clean-half collapses on exactly the seeds where mollification does; half on none",
-              holds=bool(collapsed) and by_mode.get("clean-half") == collapsed and not by_mode.get("half"))
+    found.add(
+        "clean-half collapses on exactly the seeds where mollification does; half on none",
+        holds=bool(collapsed) and by_mode.get("clean-half") == collapsed and not by_mode.get("half"),
+    )
 
     # LeakyReLU and the noise floor
     floor = noise_floor(floors)
@@ -616,12 +740,18 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_leaky_worst", f"{leaky.mmd2.max() / floor_q95:.0f}")
     put("toy_collapsed_times", f"{abl[abl.collapsed].mmd2.min() / floor_q95:.0f}")
     put("toy_leaky_ll_gap", f"{abs(lw_ll['mollification'] - lw_ll['vanilla']):.3f}")
-    found.add("with LeakyReLU no run collapses, every run within 10x the noise floor's 95th percentile, "
-              "mollification lower on some seeds but not all",
-              holds=len(leaky) > 0 and not leaky.collapsed.any() and leaky.mmd2.max() < 10 * floor_q95
-              and 0 < leaky_wins < n_seeds)  # fmt: skip
-    found.add("the collapsed runs' MMD² lies far above the noise floor",
-              holds=bool(abl.collapsed.any()) and abl[abl.collapsed].mmd2.min() > 10 * floor_q95)
+    found.add(
+        "with LeakyReLU no run collapses, every run within 10x the noise floor's 95th percentile, "
+        "mollification lower on some seeds but not all",
+        holds=len(leaky) > 0
+        and not leaky.collapsed.any()
+        and leaky.mmd2.max() < 10 * floor_q95
+        and 0 < leaky_wins < n_seeds,
+    )
+    found.add(
+        "the collapsed runs' MMD² lies far above the noise floor",
+        holds=bool(abl.collapsed.any()) and abl[abl.collapsed].mmd2.min() > 10 * floor_q95,
+    )
 
     # the circle at lengthscale 1
     ring, modes = _ring(all_runs)
@@ -635,9 +765,11 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_paper_ratio", f"{paper_ratio:.0f}")
     put("toy_ring_wins", wins)
     put("toy_ring_seeds", len(van))
-    found.add("circle: mollification lowers MMD² at lengthscale 1 on average and on most seeds, by less than a "
-              "fifth of the paper's ratio",
-              holds=1 < geo < paper_ratio / 5 and wins > len(van) / 2)  # fmt: skip
+    found.add(
+        "circle: mollification lowers MMD² at lengthscale 1 on average and on most seeds, by less than a "
+        "fifth of the paper's ratio",
+        holds=1 < geo < paper_ratio / 5 and wins > len(van) / 2,
+    )
 
     # what lengthscale 1 cannot see
     c = ring.groupby("mode")[list(MEASURES) + ["circle_dist_q90"]].mean().reindex(modes)
@@ -646,8 +778,10 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_const_q50", f"{const_q50:.3f}")
     put("toy_blur_q50", f"{reference['circle_dist_q50']:.3f}")
     put("toy_blur_mmd", f"{reference['mmd2']:.0e}")
-    found.add("constant noise has the lowest MMD² at lengthscale 1 and the blurred data's median distance",
-              holds=c["mmd2"].idxmin() == "constant" and abs(const_q50 / reference["circle_dist_q50"] - 1) < 0.2)
+    found.add(
+        "constant noise has the lowest MMD² at lengthscale 1 and the blurred data's median distance",
+        holds=c["mmd2"].idxmin() == "constant" and abs(const_q50 / reference["circle_dist_q50"] - 1) < 0.2,
+    )
     q50w, sharp = ringw["circle_dist_q50"], ringw["mmd2_ls0.1"]
     put("toy_mol_q50_max", f"{q50w['mollification'].max():.3f}")
     put("toy_mol_q50", f"{mol_q50:.3f}")
@@ -656,23 +790,29 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_n_modes", len(modes))
     put("toy_mol_mmd01", f"{c.loc['mollification', 'mmd2_ls0.1']:.4f}")
     put("toy_sharp_wins", int((sharp.idxmin(axis=1) == "mollification").sum()))
-    found.add("annealing puts half the mass nearer the circle than constant noise on every seed, at least twice "
-              "as near as vanilla, with the lowest mean MMD² at lengthscale 0.1",
-              holds=q50w["mollification"].max() < q50w["constant"].min()
-              and c["mmd2_ls0.1"].idxmin() == "mollification"
-              and mol_q50 < c.loc["vanilla", "circle_dist_q50"] / 2)  # fmt: skip
+    found.add(
+        "annealing puts half the mass nearer the circle than constant noise on every seed, at least twice "
+        "as near as vanilla, with the lowest mean MMD² at lengthscale 0.1",
+        holds=q50w["mollification"].max() < q50w["constant"].min()
+        and c["mmd2_ls0.1"].idxmin() == "mollification"
+        and mol_q50 < c.loc["vanilla", "circle_dist_q50"] / 2,
+    )
     tv = c["angle_tv"]
     put("toy_tv_const", f"{tv['constant']:.3f}")
     put("toy_tv_floor", f"{angular_tv_floor(10_000):.3f}")
     put("toy_tv_mol", f"{tv['mollification']:.3f}")
     put("toy_tv_van", f"{tv['vanilla']:.3f}")
-    found.add("along the circle constant noise has the lowest angular TV, annealing lower than vanilla",
-              holds=tv.idxmin() == "constant" and tv["mollification"] < tv["vanilla"])
+    found.add(
+        "along the circle constant noise has the lowest angular TV, annealing lower than vanilla",
+        holds=tv.idxmin() == "constant" and tv["mollification"] < tv["vanilla"],
+    )
     q90 = ringw["circle_dist_q90"]
     put("toy_van_q90_min", f"{q90['vanilla'].min():.2f}")
     put("toy_mol_q90_max", f"{q90['mollification'].max():.2f}")
-    found.add("vanilla's 90th percentile of the distance from the circle is more than 4x the annealed flows'",
-              holds=bool(q90["vanilla"].min() > 4 * q90["mollification"].max()))
+    found.add(
+        "vanilla's 90th percentile of the distance from the circle is more than 4x the annealed flows'",
+        holds=bool(q90["vanilla"].min() > 4 * q90["mollification"].max()),
+    )
 
     # rounding alone moves the seeds
     o_mix = other[(other.dataset == "mixture_of_gaussians") & (other["mode"] == "mollification")]
@@ -681,7 +821,9 @@ def learned(stored: Optional[pd.DataFrame] = None, *, dead: Optional[pd.DataFram
     put("toy_other_collapsed", ", ".join(map(str, o_collapsed)))
     put("toy_other_wins", int((o_ring["mollification"] < o_ring["vanilla"]).sum()))
     put("toy_other_seeds", len(o_ring))
-    found.add("on another CPU the same seeds collapse as often, but on other seeds",
-              holds=o_collapsed != collapsed and len(o_collapsed) == len(collapsed))
+    found.add(
+        "on another CPU the same seeds collapse as often, but on other seeds",
+        holds=o_collapsed != collapsed and len(o_collapsed) == len(collapsed),
+    )
     found.check()
     return facts

@@ -15,7 +15,24 @@ Both write the one checkpoint format of :mod:`molli_utils.checkpoints` and use m
 through :class:`~molli_utils.mollifiers.MollifierLike`.
 """
 
-from .loop import CHECKPOINT_NAME, DivergenceError, TrainConfig, TrainResult, nll_loss, progress_bar, show_progress, train
+from .loop import (
+    CHECKPOINT_NAME,
+    DivergenceError,
+    TrainConfig,
+    TrainResult,
+    nll_loss,
+    progress_bar,
+    show_progress,
+    train,
+)
 
-__all__ = ["TrainConfig", "TrainResult", "DivergenceError", "train", "nll_loss", "progress_bar", "show_progress",
-           "CHECKPOINT_NAME"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "DivergenceError",
+    "train",
+    "nll_loss",
+    "progress_bar",
+    "show_progress",
+    "CHECKPOINT_NAME",
+]

@@ -48,11 +48,21 @@ class FlowBatches:
     initialisation of a distributed run uses it).
     """
 
-    def __init__(self, mollifier: Mollifier, levels: int, *, dequantize: bool = True,
-                 generator: Optional[torch.Generator] = None, rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        mollifier: Mollifier,
+        levels: int,
+        *,
+        dequantize: bool = True,
+        generator: Optional[torch.Generator] = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if not isinstance(mollifier, Mollifier):
-            raise ValueError(f"mollifier must be a molli_utils.mollifiers.Mollifier (kind='none' for vanilla), "
-                             f"got {type(mollifier).__name__}")  # fmt: skip
+            raise ValueError(
+                f"mollifier must be a molli_utils.mollifiers.Mollifier (kind='none' for vanilla), "
+                f"got {type(mollifier).__name__}"
+            )
         if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.mollifier, self.levels, self.dequantize = mollifier, levels, dequantize
@@ -70,13 +80,11 @@ class FlowBatches:
 
     def __call__(self, x: torch.Tensor, step: int) -> torch.Tensor:
         if x.shape[0] % self.world_size:
-            raise ValueError(f"the global batch ({x.shape[0]}) must split "
-                             f"evenly over {self.world_size} processes")
+            raise ValueError(f"the global batch ({x.shape[0]}) must split evenly over {self.world_size} processes")
         if self.dequantize:
             L = self.levels
             centres = 2.0 * (torch.round(x * (L - 1)) + 0.5) / L - 1.0
-            u = torch.rand(x.shape, generator=self.dequantize_generator,
-                           dtype=x.dtype, device=x.device)
+            u = torch.rand(x.shape, generator=self.dequantize_generator, dtype=x.dtype, device=x.device)
             # the one line, then the dequantisation noise:
             z = self.mollifier(centres, step) + 2.0 * (u - 0.5) / L
         else:
@@ -102,7 +110,9 @@ class FlowBatches:
         self.mollifier.load_state_dict(state["mollifier"])
         saved, gen = state.get("dequantize"), self.dequantize_generator
         if (saved is None) != (gen is None):
-            raise ValueError("the saved dequantisation state and this run differ in having a generator; "
-                             "resume with the settings of the run that wrote the checkpoint")  # fmt: skip
+            raise ValueError(
+                "the saved dequantisation state and this run differ in having a generator; "
+                "resume with the settings of the run that wrote the checkpoint"
+            )
         if gen is not None:
             gen.set_state(saved)

@@ -176,5 +176,10 @@ class TrainResult:
             return pd.DataFrame(self.history)
         h = self.history  # an ensemble: one row per (step, member)
         rows = zip(h["step"], h["loss"], h["noise_level"], h["skipped"])
-        return pd.DataFrame([{"step": s, "member": i, "loss": loss[i], "noise_level": noise[i], "skipped": skipped[i]}
-                             for s, loss, noise, skipped in rows for i in range(len(loss))])  # fmt: skip
+        return pd.DataFrame(
+            [
+                {"step": s, "member": i, "loss": loss[i], "noise_level": noise[i], "skipped": skipped[i]}
+                for s, loss, noise, skipped in rows
+                for i in range(len(loss))
+            ]
+        )

@@ -45,8 +45,7 @@ from typing import Any, Iterator, Optional, Union
 
 import torch
 
-__all__ = ["Context", "context", "setup", "barrier", "broadcast_object", "DistributedLoss", "checkpoint_dir",
-           "cleanup"]  # fmt: skip
+__all__ = ["Context", "context", "setup", "barrier", "broadcast_object", "DistributedLoss", "checkpoint_dir", "cleanup"]
 
 
 @dataclass(frozen=True)
@@ -171,7 +170,9 @@ class DistributedLoss:
 
 
 @contextlib.contextmanager
-def checkpoint_dir(folder: Union[str, Path, None], ctx: Context, name: str = "checkpoint.pt") -> Iterator[Optional[Path]]:
+def checkpoint_dir(
+    folder: Union[str, Path, None], ctx: Context, name: str = "checkpoint.pt"
+) -> Iterator[Optional[Path]]:
     """The checkpoint folder this rank gives the loop: ``folder`` on rank 0; on the other ranks a private
     temporary folder holding a copy of rank 0's checkpoint (so that they resume from it) whose own
     writes are discarded at the end. All ranks wait until the copies are made."""

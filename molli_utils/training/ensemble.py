@@ -68,8 +68,10 @@ class Members:
 
     def __init__(self, count: Optional[int], params: list[torch.nn.Parameter], grad_clip: Optional[float]) -> None:
         if count and any(p.shape[:1] != (count,) for p in params):
-            raise ValueError(f"one data set per member needs a model whose parameters are stacked along dim 0 "
-                             f"({count} members), e.g. a FlowEnsemble")  # fmt: skip
+            raise ValueError(
+                f"one data set per member needs a model whose parameters are stacked along dim 0 "
+                f"({count} members), e.g. a FlowEnsemble"
+            )
         self.count, self.params, self.grad_clip = count, params, grad_clip
 
     def one(self, values: list) -> Any:
@@ -93,8 +95,7 @@ class Members:
             value = loss.item()  # waits for the step: the gradient check is then ready too
             return [value], [math.isfinite(value) and math.isfinite(check.item())]
         if loss.shape != (self.count,):
-            raise ValueError(f"loss_fn must return one loss per member, shape [{self.count}], "
-                             f"got {tuple(loss.shape)}")  # fmt: skip
+            raise ValueError(f"loss_fn must return one loss per member, shape [{self.count}], got {tuple(loss.shape)}")
         loss.sum().backward()
         check = member_grad_check(self.params, self.count, self.grad_clip).to(loss.device)
         finite = torch.isfinite(loss.detach()) & torch.isfinite(check)
@@ -157,8 +158,11 @@ def step_except(optimizer: torch.optim.Optimizer, params: list[torch.Tensor], ba
     members = len(bad)
     saved = []
     for p in params:
-        state = {k: v.index_select(0, rows) for k, v in optimizer.state.get(p, {}).items()
-                 if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == members}  # fmt: skip
+        state = {
+            k: v.index_select(0, rows)
+            for k, v in optimizer.state.get(p, {}).items()
+            if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == members
+        }
         saved.append((p.detach().index_select(0, rows), state, p in optimizer.state))
     optimizer.step()
     with torch.no_grad():

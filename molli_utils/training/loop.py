@@ -142,8 +142,9 @@ def train(
     extra_state = dict(extra_state or {})
     for name, obj in extra_state.items():
         if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
-            raise ValueError(f"extra_state[{name!r}] must have state_dict() and load_state_dict(state), "
-                             f"got {type(obj).__name__}")  # fmt: skip
+            raise ValueError(
+                f"extra_state[{name!r}] must have state_dict() and load_state_dict(state), got {type(obj).__name__}"
+            )
     if loss_fn is None and not callable(getattr(model, "forward_kld", None)):
         raise ValueError(f"{type(model).__name__} has no forward_kld(x); pass loss_fn=lambda model, x: ...")
     device = check_device(config.device)  # a device this machine lacks: refused before any work, with the fix
@@ -152,18 +153,39 @@ def train(
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr, foreach=True)
     members = Members(count, [p for p in model.parameters() if p.requires_grad], config.grad_clip)
     checkpoint = Checkpoint.of_run(config, model, optimizer, streams, mollifiers, members, device, extra_state)
-    loop = _Loop(model, config, mollifiers, members, loss_fn or nll_loss, optimizer, metrics, select_metric, device,
-                 streams, checkpoint, epoch_end, step_end)  # fmt: skip
+    loop = _Loop(
+        model,
+        config,
+        mollifiers,
+        members,
+        loss_fn or nll_loss,
+        optimizer,
+        metrics,
+        select_metric,
+        device,
+        streams,
+        checkpoint,
+        epoch_end,
+        step_end,
+    )
     resuming = checkpoint is not None and checkpoint.path.exists()
     state = checkpoint.load() if resuming else LoopState.fresh(len(streams))
     resumed_from = state.step if resuming else None
     loop.run(state, config.total_steps(len(datasets[0])), callback)
     return TrainResult(
-        history=state.history, evals=state.evals, final_step=state.step, num_nonfinite=sum(state.nonfinite),
-        elapsed=state.elapsed, best_metric=select_metric, best_value=state.best_value,
-        best_step=state.best_step, best_state=state.best_state, resumed_from=resumed_from,
-        member_nonfinite=state.nonfinite if count else None, diverged_at=state.diverged_at if count else None,
-    )  # fmt: skip
+        history=state.history,
+        evals=state.evals,
+        final_step=state.step,
+        num_nonfinite=sum(state.nonfinite),
+        elapsed=state.elapsed,
+        best_metric=select_metric,
+        best_value=state.best_value,
+        best_step=state.best_step,
+        best_state=state.best_state,
+        resumed_from=resumed_from,
+        member_nonfinite=state.nonfinite if count else None,
+        diverged_at=state.diverged_at if count else None,
+    )
 
 
 def _vanilla(x: torch.Tensor, step: int) -> torch.Tensor:
@@ -224,8 +246,12 @@ class _Loop:
     def step(self, state: LoopState) -> None:
         """One step: batch, mollify, loss, backward, and an update unless the loss or gradient is non-finite."""
         step = state.step
-        x = self.members.stack([mollify(batch(step), step)  # the paper's one line: x = mollifier(x, step)
-                                for batch, mollify in zip(self.streams, self.mollify)])
+        x = self.members.stack(
+            [
+                mollify(batch(step), step)  # the paper's one line: x = mollifier(x, step)
+                for batch, mollify in zip(self.streams, self.mollify)
+            ]
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.model, x)
         values, finite = self.members.backward(loss)  # per member: the loss, and whether it and its gradient are finite
@@ -290,8 +316,13 @@ class _Loop:
         state.win_sum, state.win_n, state.win_skipped = [0.0] * m, [0] * m, [0] * m
         if not bar.disable:
             frozen = {"frozen": sum(d is not None for d in state.diverged_at)} if self.members.count else {}
-            bar.set_postfix(loss=f"{_mean(losses):.4g}", noise=f"{_mean(noise):.3g}", skipped=sum(state.nonfinite),
-                            **frozen, refresh=False)  # fmt: skip
+            bar.set_postfix(
+                loss=f"{_mean(losses):.4g}",
+                noise=f"{_mean(noise):.3g}",
+                skipped=sum(state.nonfinite),
+                **frozen,
+                refresh=False,
+            )
             bar.update(state.step - bar.n)
 
     def _eval(self, state: LoopState, epoch: int) -> None:

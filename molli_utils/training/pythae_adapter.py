@@ -61,8 +61,17 @@ class PythaeTrainer(BaseTrainer):
     ``resume_dir`` (``None``: pythae's own ``train``) is where a subclass keeps its resume state.
     """
 
-    def __init__(self, model, train_dataset, eval_dataset=None, training_config: Optional[BaseTrainerConfig] = None,
-                 callbacks=None, *, resume_dir: Union[str, Path, None] = None, dist: Any = None):  # fmt: skip
+    def __init__(
+        self,
+        model,
+        train_dataset,
+        eval_dataset=None,
+        training_config: Optional[BaseTrainerConfig] = None,
+        callbacks=None,
+        *,
+        resume_dir: Union[str, Path, None] = None,
+        dist: Any = None,
+    ):
         self.resume_dir = None if resume_dir is None else Path(resume_dir)
         self._in_train_step = False
         from .distributed import Context
@@ -103,8 +112,13 @@ class PythaeTrainer(BaseTrainer):
         self.model = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.distributed = True
         self._loader_gen = torch.Generator()
-        self.train_loader = DataLoader(dataset=self.train_dataset, batch_size=self.training_config.per_device_train_batch_size,
-                                       shuffle=True, generator=self._loader_gen, collate_fn=collate_dataset_output)  # fmt: skip
+        self.train_loader = DataLoader(
+            dataset=self.train_dataset,
+            batch_size=self.training_config.per_device_train_batch_size,
+            shuffle=True,
+            generator=self._loader_gen,
+            collate_fn=collate_dataset_output,
+        )
 
     @property
     def bare_model(self):
@@ -174,7 +188,9 @@ class PythaeTrainer(BaseTrainer):
             best_model.load_state_dict(best["model"])
         self.callback_handler.on_train_begin(training_config=cfg, model_config=self.model_config)
         for epoch in range(1 if state is None else state["epoch"] + 1, cfg.num_epochs + 1):
-            self.callback_handler.on_epoch_begin(training_config=cfg, epoch=epoch, train_loader=self.train_loader, eval_loader=self.eval_loader)
+            self.callback_handler.on_epoch_begin(
+                training_config=cfg, epoch=epoch, train_loader=self.train_loader, eval_loader=self.eval_loader
+            )
             metrics = {"train_epoch_loss": self.train_step(epoch)}
             if self.eval_dataset is not None:
                 metrics["eval_epoch_loss"] = self.eval_step(epoch)

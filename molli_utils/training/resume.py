@@ -63,8 +63,14 @@ class LoopState:
     def fresh(cls, members: int) -> "LoopState":
         """The state before the first step of a run with ``members`` members."""
         m = members
-        return cls(nonfinite=[0] * m, in_row=[0] * m, win_sum=[0.0] * m, win_n=[0] * m, win_skipped=[0] * m,
-                   diverged_at=[None] * m)  # fmt: skip
+        return cls(
+            nonfinite=[0] * m,
+            in_row=[0] * m,
+            win_sum=[0.0] * m,
+            win_n=[0] * m,
+            win_skipped=[0] * m,
+            diverged_at=[None] * m,
+        )
 
 
 def plain(value: Any) -> Any:
@@ -81,16 +87,25 @@ def plain(value: Any) -> Any:
 
 def mollifier_fingerprint(mollifier: Any) -> dict:
     """The settings of one mollifier that a checkpoint must match."""
-    fp = {"mollifier": None if mollifier is None else type(mollifier).__name__,
-          "mollifier.generator": isinstance(getattr(mollifier, "generator", None), torch.Generator)}  # fmt: skip
+    fp = {
+        "mollifier": None if mollifier is None else type(mollifier).__name__,
+        "mollifier.generator": isinstance(getattr(mollifier, "generator", None), torch.Generator),
+    }
     for name in ("kind", "horizon", "schedule", "schedule_kwargs", "step_quantum", "schedule_horizon"):
         if hasattr(mollifier, name):
             fp[f"mollifier.{name}"] = plain(getattr(mollifier, name))
     return fp
 
 
-def fingerprint(config: TrainConfig, datasets: list, model: torch.nn.Module, mollifiers: list, optimizer,
-                one: Callable[[list], Any], extra_state: Optional[dict[str, Any]] = None) -> dict:  # fmt: skip
+def fingerprint(
+    config: TrainConfig,
+    datasets: list,
+    model: torch.nn.Module,
+    mollifiers: list,
+    optimizer,
+    one: Callable[[list], Any],
+    extra_state: Optional[dict[str, Any]] = None,
+) -> dict:
     """What must not change between a checkpoint and the run resuming from it (flat, plain data).
 
     ``one`` turns per-member lists into what is recorded (the list, or a single model's only entry).
@@ -131,16 +146,34 @@ class Checkpoint:
     extra_state: dict[str, Any]
 
     @classmethod
-    def of_run(cls, config: TrainConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer, streams: list,
-               mollifiers: list, members: Any, device: torch.device,
-               extra_state: dict[str, Any]) -> Optional["Checkpoint"]:  # fmt: skip
+    def of_run(
+        cls,
+        config: TrainConfig,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        streams: list,
+        mollifiers: list,
+        members: Any,
+        device: torch.device,
+        extra_state: dict[str, Any],
+    ) -> Optional["Checkpoint"]:
         """The checkpoint of a run in ``config.checkpoint_dir`` (``None`` without one), fingerprinted;
         ``members`` is the run's :class:`~molli_utils.training.ensemble.Members`."""
         if config.checkpoint_dir is None:
             return None
         fp = fingerprint(config, [b.data for b in streams], model, mollifiers, optimizer, members.one, extra_state)
-        return cls(Path(config.checkpoint_dir) / CHECKPOINT_NAME, fp, model, optimizer, streams, mollifiers,
-                   members.one, members.each, device, extra_state)  # fmt: skip
+        return cls(
+            Path(config.checkpoint_dir) / CHECKPOINT_NAME,
+            fp,
+            model,
+            optimizer,
+            streams,
+            mollifiers,
+            members.one,
+            members.each,
+            device,
+            extra_state,
+        )
 
     def save(self, state: LoopState) -> None:
         """Write model, optimizer, every RNG state and the loop state to :attr:`path`, atomically."""
@@ -152,8 +185,14 @@ class Checkpoint:
             "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
         }
         loop = {f.name: getattr(state, f.name) for f in fields(state)}
-        obj = {"trainer": TRAINER, "fingerprint": self.fingerprint,
-               "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "rng": rng, "loop": loop}  # fmt: skip
+        obj = {
+            "trainer": TRAINER,
+            "fingerprint": self.fingerprint,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng,
+            "loop": loop,
+        }
         if self.extra_state:
             obj["extra"] = {name: o.state_dict() for name, o in self.extra_state.items()}
         checkpoints.save(obj, self.path)
@@ -166,8 +205,9 @@ class Checkpoint:
         """
         ckpt = checkpoints.load(self.path)
         if ckpt.get("trainer") != TRAINER:
-            raise checkpoints.CheckpointError(f"{self.path} was written by {ckpt.get('trainer')!r}, not by "
-                                              f"{TRAINER}; use another checkpoint_dir")  # fmt: skip
+            raise checkpoints.CheckpointError(
+                f"{self.path} was written by {ckpt.get('trainer')!r}, not by {TRAINER}; use another checkpoint_dir"
+            )
         checkpoints.check_fingerprint(self.path, ckpt.get("fingerprint"), self.fingerprint)
         parts = ("model", "optimizer", "rng", "loop", *(("extra",) if self.extra_state else ()))
         checkpoints.require(self.path, ckpt, parts)

@@ -87,7 +87,9 @@ def mollification_horizon(num_epochs: int, n_train: int, batch_size: int, fracti
     hence the ceiling. At least 1.
     """
     if min(num_epochs, n_train, batch_size) <= 0:
-        raise ValueError(f"num_epochs, n_train and batch_size must be positive, got {num_epochs}, {n_train}, {batch_size}")
+        raise ValueError(
+            f"num_epochs, n_train and batch_size must be positive, got {num_epochs}, {n_train}, {batch_size}"
+        )
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must lie in (0, 1] (0.5 = first half of training), got {fraction}")
     return max(1, int(fraction * num_epochs * math.ceil(n_train / batch_size)))
@@ -106,8 +108,10 @@ def resolve_precision(precision: str, device: Union[str, torch.device]) -> str:
     returned as it is (on a CPU the low precisions work too, for tests and benchmarks).
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)} "
-                         "('auto' = mixed precision on a GPU, float32 elsewhere)")  # fmt: skip
+        raise ValueError(
+            f"unknown precision {precision!r}; choose one of {list(PRECISIONS)} "
+            "('auto' = mixed precision on a GPU, float32 elsewhere)"
+        )
     if precision != "auto":
         return precision
     if torch.device(device).type != "cuda":
@@ -165,16 +169,21 @@ class MollifiedTrainer(PythaeTrainer):
         dist: Any = None,
     ):
         if not isinstance(mollifier, Mollifier):
-            raise ValueError(f"mollifier must be a molli_utils.mollifiers.Mollifier (kind='none' for vanilla training), got {type(mollifier).__name__}")
+            raise ValueError(
+                f"mollifier must be a molli_utils.mollifiers.Mollifier (kind='none' for vanilla training), got {type(mollifier).__name__}"
+            )
         if space not in SPACES:
             raise ValueError(f"unknown mollification space {space!r}; choose one of {list(SPACES)}")
         self.mollifier, self.space, self.step = mollifier, space, 0
         if training_config is not None and training_config.amp:
-            raise ValueError("training_config.amp=True is pythae's float16 autocast without loss scaling; "
-                             "leave it False and pass precision='auto' (or 'fp16'/'bf16') to MollifiedTrainer")  # fmt: skip
+            raise ValueError(
+                "training_config.amp=True is pythae's float16 autocast without loss scaling; "
+                "leave it False and pass precision='auto' (or 'fp16'/'bf16') to MollifiedTrainer"
+            )
         resolve_precision(precision, "cpu")  # a clear error before pythae builds anything
-        super().__init__(model, train_dataset, eval_dataset, training_config, callbacks, resume_dir=resume_dir,
-                         dist=dist)  # fmt: skip
+        super().__init__(
+            model, train_dataset, eval_dataset, training_config, callbacks, resume_dir=resume_dir, dist=dist
+        )
         self.precision = resolve_precision(precision, self.device)
         self._use_precision(self.precision)
         gen = mollifier.generator
@@ -203,9 +212,13 @@ class MollifiedTrainer(PythaeTrainer):
     # ---- resumable training (PythaeTrainer's hooks) ---------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
         """What a resume file must match: the model, its parameter shapes, the mollifier and the arithmetic."""
-        fingerprint = {"model": self.model_name, "mollifier": [self.mollifier.kind, self.mollifier.horizon],
-                       "parameters": [[k, list(v.shape)] for k, v in self.bare_model.state_dict().items()],
-                       "epochs": self.training_config.num_epochs, "precision": self.precision}  # fmt: skip
+        fingerprint = {
+            "model": self.model_name,
+            "mollifier": [self.mollifier.kind, self.mollifier.horizon],
+            "parameters": [[k, list(v.shape)] for k, v in self.bare_model.state_dict().items()],
+            "epochs": self.training_config.num_epochs,
+            "precision": self.precision,
+        }
         variance = getattr(self.bare_model, "decoder_variance", 1.0)
         if variance != 1.0:  # (checkpoints of the paper's likelihood keep the fingerprint they had)
             fingerprint["decoder_variance"] = variance
@@ -215,16 +228,27 @@ class MollifiedTrainer(PythaeTrainer):
         """Everything that changes during training, as plain data (the checkpoint's payload)."""
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         return {
-            "trainer": "molli_utils.training.vae.MollifiedTrainer", "fingerprint": self._fingerprint(),
-            "epoch": epoch, "step": self.step,
-            "model": self.bare_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "trainer": "molli_utils.training.vae.MollifiedTrainer",
+            "fingerprint": self._fingerprint(),
+            "epoch": epoch,
+            "step": self.step,
+            "model": self.bare_model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
-            "best": best, "torch_rng": torch.get_rng_state(),
-            "numpy_rng": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                          "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "python_rng": list(random.getstate()[1]), "mollifier_rng": self.mollifier.state_dict(),
-            "scaler": None if self.scaler is None else self.scaler.state_dict(), "skipped_steps": self.skipped_steps,
-        }  # fmt: skip
+            "best": best,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": {
+                "kind": kind,
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": int(pos),
+                "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached),
+            },
+            "python_rng": list(random.getstate()[1]),
+            "mollifier_rng": self.mollifier.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "skipped_steps": self.skipped_steps,
+        }
 
     def save_resume_state(self, epoch: int, best: dict[str, Any]) -> None:
         """Write ``resume_dir/checkpoint.pt`` (rank 0 only) with the state after ``epoch``."""
@@ -244,13 +268,19 @@ class MollifiedTrainer(PythaeTrainer):
         state = checkpoints.load(path, map_location=self.device)
         checkpoints.require(path, state, ("trainer", "fingerprint"))
         if state.get("trainer") != "molli_utils.training.vae.MollifiedTrainer":
-            raise checkpoints.CheckpointError(f"{path} was written by {state.get('trainer')!r}, not by MollifiedTrainer; "
-                                              "use another resume_dir or delete the file")  # fmt: skip
+            raise checkpoints.CheckpointError(
+                f"{path} was written by {state.get('trainer')!r}, not by MollifiedTrainer; "
+                "use another resume_dir or delete the file"
+            )
         checkpoints.check_fingerprint(path, state.get("fingerprint"), self._fingerprint())
-        checkpoints.require(path, state, ("model", "optimizer", "scheduler", "step", "torch_rng", "numpy_rng",
-                                          "python_rng", "mollifier_rng"))  # fmt: skip
-        checkpoints.require(path, state["numpy_rng"], ("kind", "keys", "pos", "has_gauss", "cached_gaussian"),
-                            where="numpy_rng")  # fmt: skip
+        checkpoints.require(
+            path,
+            state,
+            ("model", "optimizer", "scheduler", "step", "torch_rng", "numpy_rng", "python_rng", "mollifier_rng"),
+        )
+        checkpoints.require(
+            path, state["numpy_rng"], ("kind", "keys", "pos", "has_gauss", "cached_gaussian"), where="numpy_rng"
+        )
         self.bare_model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -262,8 +292,15 @@ class MollifiedTrainer(PythaeTrainer):
         self.skipped_steps = state.get("skipped_steps", 0)
         torch.set_rng_state(state["torch_rng"].cpu())
         np_rng = state["numpy_rng"]
-        np.random.set_state((np_rng["kind"], np_rng["keys"].numpy().astype(np.uint32), np_rng["pos"],
-                             np_rng["has_gauss"], np_rng["cached_gaussian"]))  # fmt: skip
+        np.random.set_state(
+            (
+                np_rng["kind"],
+                np_rng["keys"].numpy().astype(np.uint32),
+                np_rng["pos"],
+                np_rng["has_gauss"],
+                np_rng["cached_gaussian"],
+            )
+        )
         random.setstate((3, tuple(state["python_rng"]), None))
         self.mollifier.load_state_dict(state["mollifier_rng"])
         return state

@@ -66,9 +66,14 @@ def _change_columns(diffs: Sequence[float], paper_diff: float) -> dict[str, Any]
     (``100 (exp(mean) - 1)``, the geometric mean change), the signs per seed, and the paper's."""
     mean = float(np.mean(diffs)) if diffs else math.nan
     sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
-    return {"Δ log FD": mean, "Δ log FD sd": sd, "change %": 100 * math.expm1(mean),
-            "signs per seed": _signs(diffs), "paper Δ log FID (CIFAR-10)": paper_diff,
-            "paper change % (FID, CIFAR-10)": 100 * math.expm1(paper_diff)}  # fmt: skip
+    return {
+        "Δ log FD": mean,
+        "Δ log FD sd": sd,
+        "change %": 100 * math.expm1(mean),
+        "signs per seed": _signs(diffs),
+        "paper Δ log FID (CIFAR-10)": paper_diff,
+        "paper change % (FID, CIFAR-10)": 100 * math.expm1(paper_diff),
+    }
 
 
 def miniature_table(frame, paper: Optional[dict] = None, decoder_variance: Optional[float] = None):
@@ -89,10 +94,17 @@ def miniature_table(frame, paper: Optional[dict] = None, decoder_variance: Optio
             diffs = _log_changes(van, mol)
             p = paper[("cifar10", model)]
             p_diff = math.log(p[mode] / p["vanilla"])
-            row = {"model": model, "mollifier": mode, "seeds": len(diffs),
-                   "FD vanilla": van.mean(), "FD vanilla sd": van.std(), "FD mollified": mol.mean(),
-                   "FD mollified sd": mol.std(), **_change_columns(diffs, p_diff),
-                   "verdict (miniature)": verdict(diffs, p_diff, higher_is_better=False)}  # fmt: skip
+            row = {
+                "model": model,
+                "mollifier": mode,
+                "seeds": len(diffs),
+                "FD vanilla": van.mean(),
+                "FD vanilla sd": van.std(),
+                "FD mollified": mol.mean(),
+                "FD mollified sd": mol.std(),
+                **_change_columns(diffs, p_diff),
+                "verdict (miniature)": verdict(diffs, p_diff, higher_is_better=False),
+            }
             for metric in ("kid", "bpd"):
                 v, m = paired(frame, model, mode, schedule, metric)
                 row[f"{metric} vanilla"], row[f"{metric} mollified"] = v.mean(), m.mean()
@@ -112,8 +124,11 @@ def ablation_table(frame, paper: Optional[dict] = None, decoder_variance: Option
     frame = at_variance(frame, decoder_variance)
     rows = []
     for model in ABLATION["models"]:
-        labels = [schedule_label(s, t) for s in ABLATION["schedules"]
-                  for t in (ABLATION["taus"] if s == "sigmoid" else (None,))]  # fmt: skip
+        labels = [
+            schedule_label(s, t)
+            for s in ABLATION["schedules"]
+            for t in (ABLATION["taus"] if s == "sigmoid" else (None,))
+        ]
         p = table2[("cifar10", model)]
         for label in labels:
             van, mol = paired(frame, model, "gaussian", label)
@@ -121,12 +136,25 @@ def ablation_table(frame, paper: Optional[dict] = None, decoder_variance: Option
             if label in p:
                 p_diff, sized, note = math.log(p[label] / p["vanilla"]), True, "Table 2"
             else:  # a temperature of the sigmoid: Table 2 has none; the sigmoid's direction
-                p_diff, sized, note = math.log(p["sigmoid"] / p["vanilla"]), False, \
-                    "none (Table 2 has no temperatures): the direction of its sigmoid"  # fmt: skip
+                p_diff, sized, note = (
+                    math.log(p["sigmoid"] / p["vanilla"]),
+                    False,
+                    "none (Table 2 has no temperatures): the direction of its sigmoid",
+                )
             verdict_ = verdict(diffs, p_diff, higher_is_better=False, sized=sized)
             if not sized:
                 p_diff = math.nan
-            rows.append({"model": model, "schedule": label, "seeds": len(diffs), "FD": mol.mean(), "FD sd": mol.std(),
-                         "FD vanilla": van.mean(), **_change_columns(diffs, p_diff), "paper number": note,
-                         "verdict (miniature)": verdict_})  # fmt: skip
+            rows.append(
+                {
+                    "model": model,
+                    "schedule": label,
+                    "seeds": len(diffs),
+                    "FD": mol.mean(),
+                    "FD sd": mol.std(),
+                    "FD vanilla": van.mean(),
+                    **_change_columns(diffs, p_diff),
+                    "paper number": note,
+                    "verdict (miniature)": verdict_,
+                }
+            )
     return pd.DataFrame(rows)

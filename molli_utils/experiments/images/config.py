@@ -16,10 +16,39 @@ from ...models.image_flows import FLOW_KINDS
 from ...models.vae import PAPER_DECODER_VARIANCE, VAE_KINDS, check_decoder_variance
 from .. import modes, profiles
 
-__all__ = ["MODES", "MODELS", "FLOWS", "VAES", "DATASETS", "SCHEDULES", "VARIANTS", "RESULTS", "RESULTS_DIGITS",
-           "PAPER_TAU", "DEQUANTIZE_SEED_OFFSET", "DIFFERENCES", "SEEDS", "SEEDS_DIGITS", "BUDGETS", "MODEL_BUDGETS",
-           "ABLATION", "IDENTITY", "ImageRun", "family", "paper_defaults", "schedule_label", "from_profile",
-           "profile_of", "key", "variance_cell", "results_file", "grid", "resume_dir", "load_data", "held_out_data"]  # fmt: skip
+__all__ = [
+    "MODES",
+    "MODELS",
+    "FLOWS",
+    "VAES",
+    "DATASETS",
+    "SCHEDULES",
+    "VARIANTS",
+    "RESULTS",
+    "RESULTS_DIGITS",
+    "PAPER_TAU",
+    "DEQUANTIZE_SEED_OFFSET",
+    "DIFFERENCES",
+    "SEEDS",
+    "SEEDS_DIGITS",
+    "BUDGETS",
+    "MODEL_BUDGETS",
+    "ABLATION",
+    "IDENTITY",
+    "ImageRun",
+    "family",
+    "paper_defaults",
+    "schedule_label",
+    "from_profile",
+    "profile_of",
+    "key",
+    "variance_cell",
+    "results_file",
+    "grid",
+    "resume_dir",
+    "load_data",
+    "held_out_data",
+]
 
 #: Training modes of Table 1.
 MODES = ("vanilla", "gaussian", "blur")
@@ -43,24 +72,56 @@ DEQUANTIZE_SEED_OFFSET = 20_000
 #: Where the paper's text (Appendix D.3.2) and its official code (``image/experiment.py`` and its shell
 #: scripts) differ, or where the book departs from both: (what, text, code, the book).
 DIFFERENCES = (
-    ("GLOW optimiser", "Adamax, lr 3e-4", "Adamax, lr 1e-3, weight decay 1e-5",
-     "code (variant='code'); the text's is variant='text'"),
-    ("GLOW length on CIFAR-10", "80 epochs, 50 of them mollified", "50,000 iterations, 30,000 mollified (64 epochs)",
-     "code: 64 epochs of 781 steps (49,984 iterations), the first 60% mollified"),
-    ("mollified part of training", "'the first half' (Sec. 4.2)", "GLOW: 60% (30,000 of 50,000 iterations)",
-     "half for every model but GLOW-code; the miniature: half for all seven"),
-    ("GLOW architecture", "multi-scale, K = 20, L = 3", "normflows MultiscaleFlow, K = 20, L = 3, 512 hidden channels, "
-     "GlowBase bases, channel split, sigmoid scale", "the code's, built the same way (models.image_flows)"),
-    ("data scale of the flows", "not stated", "[-1, 1] (torchvision Normalize(0.5, 0.5)), noise of unit variance",
-     "the code's: flows model 2y - 1, mollified in that space"),
-    ("dequantisation", "not stated", "none (the flow fits the 256 discrete levels)",
-     "uniform dequantisation (needed for bits/dim), added after the mollifier; dequantize=False is the code's"),
+    (
+        "GLOW optimiser",
+        "Adamax, lr 3e-4",
+        "Adamax, lr 1e-3, weight decay 1e-5",
+        "code (variant='code'); the text's is variant='text'",
+    ),
+    (
+        "GLOW length on CIFAR-10",
+        "80 epochs, 50 of them mollified",
+        "50,000 iterations, 30,000 mollified (64 epochs)",
+        "code: 64 epochs of 781 steps (49,984 iterations), the first 60% mollified",
+    ),
+    (
+        "mollified part of training",
+        "'the first half' (Sec. 4.2)",
+        "GLOW: 60% (30,000 of 50,000 iterations)",
+        "half for every model but GLOW-code; the miniature: half for all seven",
+    ),
+    (
+        "GLOW architecture",
+        "multi-scale, K = 20, L = 3",
+        "normflows MultiscaleFlow, K = 20, L = 3, 512 hidden channels, GlowBase bases, channel split, sigmoid scale",
+        "the code's, built the same way (models.image_flows)",
+    ),
+    (
+        "data scale of the flows",
+        "not stated",
+        "[-1, 1] (torchvision Normalize(0.5, 0.5)), noise of unit variance",
+        "the code's: flows model 2y - 1, mollified in that space",
+    ),
+    (
+        "dequantisation",
+        "not stated",
+        "none (the flow fits the 256 discrete levels)",
+        "uniform dequantisation (needed for bits/dim), added after the mollifier; dequantize=False is the code's",
+    ),
     ("non-finite losses", "not stated", "step skipped", "step skipped and counted (the book's loop)"),
-    ("REAL-NVP", "multi-scale, 4 residual blocks of 32 maps (CelebA: 2), Adam 1e-3, batch 64, 100 / 80 epochs",
-     "no official code", "the text, with normflows' layers and RealNVP's exponential scale"),
-    ("FID", "50k samples, pytorch-fid", "50 x 1,000 samples written as PNG files, every 1,000 iterations",
-     "in-memory FID of n_score samples rounded to 8 bits (same statistics as PNG files)"),
-)  # fmt: skip
+    (
+        "REAL-NVP",
+        "multi-scale, 4 residual blocks of 32 maps (CelebA: 2), Adam 1e-3, batch 64, 100 / 80 epochs",
+        "no official code",
+        "the text, with normflows' layers and RealNVP's exponential scale",
+    ),
+    (
+        "FID",
+        "50k samples, pytorch-fid",
+        "50 x 1,000 samples written as PNG files, every 1,000 iterations",
+        "in-memory FID of n_score samples rounded to 8 bits (same statistics as PNG files)",
+    ),
+)
 
 #: The seeds of the stored results on CIFAR-10 / CelebA (and the command line's default there).
 SEEDS = (1,)
@@ -72,14 +133,25 @@ SEEDS_DIGITS = (1, 2, 3, 4, 5)
 BUDGETS: dict[str, dict[str, Any]] = {
     "full": {"snapshot_epochs": tuple(range(20, 201, 20)), "n_snapshot": 5_000},
     # 15 runs in about an hour of a T4: quarter-width nets (1/16 of the FLOPs), 10 epochs, FID of 10k samples.
-    "colab": {"epochs": 10, "width": 0.25, "n_score": 5_000, "snapshot_epochs": (2, 4, 6, 8, 10),
-              "n_snapshot": 1_000},  # FID of 5k samples (1k per snapshot): python -m tools.chapter_times estimate
+    "colab": {
+        "epochs": 10,
+        "width": 0.25,
+        "n_score": 5_000,
+        "snapshot_epochs": (2, 4, 6, 8, 10),
+        "n_snapshot": 1_000,
+    },  # FID of 5k samples (1k per snapshot): python -m tools.chapter_times estimate
     # Table 1 in miniature on the CPU: scikit-learn's 1,437 training digits (8x8), nets sized for 8x8
     # (models.vae.SmallConvEncoder, models.image_flows.MINIATURE), the first half mollified for all seven
     # models, scored on 1,000 samples; per-family epochs and optimisers in MODEL_BUDGETS.
-    "quick": {"dataset": "digits", "latent_dim": 8, "batch_size": 64, "fraction": 0.5, "n_score": 1_000,
-              "n_snapshot": 500},
-}  # fmt: skip
+    "quick": {
+        "dataset": "digits",
+        "latent_dim": 8,
+        "batch_size": 64,
+        "fraction": 0.5,
+        "n_score": 1_000,
+        "n_snapshot": 500,
+    },
+}
 
 #: Per profile and model, the run fields that differ between the models on top of :data:`BUDGETS`: the miniature
 #: trains the VAEs for 60 epochs with Adam 1e-3 (the paper's 3e-4 is for 40M-parameter nets) and a decoder
@@ -90,12 +162,14 @@ MODEL_BUDGETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {},
     "colab": {},
     "quick": {
-        **{m: {"epochs": 60, "lr": 1e-3, "decoder_variance": 0.1, "snapshot_epochs": (1, 5, 15, 30, 45, 60)}
-           for m in ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")},
+        **{
+            m: {"epochs": 60, "lr": 1e-3, "decoder_variance": 0.1, "snapshot_epochs": (1, 5, 15, 30, 45, 60)}
+            for m in ("vae", "beta_vae", "iwae", "vae_iaf", "hvae")
+        },
         "realnvp": {"epochs": 40, "lr": 1e-3, "snapshot_epochs": (1, 5, 10, 20, 30, 40)},
         "glow": {"epochs": 40, "lr": 1e-3, "weight_decay": 1e-5, "snapshot_epochs": (1, 5, 10, 20, 30, 40)},
     },
-}  # fmt: skip
+}
 
 #: The schedule ablation of Table 2 in miniature: Gaussian mollification with each schedule (and the sigmoid's
 #: temperatures of the paper's Fig. 3, 0.2 to 0.9) on one flow and one VAE; vanilla and sigmoid-0.7 come from the grid.
@@ -104,8 +178,11 @@ ABLATION = {"models": ("glow", "vae"), "schedules": ("sigmoid", "cosine", "linea
 #: The fields that name a run (not its budget).
 IDENTITY = ("model", "mode", "seed", "schedule", "tau", "variant")
 
-_PAPER_EPOCHS = {"vae": {"cifar10": 200, "celeba": 100}, "realnvp": {"cifar10": 100, "celeba": 80},
-                 "glow": {"cifar10": 80, "celeba": 40}}  # fmt: skip
+_PAPER_EPOCHS = {
+    "vae": {"cifar10": 200, "celeba": 100},
+    "realnvp": {"cifar10": 100, "celeba": 80},
+    "glow": {"cifar10": 80, "celeba": 40},
+}
 
 
 def family(model: str) -> str:
@@ -125,13 +202,31 @@ def paper_defaults(model: str, dataset: str = "cifar10", variant: str = "code") 
     """
     data = dataset if dataset in ("cifar10", "celeba") else "cifar10"
     if family(model) == "vae":
-        return {"epochs": _PAPER_EPOCHS["vae"][data], "batch_size": 128, "lr": 3e-4, "optimizer": "adam",
-                "weight_decay": 0.0, "fraction": 0.5}  # fmt: skip
+        return {
+            "epochs": _PAPER_EPOCHS["vae"][data],
+            "batch_size": 128,
+            "lr": 3e-4,
+            "optimizer": "adam",
+            "weight_decay": 0.0,
+            "fraction": 0.5,
+        }
     if model == "realnvp":
-        return {"epochs": _PAPER_EPOCHS["realnvp"][data], "batch_size": 64, "lr": 1e-3, "optimizer": "adam",
-                "weight_decay": 0.0, "fraction": 0.5}  # fmt: skip
-    text = {"epochs": _PAPER_EPOCHS["glow"][data], "batch_size": 64, "lr": 3e-4, "optimizer": "adamax",
-            "weight_decay": 0.0, "fraction": {"cifar10": 50 / 80, "celeba": 20 / 40}[data]}  # fmt: skip
+        return {
+            "epochs": _PAPER_EPOCHS["realnvp"][data],
+            "batch_size": 64,
+            "lr": 1e-3,
+            "optimizer": "adam",
+            "weight_decay": 0.0,
+            "fraction": 0.5,
+        }
+    text = {
+        "epochs": _PAPER_EPOCHS["glow"][data],
+        "batch_size": 64,
+        "lr": 3e-4,
+        "optimizer": "adamax",
+        "weight_decay": 0.0,
+        "fraction": {"cifar10": 50 / 80, "celeba": 20 / 40}[data],
+    }
     if variant == "text":
         return text
     code = {**text, "lr": 1e-3, "weight_decay": 1e-5}  # image/experiment.py: Adamax(lr=1e-3, weight_decay=1e-5)
@@ -197,8 +292,12 @@ class ImageRun:
     decoder_variance: Optional[float] = None
 
     def __post_init__(self) -> None:
-        for name, value, valid in (("model", self.model, MODELS), ("mode", self.mode, MODES),
-                                   ("dataset", self.dataset, DATASETS), ("variant", self.variant, VARIANTS)):  # fmt: skip
+        for name, value, valid in (
+            ("model", self.model, MODELS),
+            ("mode", self.mode, MODES),
+            ("dataset", self.dataset, DATASETS),
+            ("variant", self.variant, VARIANTS),
+        ):
             if value not in valid:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {list(valid)}")
         for name, value in paper_defaults(self.model, self.dataset, self.variant).items():
@@ -209,8 +308,10 @@ class ImageRun:
         fixed = {"vanilla": "none", "blur": "heat"}
         if self.mode in fixed:
             if self.schedule not in (None, fixed[self.mode]) or self.tau is not None:
-                raise ValueError(f"mode {self.mode!r} has no noise schedule to choose (got schedule={self.schedule!r}, "
-                                 f"tau={self.tau!r}); schedules and tau belong to the gaussian mode")  # fmt: skip
+                raise ValueError(
+                    f"mode {self.mode!r} has no noise schedule to choose (got schedule={self.schedule!r}, "
+                    f"tau={self.tau!r}); schedules and tau belong to the gaussian mode"
+                )
             object.__setattr__(self, "schedule", fixed[self.mode])
         else:
             schedule = self.schedule or "sigmoid"
@@ -227,8 +328,10 @@ class ImageRun:
         object.__setattr__(self, "snapshot_epochs", tuple(int(e) for e in self.snapshot_epochs))
         if self.family == "flow":
             if self.decoder_variance is not None:
-                raise ValueError(f"decoder_variance is the VAEs' likelihood scale; the flow {self.model!r} has "
-                                 f"no decoder (leave it None), got {self.decoder_variance!r}")  # fmt: skip
+                raise ValueError(
+                    f"decoder_variance is the VAEs' likelihood scale; the flow {self.model!r} has "
+                    f"no decoder (leave it None), got {self.decoder_variance!r}"
+                )
         else:
             variance = PAPER_DECODER_VARIANCE if self.decoder_variance is None else self.decoder_variance
             object.__setattr__(self, "decoder_variance", check_decoder_variance(variance))
@@ -246,10 +349,16 @@ class ImageRun:
     def mollifier(self, total_steps: int, device: Union[str, torch.device] = "cpu"):
         """The run's :class:`~molli_utils.mollifiers.Mollifier` (:func:`~molli_utils.experiments.modes.mollifier`) over ``total_steps``."""
         gaussian = self.mode == "gaussian"
-        return modes.mollifier(self.mode, total_steps, self.seed, experiment="images", fraction=self.fraction,
-                               schedule=self.schedule if gaussian else None,
-                               schedule_kwargs={"tau": self.tau} if gaussian and self.schedule == "sigmoid" else None,
-                               device=device)  # fmt: skip
+        return modes.mollifier(
+            self.mode,
+            total_steps,
+            self.seed,
+            experiment="images",
+            fraction=self.fraction,
+            schedule=self.schedule if gaussian else None,
+            schedule_kwargs={"tau": self.tau} if gaussian and self.schedule == "sigmoid" else None,
+            device=device,
+        )
 
 
 def from_profile(profile_name: Optional[str] = None, **fields_: Any) -> ImageRun:
@@ -268,9 +377,18 @@ def profile_of(config: ImageRun) -> str:
 
 def key(r: ImageRun) -> dict[str, Any]:
     """The recorded-run key of ``r`` (the fields of both results files' keys)."""
-    return {"dataset": r.dataset, "model": r.model, "mollifier": r.mode, "mode": r.mode, "schedule": r.schedule_label,
-            "variant": r.variant, "seed": r.seed, "epochs": r.epochs, "width": r.width,
-            "decoder_variance": variance_cell(r)}  # fmt: skip
+    return {
+        "dataset": r.dataset,
+        "model": r.model,
+        "mollifier": r.mode,
+        "mode": r.mode,
+        "schedule": r.schedule_label,
+        "variant": r.variant,
+        "seed": r.seed,
+        "epochs": r.epochs,
+        "width": r.width,
+        "decoder_variance": variance_cell(r),
+    }
 
 
 def variance_cell(r: ImageRun) -> Any:
@@ -283,9 +401,16 @@ def results_file(dataset: str) -> str:
     return RESULTS_DIGITS if dataset == DIGITS else RESULTS
 
 
-def grid(profile: Optional[str] = None, *, models: Optional[Sequence[str]] = None, modes: Sequence[str] = MODES,
-         seeds: Optional[Sequence[int]] = None, schedules: Sequence[str] = ("sigmoid",),
-         taus: Sequence[Optional[float]] = (None,), **fields_: Any) -> list[ImageRun]:  # fmt: skip
+def grid(
+    profile: Optional[str] = None,
+    *,
+    models: Optional[Sequence[str]] = None,
+    modes: Sequence[str] = MODES,
+    seeds: Optional[Sequence[int]] = None,
+    schedules: Sequence[str] = ("sigmoid",),
+    taus: Sequence[Optional[float]] = (None,),
+    **fields_: Any,
+) -> list[ImageRun]:
     """Every (model, mode, schedule, seed) of ``profile``, model-major (Table 1's rows; default: all seven).
 
     ``schedules`` and ``taus`` (the sigmoid's temperatures; ``None`` = 0.7) multiply the Gaussian mode
@@ -304,11 +429,16 @@ def grid(profile: Optional[str] = None, *, models: Optional[Sequence[str]] = Non
         for s in schedules:
             for t in taus if s == "sigmoid" else (None,):
                 variants.append((mode, s, t))
+
     def own(model: str) -> dict[str, Any]:  # the flows have no decoder variance to set
         return fields_ if family(model) == "vae" else {k: v for k, v in fields_.items() if k != "decoder_variance"}
 
-    return [from_profile(profile, model=k, mode=m, seed=seed, schedule=s, tau=t, **own(k))
-            for k in models for m, s, t in variants for seed in seeds]  # fmt: skip
+    return [
+        from_profile(profile, model=k, mode=m, seed=seed, schedule=s, tau=t, **own(k))
+        for k in models
+        for m, s, t in variants
+        for seed in seeds
+    ]
 
 
 def resume_dir(config: ImageRun, root: Union[str, Path]) -> Path:
@@ -328,8 +458,14 @@ def load_data(config: ImageRun, *, train: bool = True) -> ImageData:
     if config.dataset == DIGITS:
         data = load_digits(train=train)
         if train and config.n_images is not None:
-            data = ImageData(data.name, data.split, data.images[: config.n_images], data.source_note, data.levels,
-                             data.labels[: config.n_images])  # fmt: skip
+            data = ImageData(
+                data.name,
+                data.split,
+                data.images[: config.n_images],
+                data.source_note,
+                data.levels,
+                data.labels[: config.n_images],
+            )
         return data
     return load_images(config.dataset, train=train, limit=config.n_images if train else None)
 

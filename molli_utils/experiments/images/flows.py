@@ -25,9 +25,16 @@ from .scoring import Scorer
 __all__ = ["run_flow"]
 
 
-def run_flow(config: ImageRun, data: ImageData, scorer: Optional[Scorer], device: torch.device,
-             resume_root: Union[str, Path, None], callback: Optional[Callable[[int, Any], None]], progress: bool,
-             dist: Context) -> ImageResult:  # fmt: skip
+def run_flow(
+    config: ImageRun,
+    data: ImageData,
+    scorer: Optional[Scorer],
+    device: torch.device,
+    resume_root: Union[str, Path, None],
+    callback: Optional[Callable[[int, Any], None]],
+    progress: bool,
+    dist: Context,
+) -> ImageResult:
     """Train the flow of ``config`` on ``data`` (the arguments of :func:`~molli_utils.experiments.images.runs.run`)
     and return its :class:`ImageResult` before the final score: the model, the mean loss of every epoch trained in
     this session, the training time without the snapshots, the snapshots at ``config.snapshot_epochs`` (scored
@@ -41,17 +48,32 @@ def run_flow(config: ImageRun, data: ImageData, scorer: Optional[Scorer], device
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.Adamax
     optimizer = cls(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     per_epoch = len(data) // config.batch_size
-    tc = TrainConfig(batch_size=config.batch_size, lr=config.lr, epochs=config.epochs, seed=config.seed,
-                     grad_clip=config.grad_clip, log_every=per_epoch, progress=progress and dist.main,
-                     desc=f"{config.model}/{config.mode}", device=device)  # fmt: skip
+    tc = TrainConfig(
+        batch_size=config.batch_size,
+        lr=config.lr,
+        epochs=config.epochs,
+        seed=config.seed,
+        grad_clip=config.grad_clip,
+        log_every=per_epoch,
+        progress=progress and dist.main,
+        desc=f"{config.model}/{config.mode}",
+        device=device,
+    )
     steps = tc.total_steps(len(data))
     mollifier = config.mollifier(steps, device)
     gen = torch.Generator(device=device).manual_seed(DEQUANTIZE_SEED_OFFSET + config.seed)
-    batches = FlowBatches(mollifier, data.levels, dequantize=config.dequantize, generator=gen, rank=dist.rank,
-                          world_size=dist.world_size)  # fmt: skip
+    batches = FlowBatches(
+        mollifier, data.levels, dequantize=config.dequantize, generator=gen, rank=dist.rank, world_size=dist.world_size
+    )
     loss = DistributedLoss(model, dist, batches, device)
-    result = ImageResult(config, model, steps, mollifier.horizon if mollifier.kind != "none" else 0,
-                         device=device_name(device), arith=arithmetic.fingerprint(device))  # fmt: skip
+    result = ImageResult(
+        config,
+        model,
+        steps,
+        mollifier.horizon if mollifier.kind != "none" else 0,
+        device=device_name(device),
+        arith=arithmetic.fingerprint(device),
+    )
     z = None
     extra = {"seconds": 0.0}
 

@@ -62,12 +62,15 @@ def device_name(device: torch.device) -> str:
     return f"cuda: {torch.cuda.get_device_name(device)}" if device.type == "cuda" else device.type
 
 
-def snapshot(result: ImageResult, model: Any, epoch: int, scorer: Optional[Scorer], z: Optional[torch.Tensor],
-             levels: int) -> None:  # fmt: skip
+def snapshot(
+    result: ImageResult, model: Any, epoch: int, scorer: Optional[Scorer], z: Optional[torch.Tensor], levels: int
+) -> None:
     """Record in ``result.snapshots[epoch]`` 16 samples of ``model`` (seed ``config.seed + 1000``; a VAE decodes the
     latents ``z``) and, with a ``scorer``, the Fréchet distance of ``config.n_snapshot`` samples (seed
     ``config.seed + 7``)."""
     config = result.config
     images = sample(model, 16, config.seed + 1000, levels=levels, z=z)
-    result.snapshots[epoch] = {"images": images[:16],
-                               "score": None if scorer is None else scorer(model, config.n_snapshot, seed=config.seed + 7)}  # fmt: skip
+    result.snapshots[epoch] = {
+        "images": images[:16],
+        "score": None if scorer is None else scorer(model, config.n_snapshot, seed=config.seed + 7),
+    }

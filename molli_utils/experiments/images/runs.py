@@ -80,27 +80,60 @@ def result_row(result: ImageResult, data: ImageData) -> dict[str, Any]:
     def num(value: float, digits: int = 4) -> Any:
         return "" if value is None or not math.isfinite(value) else round(float(value), digits)
 
-    common = {"dataset": data.name, "model": c.model, "schedule": c.schedule_label, "seed": c.seed, "epochs": c.epochs,
-              "steps": result.steps, "profile": profile_of(c), "device": result.device,
-              "world_size": result.world_size, "seconds_per_step": round(result.seconds_per_step, 6),
-              "arith": result.arith, "decoder_variance": variance_cell(c)}  # fmt: skip
+    common = {
+        "dataset": data.name,
+        "model": c.model,
+        "schedule": c.schedule_label,
+        "seed": c.seed,
+        "epochs": c.epochs,
+        "steps": result.steps,
+        "profile": profile_of(c),
+        "device": result.device,
+        "world_size": result.world_size,
+        "seconds_per_step": round(result.seconds_per_step, 6),
+        "arith": result.arith,
+        "decoder_variance": variance_cell(c),
+    }
     if data.name == DIGITS:
-        return {**common, "family": c.family, "mode": c.mode, "tau": num(c.tau, 6) if c.tau is not None else "",
-                "fd": num(result.score), "kid": num(result.kid, 6), "bpd": num(result.bpd), "n_score": c.n_score,
-                "horizon": result.horizon, "batch_size": c.batch_size, "lr": c.lr, "nonfinite_steps": result.skipped_steps,
-                "train_seconds": round(result.train_seconds, 2), "score_seconds": round(result.score_seconds, 2)}  # fmt: skip
-    return {**common, "mollifier": c.mode, "tau": c.tau if c.tau is not None else "", "variant": c.variant,
-            "score_name": result.score_name, "score": round(float(result.score), 4), "bpd": num(result.bpd),
-            "width": c.width, "precision": result.precision, "skipped_steps": result.skipped_steps}  # fmt: skip
+        return {
+            **common,
+            "family": c.family,
+            "mode": c.mode,
+            "tau": num(c.tau, 6) if c.tau is not None else "",
+            "fd": num(result.score),
+            "kid": num(result.kid, 6),
+            "bpd": num(result.bpd),
+            "n_score": c.n_score,
+            "horizon": result.horizon,
+            "batch_size": c.batch_size,
+            "lr": c.lr,
+            "nonfinite_steps": result.skipped_steps,
+            "train_seconds": round(result.train_seconds, 2),
+            "score_seconds": round(result.score_seconds, 2),
+        }
+    return {
+        **common,
+        "mollifier": c.mode,
+        "tau": c.tau if c.tau is not None else "",
+        "variant": c.variant,
+        "score_name": result.score_name,
+        "score": round(float(result.score), 4),
+        "bpd": num(result.bpd),
+        "width": c.width,
+        "precision": result.precision,
+        "skipped_steps": result.skipped_steps,
+    }
 
 
 def _log_line(result: ImageResult, data: ImageData) -> str:
     c = result.config
     bpd = f", {result.bpd:.3f} bits/dim" if math.isfinite(result.bpd) else ""
     kid_ = f", KID {result.kid:.4f}" if math.isfinite(result.kid) else ""
-    return (f"{data.name}/{c.model}/{c.mode}/{c.schedule_label}/seed {c.seed}: {result.score_name} {result.score:.3f}"
-            f"{kid_}{bpd}; {result.steps} steps in {result.train_seconds:.0f} s ({1e3 * result.seconds_per_step:.1f} "
-            f"ms/step, {result.precision}, {result.skipped_steps} skipped)")  # fmt: skip
+    return (
+        f"{data.name}/{c.model}/{c.mode}/{c.schedule_label}/seed {c.seed}: {result.score_name} {result.score:.3f}"
+        f"{kid_}{bpd}; {result.steps} steps in {result.train_seconds:.0f} s ({1e3 * result.seconds_per_step:.1f} "
+        f"ms/step, {result.precision}, {result.skipped_steps} skipped)"
+    )
 
 
 _WORKER: dict[str, Any] = {}
@@ -111,17 +144,30 @@ def _worker(config: ImageRun, use_fid: str, checkpoints: Optional[str], threads:
     torch.set_num_threads(threads)
     if _WORKER.get("dataset") != config.dataset:
         data = load_data(config)
-        _WORKER.update(dataset=config.dataset, data=data, test=held_out_data(config),
-                       scorer=make_scorer(data, "cpu", use_fid=use_fid, log=lambda s: None))  # fmt: skip
+        _WORKER.update(
+            dataset=config.dataset,
+            data=data,
+            test=held_out_data(config),
+            scorer=make_scorer(data, "cpu", use_fid=use_fid, log=lambda s: None),
+        )
     data = _WORKER["data"]
     result = run(config, data=data, scorer=_WORKER["scorer"], resume_root=checkpoints, test=_WORKER["test"])
     return result_row(result, data), _log_line(result, data)
 
 
-def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *, workers: int = 1,
-             device: Union[str, torch.device, None] = None, checkpoints: Union[str, Path, None] = None,
-             use_fid: str = "always", threads: int = 1, progress: bool = True, dist: Any = None,
-             log: Callable[[str], None] = print) -> list[dict]:  # fmt: skip
+def run_many(
+    runs: Sequence[ImageRun],
+    folder: Union[str, Path, None] = None,
+    *,
+    workers: int = 1,
+    device: Union[str, torch.device, None] = None,
+    checkpoints: Union[str, Path, None] = None,
+    use_fid: str = "always",
+    threads: int = 1,
+    progress: bool = True,
+    dist: Any = None,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Run the ``runs`` (one data set) not yet recorded in ``folder`` (:func:`results_file` of their data set;
     folder: :func:`~molli_utils.experiments.results.results_dir`), appending each row with its provenance as
     soon as it finishes; returns the new rows.
@@ -148,22 +194,32 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
         results.append(out, [])  # a file of an older version (other columns) is refused here, with the fix
     runs, todo = runner.pending(runs, out, key)
     barrier(ctx)  # every rank has the same list before rank 0 appends to the file
-    say(f"{len(runs) - len(todo)} of {len(runs)} image runs already in {out}; running {len(todo)}"
-        + (f" on {workers} processes" if workers > 1 and todo else ""))  # fmt: skip
+    say(
+        f"{len(runs) - len(todo)} of {len(runs)} image runs already in {out}; running {len(todo)}"
+        + (f" on {workers} processes" if workers > 1 and todo else "")
+    )
     if not todo:
         return []
     batch = runner.Batch(out, len(todo), key, say)
 
     def fail(i: int, config: ImageRun, err: BaseException) -> None:
-        batch.fail(i, config, err, f"{config.dataset}/{config.model}/{config.mode}/{config.schedule_label}/seed {config.seed}")
+        batch.fail(
+            i, config, err, f"{config.dataset}/{config.model}/{config.mode}/{config.schedule_label}/seed {config.seed}"
+        )
 
     if workers > 1:
         if ctx.distributed:
             raise ValueError("workers > 1 runs several one-process runs side by side; under torchrun use workers=1")
         if todo[0].dataset == DIGITS:
             digits_classifier(log=say)  # checked once here (a damaged file stops the batch before it starts)
-        runner.in_pool(_worker, todo, (use_fid, None if checkpoints is None else str(checkpoints), threads), workers,
-                       lambda i, config, value: batch.store(i, *value), fail)  # fmt: skip
+        runner.in_pool(
+            _worker,
+            todo,
+            (use_fid, None if checkpoints is None else str(checkpoints), threads),
+            workers,
+            lambda i, config, value: batch.store(i, *value),
+            fail,
+        )
     else:
         device = torch.device(pick_device() if device is None else device)
         data = load_data(todo[0])
@@ -171,8 +227,16 @@ def run_many(runs: Sequence[ImageRun], folder: Union[str, Path, None] = None, *,
         test = held_out_data(todo[0])
         for i, config in enumerate(todo, 1):
             try:
-                result = run(config, data=data, scorer=scorer, device=device, resume_root=checkpoints,
-                             progress=progress, test=test, dist=ctx)  # fmt: skip
+                result = run(
+                    config,
+                    data=data,
+                    scorer=scorer,
+                    device=device,
+                    resume_root=checkpoints,
+                    progress=progress,
+                    test=test,
+                    dist=ctx,
+                )
             except Exception as err:
                 if ctx.distributed:
                     raise

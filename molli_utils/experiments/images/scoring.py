@@ -18,9 +18,21 @@ import numpy as np
 import torch
 
 from ...data.images import DIGITS, IMAGE_NAMES, ImageData, load_digits
-from ...fid import (SCORE_FD_DIGITS, SCORE_FID, SCORE_KID_DIGITS, SCORE_STANDIN, activation_statistics, digits_classifier,
-                    features, fid, frechet_distance, inception_extractor, kid, random_features_extractor,
-                    reference_statistics)  # fmt: skip
+from ...fid import (
+    SCORE_FD_DIGITS,
+    SCORE_FID,
+    SCORE_KID_DIGITS,
+    SCORE_STANDIN,
+    activation_statistics,
+    digits_classifier,
+    features,
+    fid,
+    frechet_distance,
+    inception_extractor,
+    kid,
+    random_features_extractor,
+    reference_statistics,
+)
 from ...models.image_flows import sample_images as flow_samples
 from ...models.vae import sample_images as vae_samples
 from .config import ImageRun, load_data
@@ -93,13 +105,20 @@ class Scorer:
             held_out = load_data(config, train=False)
             return self.score_images(held_out.images)["fd"], f"{len(held_out)} real test images vs the training set"
         half = len(data) // 2
-        value = frechet_distance(*activation_statistics(data.images[:half], self.extractor, device=self.device),
-                                 *activation_statistics(data.images[half:], self.extractor, device=self.device))  # fmt: skip
+        value = frechet_distance(
+            *activation_statistics(data.images[:half], self.extractor, device=self.device),
+            *activation_statistics(data.images[half:], self.extractor, device=self.device),
+        )
         return value, f"two halves of {data.name} against each other"
 
 
-def make_scorer(data: ImageData, device: Union[str, torch.device] = "cpu", *, use_fid: str = "auto",
-                log: Callable[[str], None] = print) -> Scorer:  # fmt: skip
+def make_scorer(
+    data: ImageData,
+    device: Union[str, torch.device] = "cpu",
+    *,
+    use_fid: str = "auto",
+    log: Callable[[str], None] = print,
+) -> Scorer:
     """The score of the image runs on ``data``.
 
     The digits: the Fréchet distance and KID on the features of the package's digits classifier
@@ -116,9 +135,11 @@ def make_scorer(data: ImageData, device: Union[str, torch.device] = "cpu", *, us
         extractor = digits_classifier(device=device, log=log)
         reference_features = features(data.images, extractor, device=device)
         reference = (reference_features.mean(0).numpy(), np.cov(reference_features.numpy(), rowvar=False))
-        log(f"score: {SCORE_FD_DIGITS} and {SCORE_KID_DIGITS}, on the features\n"
+        log(
+            f"score: {SCORE_FD_DIGITS} and {SCORE_KID_DIGITS}, on the features\n"
             f"  of a digits classifier (test accuracy {extractor.test_accuracy:.4f}; not FID);\n"
-            f"  reference: {len(data)} {data.name} training images")  # fmt: skip
+            f"  reference: {len(data)} {data.name} training images"
+        )
         return Scorer(SCORE_FD_DIGITS, extractor, reference, device, data.levels, reference_features, SCORE_KID_DIGITS)
     extractor = None
     if use_fid == "always" or (use_fid == "auto" and device.type == "cuda"):
@@ -133,7 +154,11 @@ def make_scorer(data: ImageData, device: Union[str, torch.device] = "cpu", *, us
     else:
         name = SCORE_FID
     cached = data.name in IMAGE_NAMES
-    reference = reference_statistics(data, extractor, device=device) if cached else activation_statistics(data, extractor, device=device)
+    reference = (
+        reference_statistics(data, extractor, device=device)
+        if cached
+        else activation_statistics(data, extractor, device=device)
+    )
     log(f"score: {name} (feature extractor {extractor.name}),\n  reference: {len(data)} {data.name} training images")
     return Scorer(name, extractor, reference, device, data.levels)
 

@@ -29,9 +29,16 @@ from .scoring import Scorer
 __all__ = ["run_vae"]
 
 
-def run_vae(config: ImageRun, data: ImageData, scorer: Optional[Scorer], device: torch.device,
-            resume_root: Union[str, Path, None], callback: Optional[Callable[[int, Any], None]], progress: bool,
-            dist: Context) -> ImageResult:  # fmt: skip
+def run_vae(
+    config: ImageRun,
+    data: ImageData,
+    scorer: Optional[Scorer],
+    device: torch.device,
+    resume_root: Union[str, Path, None],
+    callback: Optional[Callable[[int, Any], None]],
+    progress: bool,
+    dist: Context,
+) -> ImageResult:
     """Train the VAE of ``config`` on ``data`` (the arguments of :func:`~molli_utils.experiments.images.runs.run`)
     and return its :class:`ImageResult` before the final score: the current (last) model, the loss and training
     time of every epoch, the snapshots at ``config.snapshot_epochs`` (scored with ``scorer`` if given), the steps
@@ -41,17 +48,30 @@ def run_vae(config: ImageRun, data: ImageData, scorer: Optional[Scorer], device:
     model = make_vae(config.model, data.shape, config.latent_dim, config.width, config.decoder_variance)
     steps = config.epochs * math.ceil(len(data) / config.batch_size)
     horizon = mollification_horizon(config.epochs, len(data), config.batch_size, config.fraction)
-    result = ImageResult(config, model, steps, horizon if config.mode != "vanilla" else 0,
-                         precision=resolve_precision(config.precision, device), device=device_name(device),
-                         arith=arithmetic.fingerprint(device))  # fmt: skip
-    trainer_config = BaseTrainerConfig(output_dir=tempfile.mkdtemp(prefix="molli-images-"), num_epochs=config.epochs,
-                                       learning_rate=config.lr, per_device_train_batch_size=config.batch_size,
-                                       per_device_eval_batch_size=config.batch_size, no_cuda=device.type != "cuda",
-                                       seed=config.seed, optimizer_cls="Adam",
-                                       optimizer_params={"weight_decay": config.weight_decay} if config.weight_decay else None)  # fmt: skip
+    result = ImageResult(
+        config,
+        model,
+        steps,
+        horizon if config.mode != "vanilla" else 0,
+        precision=resolve_precision(config.precision, device),
+        device=device_name(device),
+        arith=arithmetic.fingerprint(device),
+    )
+    trainer_config = BaseTrainerConfig(
+        output_dir=tempfile.mkdtemp(prefix="molli-images-"),
+        num_epochs=config.epochs,
+        learning_rate=config.lr,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        no_cuda=device.type != "cuda",
+        seed=config.seed,
+        optimizer_cls="Adam",
+        optimizer_params={"weight_decay": config.weight_decay} if config.weight_decay else None,
+    )
     z = torch.randn(16, config.latent_dim, generator=torch.Generator().manual_seed(config.seed + 1000))
-    bar = progress_bar(total=config.epochs, desc=f"{config.model}/{config.mode}", unit="epoch",
-                       disable=not (progress and dist.main))  # fmt: skip
+    bar = progress_bar(
+        total=config.epochs, desc=f"{config.model}/{config.mode}", unit="epoch", disable=not (progress and dist.main)
+    )
     mollifier = config.mollifier(steps, device)
 
     class Recorder(TrainingCallback):
@@ -83,16 +103,24 @@ def run_vae(config: ImageRun, data: ImageData, scorer: Optional[Scorer], device:
 
     try:
         trainer = MollifiedTrainer(
-            model, BaseDataset(data.images, torch.zeros(len(data))), None, trainer_config, callbacks=[Recorder()],
-            mollifier=mollifier, resume_dir=None if resume_root is None else resume_dir(config, resume_root),
-            precision=result.precision, dist=dist,
-        )  # fmt: skip
+            model,
+            BaseDataset(data.images, torch.zeros(len(data))),
+            None,
+            trainer_config,
+            callbacks=[Recorder()],
+            mollifier=mollifier,
+            resume_dir=None if resume_root is None else resume_dir(config, resume_root),
+            precision=result.precision,
+            dist=dist,
+        )
         setup = trainer._setup_callbacks  # pythae adds its per-epoch progress bars and console printer there
 
         def setup_without_console_output():
             setup()
             handler = trainer.callback_handler
-            handler.callbacks = [c for c in handler.callbacks if not isinstance(c, (ProgressBarCallback, MetricConsolePrinterCallback))]
+            handler.callbacks = [
+                c for c in handler.callbacks if not isinstance(c, (ProgressBarCallback, MetricConsolePrinterCallback))
+            ]
 
         trainer._setup_callbacks = setup_without_console_output
         trainer.train()
