@@ -18,6 +18,7 @@ from molli_utils.experiments import results  # noqa: E402
 from molli_utils.findings import glue_all  # noqa: E402
 from molli_utils.palette import color  # noqa: E402
 from molli_utils.report import foundations as fd  # noqa: E402
+from molli_utils.report.foundations import why  # noqa: E402
 
 TAUS = np.round(np.arange(0.2, 0.95, 0.1), 1)
 
@@ -160,8 +161,8 @@ def test_stored_divergence_raises_when_no_stored_run_diverged():
 
 
 def test_collapses_counts_each_fall_below_the_best_once():
-    assert fd._collapses([0.0, 1.0, 2.0, 0.5, 0.4, 2.5, 1.0, np.nan, 3.0]) == 2
-    assert fd._collapses([0.0, 0.5, 1.0]) == 0
+    assert why._collapses([0.0, 1.0, 2.0, 0.5, 0.4, 2.5, 1.0, np.nan, 3.0]) == 2
+    assert why._collapses([0.0, 0.5, 1.0]) == 0
 
 
 def _fake_runs():
