@@ -1,5 +1,5 @@
-"""``python -m molli_utils.experiments``: see :mod:`molli_utils.experiments`."""
+"""``python -m molli_utils.experiments``: see :mod:`molli_utils.experiments` (the command line: :mod:`.cli`)."""
 
-from . import main
+from .cli import main
 
 main()

@@ -1,42 +1,45 @@
-"""What every experiment command shares: values checked before any work, a results folder checked before any
-training, worker pools that stop cleanly, and failures reported without losing the finished runs.
+"""The command line ``python -m molli_utils.experiments {toy2d,indm,uci,images} ...``: its parser and :func:`main`
+(the drivers of the subcommands are :mod:`~molli_utils.experiments.commands`).
 
 * argparse types (:func:`positive_int`, :func:`non_negative_int`, :func:`positive_float`) turn a bad value into
-  a one-line error (exit code 2) while the command line is parsed; :class:`UsageError` is what a command
-  raises for a bad combination found after parsing (also exit code 2, one line, before any work);
-* :func:`check_results_folder`: the folder is created (or must exist) and be writable (a temporary file is
-  created and removed in it), and every results file already in it must be intact
-  (:func:`~molli_utils.experiments.results.check_intact`) and have its columns -- checked in the first
-  second, not after hours of training;
-* :func:`stop_on_signals`: SIGTERM and SIGINT terminate this process's worker processes (any pool's) and raise
-  :class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, so that the same clean-up runs and no pool
-  waits for a run to end; :func:`deferred_signals` holds SIGINT and SIGTERM back while a row is appended, so an
-  interrupt never cuts a line;
-* :func:`process_pool`: a spawn-context pool whose workers ignore SIGINT, die with their parent (Linux), and
-  are terminated when the block is left by an exception (an interrupt included): no orphans;
-* :class:`RunsFailed`: the runs that raised, each with its key and error, raised after the finished runs were
-  stored.
+  a one-line error (exit code 2) while the command line is parsed; a bad combination found after parsing is a
+  :class:`UsageError` (also exit code 2, one line, before any work);
+* what every command shares -- :class:`UsageError`, :class:`RunsFailed`, :class:`Interrupted`,
+  :func:`check_results_folder`, :func:`stop_on_signals`, :func:`deferred_signals`, :func:`process_pool`,
+  :func:`unique`, :func:`first_line` -- lives in :mod:`~molli_utils.experiments.safeguards` and is re-exported
+  here under the names it had before.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
-import contextlib
-import csv
-import gzip
 import math
-import multiprocessing as mp
-import os
-import signal
-import tempfile
-import threading
-from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+import sys
+from typing import NoReturn, Optional, Sequence
 
-from . import results
+from ..data.uci import UCI_NAMES
+from ..models.indm import INDM_FLOWS
+from ..models.tabular import FLOWS, VARIANTS
+from ..models.toy import ACTIVATIONS
+from ..training.vae import PRECISIONS
+from . import commands, images, settings, toy2d, uci
+from .safeguards import (
+    Interrupted,
+    RunsFailed,
+    UsageError,
+    check_results_folder,
+    deferred_signals,
+    first_line,
+    process_pool,
+    stop_on_signals,
+    terminate,
+    unique,
+)
 
 __all__ = [
+    "EXPERIMENTS",
+    "main",
+    "make_parser",
     "UsageError",
     "RunsFailed",
     "Interrupted",
@@ -48,40 +51,11 @@ __all__ = [
     "stop_on_signals",
     "deferred_signals",
     "process_pool",
+    "terminate",
     "first_line",
 ]
 
-
-class UsageError(ValueError):
-    """A command-line value or combination that the command refuses before doing any work (exit code 2)."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) received: raised in the main thread so that the command stops as on Ctrl-C."""
-
-
-class RunsFailed(RuntimeError):
-    """Some runs raised; every run that finished was stored before this was raised.
-
-    ``failures``: one ``(key, error)`` pair per failed run (``key``: the run's recorded-run key, a dict).
-    """
-
-    def __init__(self, failures: Sequence[tuple[dict, BaseException]], stored: int, where: Union[str, os.PathLike]):
-        self.failures, self.stored = list(failures), stored
-        lines = [
-            f"{', '.join(f'{k}={v}' for k, v in key.items())}: {type(err).__name__}: {first_line(err)}"
-            for key, err in self.failures
-        ]
-        super().__init__(
-            f"{len(self.failures)} run(s) failed ({stored} finished run(s) are stored in {where}; "
-            "fix the cause and run the same command again to run only the missing ones):\n  " + "\n  ".join(lines)
-        )
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of ``err``'s message, or ``repr(err)`` when the message is empty (how a failure is logged)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else repr(err)
+EXPERIMENTS = settings.EXPERIMENTS
 
 
 def _integer(value: str) -> int:
@@ -118,144 +92,274 @@ def positive_float(value: str) -> float:
     return number
 
 
-def unique(values: Optional[Sequence[Any]], what: str, note=None) -> Optional[list]:
-    """``values`` without repeats, in their order (``None`` stays ``None``); ``note(message)`` is told of repeats."""
-    if values is None:
-        return None
-    kept = list(dict.fromkeys(values))
-    if len(kept) < len(values) and note is not None:
-        note(
-            f"note: {what} {' '.join(map(str, values))} repeat(s) a value; running {' '.join(map(str, kept))} once each"
+def _activation(value: str) -> str:
+    """An argparse type: a toy flow's activation, or an error that names the choices."""
+    if value not in ACTIVATIONS:
+        raise argparse.ArgumentTypeError(f"unknown activation {value!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return value
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _unique_lists(args: argparse.Namespace) -> None:
+    """Every list-valued option without repeats (``--seeds 1 1`` runs seed 1 once), with a note on stderr."""
+    for name, value in vars(args).items():
+        if isinstance(value, list):
+            setattr(args, name, unique(value, f"--{name.replace('_', '-')}", _note))
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line: ``PROG: error: MESSAGE (see PROG --help)``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m molli_utils.experiments", description="Run the book's experiments and append their results."
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    sub = parser.add_subparsers(dest="experiment", required=True, metavar="{" + ",".join(EXPERIMENTS) + "}")
+
+    def debug(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+
+    def common(p: argparse.ArgumentParser, default_profile: str = "full") -> None:
+        debug(p)
+        p.add_argument(
+            "--profile",
+            choices=settings.PROFILES,
+            default=default_profile,
+            help=f"settings profile (default: {default_profile}; quick = CI size)",
         )
-    return kept
+        p.add_argument(
+            "--results",
+            default=None,
+            help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results)",
+        )
+
+    t = sub.add_parser("toy2d", help="the 2D toys: REAL-NVP vanilla / mollified / constant noise / half (Sec. 4.1)")
+    common(t)
+    t.add_argument("--datasets", nargs="+", choices=toy2d.DATASETS, default=list(toy2d.DATASETS))
+    t.add_argument("--modes", nargs="+", choices=toy2d.MODES, default=["vanilla", "mollification", "constant"])
+    t.add_argument("--seeds", type=non_negative_int, nargs="+", default=None, help="default: 0 1 2")
+    t.add_argument(
+        "--activation",
+        "--activations",
+        nargs="+",
+        type=_activation,
+        default=["relu"],
+        help="the coupling nets' activation(s): relu (default; the stored rows') and/or leaky_relu "
+        "(LeakyReLU(0.01)); the paper does not say which it used",
+    )
+    for name, what in (
+        ("steps", "training iterations (paper: 20000)"),
+        ("n-train", "training points (paper: 10000)"),
+        ("n-test", "test points (paper: 10000)"),
+        ("n-val", "validation points for early stopping"),
+        ("n-samples", "model samples for MMD^2 (paper: 10000)"),
+        ("n-evals", "validation evaluations over the run"),
+    ):
+        t.add_argument(f"--{name}", type=positive_int, default=None, help=what)
+    t.add_argument(
+        "--threads", type=positive_int, default=1, help="torch threads per worker (1 is fastest for tiny models)"
+    )
+    t.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="parallel processes, one ensemble each (default: all cores; the rows do not depend on it)",
+    )
+    t.add_argument(
+        "--checkpoints",
+        default="checkpoints/toy2d",
+        help="resume folder: each ensemble checkpoints into a subfolder (named by the results file and "
+        "its runs) at every validation step, so Ctrl-C and the same command again resume it, with "
+        "bitwise the rows of an uninterrupted run; removed once its rows are stored; 'none': off",
+    )
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument(
+        "--noise-floor",
+        type=positive_int,
+        default=None,
+        metavar="REPEATS",
+        help="train nothing: the MMD^2 of REPEATS sets of n-samples fresh draws of each toy against its "
+        "test set (what a perfect model scores) into toy2d_noise_floor.csv",
+    )
+    t.set_defaults(func=commands.toy2d_command)
+
+    d = sub.add_parser("indm", help="INDM (a diffusion in a flow's latent space) vs plain diffusion on the toys")
+    common(d)
+    d.add_argument("--datasets", nargs="+", choices=toy2d.DATASETS, default=list(toy2d.DATASETS))
+    d.add_argument(
+        "--flows",
+        nargs="+",
+        choices=INDM_FLOWS,
+        default=list(INDM_FLOWS),
+        help="identity = a plain diffusion model; realnvp = INDM",
+    )
+    d.add_argument("--seeds", type=non_negative_int, nargs="+", default=None, help="default: 0 1 2")
+    for name, what in (
+        ("steps", "training iterations (as the toy flows: 20000)"),
+        ("n-samples", "model samples for MMD^2 (10000)"),
+        ("sample-steps", "ancestral sampling steps"),
+        ("draws", "Monte-Carlo draws of the bound per test point"),
+    ):
+        d.add_argument(f"--{name}", type=positive_int, default=None, help=what)
+    d.add_argument("--threads", type=positive_int, default=1)
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=commands.indm_command)
+
+    u = sub.add_parser("uci", help="UCI density estimation with MAF / REAL-NVP / GLOW (Table 4)")
+    common(u)
+    u.add_argument("--all", action="store_true", help="the paper's grid on the offline data sets, seeds 1-4")
+    u.add_argument("--datasets", "--dataset", nargs="+", choices=UCI_NAMES, default=None)
+    u.add_argument("--flows", "--flow", nargs="+", choices=FLOWS, default=None)
+    u.add_argument(
+        "--modes", "--mode", nargs="+", choices=uci.MODES, default=None, help="default: vanilla mollification"
+    )
+    u.add_argument("--seeds", "--seed", type=non_negative_int, nargs="+", default=None, help="default: 1 2 3 4")
+    u.add_argument(
+        "--variants",
+        "--variant",
+        nargs="+",
+        choices=VARIANTS,
+        default=None,
+        help="official: the flows of the paper's code (default); paper-text: of its Appendix D.4",
+    )
+    u.add_argument("--epochs", type=positive_int, default=None, help="paper: 150")
+    u.add_argument(
+        "--optimizer",
+        choices=uci.OPTIMIZERS,
+        default=None,
+        help="adam-fused (default) or adam, PyTorch's default kernel, which the paper-text rows used",
+    )
+    u.add_argument(
+        "--matmul",
+        choices=uci.MATMULS,
+        default=None,
+        help="the training steps' matrix products: fp32 (default, the stored table) or bf16 (bfloat16 "
+        "inputs, float32 accumulation: faster on CPUs with AMX; evaluation stays fp32)",
+    )
+    u.add_argument("--workers", type=positive_int, default=None, help="parallel processes (default: all cores)")
+    u.add_argument("--root", default=None, help="folder with NAME/data.npy (default: $MOLLI_DATA/uci)")
+    u.set_defaults(func=commands.uci_command)
+
+    i = sub.add_parser(
+        "images",
+        help="Table 1's VAEs and flows and Table 2's schedules: CIFAR-10 / CelebA (a GPU "
+        "with network access) or the digits miniature (a CPU); runs under torchrun too",
+    )
+    debug(i)
+    i.add_argument(
+        "--profile",
+        choices=settings.PROFILES,
+        default=None,
+        help="settings profile (default: quick for --dataset digits, the miniature; else full)",
+    )
+    i.add_argument(
+        "--results",
+        default=None,
+        help="results folder (default: $MOLLI_RESULTS, else ./results; the book's: molli_utils/results); "
+        "images.csv, or images_digits.csv for the digits",
+    )
+    i.add_argument("--dataset", choices=images.DATASETS, default=None, help="default: the profile's (full: cifar10)")
+    i.add_argument("--models", nargs="+", choices=images.MODELS, default=None, help="default: all seven of Table 1")
+    i.add_argument("--modes", nargs="+", choices=images.MODES, default=None, help="default: vanilla gaussian blur")
+    i.add_argument(
+        "--schedules",
+        nargs="+",
+        choices=images.SCHEDULES,
+        default=None,
+        help="noise schedules of the gaussian mode (Table 2; default: sigmoid)",
+    )
+    i.add_argument(
+        "--taus", type=positive_float, nargs="+", default=None, help="the sigmoid's temperatures (default: 0.7)"
+    )
+    i.add_argument(
+        "--ablation",
+        action="store_true",
+        help="Table 2: the gaussian mode with every schedule and temperature of settings.IMAGE_ABLATION "
+        "(default models: glow vae)",
+    )
+    i.add_argument(
+        "--variant",
+        choices=images.VARIANTS,
+        default=None,
+        help="code: GLOW as the paper's official code trains it (default); text: its Appendix D",
+    )
+    i.add_argument("--seeds", type=non_negative_int, nargs="+", default=None, help="default: 1 (digits: 1 2 3 4 5)")
+    i.add_argument("--epochs", type=positive_int, default=None, help="default: the paper's (e.g. VAEs 200 on CIFAR-10)")
+    i.add_argument("--width", type=positive_float, default=None, help="channel multiplier of the networks (paper: 1)")
+    i.add_argument(
+        "--n-score",
+        "--samples",
+        dest="n_score",
+        type=positive_int,
+        default=None,
+        help="generated images for the final score (paper: 50,000)",
+    )
+    i.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="VAEs. auto: bf16 on Ampere+ GPUs, fp16 with loss scaling on older ones (T4), fp32 on a CPU",
+    )
+    i.add_argument(
+        "--decoder-variance",
+        type=positive_float,
+        default=None,
+        help="VAEs: variance s2 of the decoder's Gaussian likelihood, reconstruction term "
+        "||x - x_hat||^2 / (2 s2) (paper: 1, pythae's mse; the digits miniature: 0.1)",
+    )
+    i.add_argument(
+        "--grad-clip", type=positive_float, default=None, help="flows: clip the gradients' 2-norm (default: off)"
+    )
+    i.add_argument("--checkpoints", default="checkpoints/images", help="resume folder (one subfolder per run)")
+    i.add_argument(
+        "--stand-in", action="store_true", help="score with the offline stand-in (FD-random-features) instead of FID"
+    )
+    i.add_argument(
+        "--workers", type=positive_int, default=1, help="CPU processes running runs side by side (default 1)"
+    )
+    i.add_argument("--threads", type=positive_int, default=1, help="torch threads per process on a CPU (default 1)")
+    i.add_argument("--no-progress", action="store_true")
+    i.set_defaults(func=commands.images_command)
+    return parser
 
 
-def _header(path: Path) -> list[str]:
-    opener = gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
-    with opener as f:
-        return next(csv.reader(f), [])
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """``python -m molli_utils.experiments {toy2d,indm,uci,images} ...``.
 
-
-def check_results_folder(folder: Union[str, os.PathLike, None], names: Sequence[str]) -> Path:
-    """The results folder (:func:`~molli_utils.experiments.results.results_dir`), checked before any work.
-
-    Creates it if missing; raises :class:`UsageError` (with what to do) if it cannot be created or written (a
-    temporary file is created and removed there), or if a file ``names`` would be appended to is a folder, not
-    writable, damaged (:class:`~molli_utils.experiments.results.DamagedResultsError`'s message) or has other
-    columns than its results file's.
+    Every value is checked, and the results folder with it (:func:`check_results_folder`), before any work: a
+    bad one ends the command with a one-line error and exit code 2. Then the runs: one that fails is reported
+    with its key while the others go on and are stored, and the command exits with code 1; Ctrl-C or SIGTERM
+    stops the workers and exits with code 130, the finished runs stored (the same command resumes). ``--debug``
+    shows the traceback of any error instead.
     """
-    folder = results.results_dir(folder)
-    fix = "choose another folder with --results DIR (or $MOLLI_RESULTS)"
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"the results folder {folder} is a file, not a folder; {fix}")
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    prog = f"{parser.prog} {args.experiment}"
+    _unique_lists(args)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise UsageError(
-            f"cannot write to the results folder {folder} ({err.strerror or err}); {fix}, or make it writable"
-        ) from None
-    for name in names:
-        path, spec = folder / name, results.FILES[name]
-        if not path.exists():
-            continue
-        if not path.is_file():
-            raise UsageError(f"{path} is not a file; move it away, or {fix}")
-        if not os.access(path, os.W_OK):
-            raise UsageError(f"the results file {path} is not writable; make it writable, or {fix}")
-        try:
-            results.check_intact(path)
-            header = _header(path)
-        except results.DamagedResultsError as err:
-            raise UsageError(str(err)) from None
-        except (OSError, EOFError, UnicodeDecodeError, csv.Error) as err:
-            raise UsageError(f"the results file {path} cannot be read ({err}); move it away, or {fix}") from None
-        if tuple(header) != spec.columns:
-            raise UsageError(
-                f"{path} has the columns {header}, not those of {name} {list(spec.columns)} (a file of "
-                f"another version or another table); move it away and re-create it with: "
-                f"{spec.produced_by}; or {fix}"
-            )
-    return folder
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """While the block runs (main thread only), SIGTERM and SIGINT terminate the worker processes this process
-    started (``multiprocessing.active_children()``: a pool that would wait for its running tasks then finds them
-    gone) and raise :class:`Interrupted`; the previous handlers are restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        for child in mp.active_children():
-            child.terminate()
-        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
-
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        work = args.func(args)
+    except (ValueError, OSError) as err:  # UsageError, a run setting refused, a results folder unusable
+        if args.debug:
+            raise
+        parser.exit(2, f"{prog}: error: {err}\n")
     try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
-_HELD = {signal.SIGINT, signal.SIGTERM}
-
-
-@contextlib.contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM back while the block runs (an append: never cut by an interrupt); a signal that
-    arrives meanwhile is delivered when the block ends. A no-op where ``pthread_sigmask`` is missing."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _worker_init() -> None:
-    """In each worker: ignore SIGINT (the parent stops the pool) and, on Linux, die with the parent."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG: SIGTERM when the parent process dies
-        if os.getppid() == 1:  # the parent died before prctl took effect
-            os._exit(1)
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
-
-
-def terminate(pool: cf.ProcessPoolExecutor, timeout: float = 10.0) -> None:
-    """Cancel the pool's queued tasks and terminate its worker processes (SIGTERM, then SIGKILL after ``timeout``)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for p in processes:
-        if p.is_alive():
-            p.terminate()
-    for p in processes:
-        p.join(timeout)
-        if p.is_alive():  # pragma: no cover - a worker that ignores SIGTERM
-            p.kill()
-            p.join()
-
-
-@contextlib.contextmanager
-def process_pool(workers: int) -> Iterator[cf.ProcessPoolExecutor]:
-    """A spawn-context ``ProcessPoolExecutor`` of ``workers`` processes; leaving the block by an exception (Ctrl-C,
-    SIGTERM under :func:`stop_on_signals`, an error) terminates its workers instead of waiting for them."""
-    pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-    try:
-        yield pool
-    except BaseException:
-        terminate(pool)
-        raise
-    pool.shutdown(wait=True)
+        with stop_on_signals():
+            work()
+    except KeyboardInterrupt as err:
+        if args.debug:
+            raise
+        why = str(err) or "interrupted"
+        parser.exit(130, f"{prog}: {why}: the finished runs are stored; run the same command again to resume\n")
+    except Exception as err:  # RunsFailed (the others stored), or an error while running
+        if args.debug:
+            raise
+        hint = "" if isinstance(err, RunsFailed) else " (--debug shows the traceback)"
+        parser.exit(1, f"{prog}: error: {type(err).__name__}: {err}{hint}\n")

@@ -5,8 +5,8 @@ them in a pool of worker processes, and recording each as it ends.
 :class:`Batch` records one batch into one results file: :meth:`Batch.store` appends a finished run's row with
 its provenance (and any rows of other files, e.g. its learning curve) as one step that an interrupt never cuts,
 :meth:`Batch.fail` reports a run that raised with its key while the others go on, and :meth:`Batch.finish`
-raises :class:`~molli_utils.experiments.cli.RunsFailed` at the end if any failed (every finished run is stored
-by then). :func:`in_pool` runs a function of each run in a :func:`~molli_utils.experiments.cli.process_pool`
+raises :class:`~molli_utils.experiments.safeguards.RunsFailed` at the end if any failed (every finished run is stored
+by then). :func:`in_pool` runs a function of each run in a :func:`~molli_utils.experiments.safeguards.process_pool`
 and hands each result (or error) over as soon as it comes, in the order they finish.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Hashable, Sequence, TypeVar
 
 from . import results
-from .cli import RunsFailed, deferred_signals, first_line, process_pool
+from .safeguards import RunsFailed, deferred_signals, first_line, process_pool
 
 __all__ = ["pending", "Batch", "in_pool"]
 
@@ -67,7 +67,7 @@ class Batch:
         self.log(f"[{i}/{self.total}, {self.elapsed():.0f} s] {label}: FAILED: {type(err).__name__}: {first_line(err)}")
 
     def finish(self) -> list[dict]:
-        """The stored rows; :class:`~molli_utils.experiments.cli.RunsFailed` (with every failed run's key and error)
+        """The stored rows; :class:`~molli_utils.experiments.safeguards.RunsFailed` (with every failed run's key and error)
         if any run failed."""
         if self.failed:
             raise RunsFailed(self.failed, len(self.rows), self.out)
@@ -83,7 +83,7 @@ def in_pool(
     failed: Callable[[int, Run, BaseException], None],
 ) -> None:
     """``fn(run, *args)`` for every run of ``runs`` on ``workers`` processes
-    (:func:`~molli_utils.experiments.cli.process_pool`); as each ends, the ``i``-th to end (from 1) calls
+    (:func:`~molli_utils.experiments.safeguards.process_pool`); as each ends, the ``i``-th to end (from 1) calls
     ``done(i, run, value)``, or ``failed(i, run, error)`` if it raised an ``Exception`` (the others go on).
     Leaving by an interrupt terminates the workers."""
     with process_pool(workers) as pool:
