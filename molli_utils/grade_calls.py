@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import inspect
 import io
 import pickle
 from typing import Any, Callable
@@ -19,6 +20,9 @@ from typing import Any, Callable
 import torch
 
 from . import checks as _checks
+from . import grade_kernel
+from .checks import CHECKS
+from .grade_cells import notebook_modules
 
 __all__ = ["MAX_BYTES", "CallError", "StudentError", "Remote", "load_payload", "decode", "answer", "run_check"]
 
@@ -143,3 +147,114 @@ def run_check(name: str, args: Any, kwargs: Any) -> tuple[str, str]:
         return "failed", f"could not be verified: {err}"
     except Exception as err:  # noqa: BLE001 - what the student's code returned broke the check
         return "failed", f"the check could not use what the code returned: {type(err).__name__}: {err}"
+
+
+# --------------------------------------------------------------------------- the grader's cells
+
+
+def agent_cell() -> str:
+    """The source of the grader's first cell: :mod:`molli_utils.grade_kernel`, sent as text (never imported in the
+    kernel from the package) and bound to ``_molli_grade``."""
+    source = inspect.getsource(grade_kernel)
+    return (
+        "# Added by the grading command (python -m molli_utils.grade): its agent in this kernel. The checks run in\n"
+        "# the grader's own process; only data passes between them.\n"
+        "import types as _molli_types\n"
+        "_molli_grade = _molli_types.ModuleType('_molli_grade')\n"
+        f"exec(compile({source!r}, '<molli_utils.grade_kernel>', 'exec'), _molli_grade.__dict__)\n"
+        "_molli_grade = _molli_grade.Agent()\n"
+        "del _molli_types\n"
+    )
+
+
+def rerun_cell(cell: int, source: str) -> str:
+    """The source of the grader's cell that re-runs ``source`` (cell ``cell``) with the checks' calls recorded."""
+    return (
+        f"# Added by the grading command: re-runs cell {cell} of the submission, recording its checks' calls.\n"
+        f"_molli_grade.rerun({cell}, {source!r}, {list(CHECKS)!r})\n"
+    )
+
+
+def outputs_of(cell: Any, mime: str) -> list[Any]:
+    """The values of ``mime`` in the display outputs of ``cell``."""
+    return [
+        o["data"][mime]
+        for o in cell.get("outputs", [])
+        if o.get("output_type") in ("display_data", "execute_result") and mime in o.get("data", {})
+    ]
+
+
+def done_records(nb: Any, first_cell: int) -> dict[int, dict[str, Any]]:
+    """The last :data:`~molli_utils.grade_kernel.DONE_MIME` record of each re-run cell, by the submission's cell
+    it re-ran: ``{"ename", "evalue", "calls": [{"check", "payload"}]}`` (malformed records are skipped)."""
+    out = {}
+    for cell in nb.cells[first_cell:]:
+        meta = cell.get("metadata", {}).get("molli_grader", {})
+        if "cell" not in meta:
+            continue
+        for rec in outputs_of(cell, grade_kernel.DONE_MIME):
+            if isinstance(rec, dict) and rec.get("cell") == meta["cell"] and isinstance(rec.get("calls"), list):
+                out[meta["cell"]] = {
+                    "ename": str(rec.get("ename", "")),
+                    "evalue": str(rec.get("evalue", "")),
+                    "calls": [c for c in rec["calls"] if isinstance(c, dict)],
+                }
+    return out
+
+
+def run_checks(done: dict[int, dict[str, Any]], nb: Any, run: Any, timeout: int, recs: list[dict[str, Any]]) -> str:
+    """Run every recorded call of a check (``done``, :func:`done_records`) in this process, the student's
+    functions called in the kernel through cells appended to ``nb`` and executed by ``run(index)``; append the
+    verdicts ``{"check", "status", "message", "cell"}`` to ``recs``. A call whose record cannot be read fails.
+    Returns why the kernel stopped answering (it died), else ``""``."""
+    nbformat, _ = notebook_modules()
+    from nbclient.exceptions import DeadKernelError
+
+    dead = [""]
+
+    def call(handle: int, args: tuple, kwargs: dict) -> Any:
+        if dead[0]:
+            raise CallError(dead[0])
+        buf = io.BytesIO()
+        torch.save({"args": args, "kwargs": kwargs, "rng": torch.get_rng_state()}, buf)
+        payload = base64.b64encode(buf.getvalue()).decode("ascii")
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                f"_molli_grade.call({int(handle)}, {payload!r})", metadata={"molli_grader": {"call": int(handle)}}
+            )
+        )
+        index = len(nb.cells) - 1
+        try:
+            late = run(index)
+        except DeadKernelError as err:
+            dead[0] = f"the kernel died while the checks called the student's code ({err})"
+            raise CallError(dead[0]) from None
+        cell = nb.cells[index]
+        answers = outputs_of(cell, grade_kernel.RESULT_MIME)
+        cell.source = f"_molli_grade.call({int(handle)}, ...)  # {len(payload)} characters of arguments"
+        for o in cell.outputs:  # keep the executed copy small: the answers are read, not stored
+            if grade_kernel.RESULT_MIME in o.get("data", {}):
+                o["data"][grade_kernel.RESULT_MIME] = f"{len(str(o['data'][grade_kernel.RESULT_MIME]))} characters"
+        if late:
+            raise CallError(f"the call ran longer than {timeout} s")
+        if not answers:
+            raise CallError("the kernel gave no answer to a call of the student's function")
+        return answer(load_payload(answers[-1]), call)
+
+    for cell in sorted(done):
+        for entry in done[cell]["calls"]:
+            name = entry.get("check")
+            if name not in CHECKS:
+                continue
+            try:
+                request = load_payload(entry.get("payload"))
+                if not isinstance(request, dict):
+                    raise CallError("the recorded call is not a record")
+                args = decode(request.get("args"), call)
+                kwargs = decode(request.get("kwargs"), call)
+            except CallError as err:
+                status, message = "failed", f"could not be verified: {err}"
+            else:
+                status, message = run_check(name, args, kwargs)
+            recs.append({"check": name, "status": status, "message": message, "cell": cell})
+    return dead[0]

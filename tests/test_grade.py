@@ -11,7 +11,7 @@ import sys
 import nbformat
 import pytest
 
-from molli_utils import grade
+from molli_utils import grade, grade_cells
 from molli_utils.checks import RECORD_MIME
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -161,8 +161,8 @@ def test_verdicts_from_records_and_errors():
         "check_blur_schedule",
         "check_ring_data",
     ]
-    recs, errors = grade.records(nb), grade._errors(nb)
-    got = {c: grade._verdict(nb, c, recs, errors) for c in grade.expected_checks(nb)}
+    recs, errors = grade.records(nb), grade_cells.cell_errors(nb)
+    got = {c: grade_cells.verdict(nb, c, recs, errors) for c in grade.expected_checks(nb)}
     assert got["check_dct_matrix"].status == "passed" and got["check_dct_matrix"].calls == 1
     assert got["check_mmd_scores"].status == "not attempted" and "cell 3" in got["check_mmd_scores"].message
     assert got["check_blur"].status == "failed" and got["check_blur"].message == "t = 10: wrong"
@@ -175,7 +175,7 @@ def test_the_command_line_refuses_bad_arguments(tmp_path):
         grade.main([str(tmp_path / "x.ipynb"), "--reference", str(tmp_path / "missing")])
     assert err.value.code == 2
     with pytest.raises(ValueError, match="no notebooks"):
-        grade._pick_reference(nbformat.v4.new_notebook(), tmp_path)
+        grade_cells.pick_reference(nbformat.v4.new_notebook(), tmp_path)
 
 
 @pytest.mark.notebook

@@ -14,14 +14,14 @@ import uuid
 import nbformat
 import pytest
 
-from molli_utils import grade, grade_kernel
+from molli_utils import grade, grade_isolation, grade_kernel
 from molli_utils.checks import RECORD_MIME
 
 pytestmark = [pytest.mark.notebook, pytest.mark.usefixtures("one_thread")]
 
 if os.environ.get("MOLLI_TEST_NO_BWRAP"):  # run the suite as on a machine without bubblewrap
-    grade._BWRAP[shutil.which("bwrap") or "bwrap"] = False
-BWRAP = grade._bwrap_works()
+    grade_isolation.BWRAP_WORKS[shutil.which("bwrap") or "bwrap"] = False
+BWRAP = grade_isolation.bwrap_works()
 LIMITS = grade.Limits(wall=120, cpu=120, memory_mib=8192)
 HEAD = "from molli_utils import checks\nfrom molli_utils.mollifiers import blur, dct_matrix\n"
 RIGHT_BLUR = "def heat_blur(x, t):\n    return blur(x, t)\n"

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import torch
 
-from molli_utils import grade, grade_calls, grade_kernel, sandbox
+from molli_utils import grade, grade_calls, grade_isolation, grade_kernel, sandbox
 
 SANDBOX = pathlib.Path(sandbox.__file__)
 
@@ -210,7 +210,7 @@ def test_executed_copies_of_submissions_named_alike_do_not_collide(tmp_path):
 
 
 def test_the_checks_modules_are_those_checks_imports():
-    modules = grade._check_modules(grade._package_snapshot())
+    modules = grade_isolation.check_modules(grade_isolation.package_snapshot(grade._PACKAGE_DIR))
     assert {"checks.py", "mollifiers.py", "schedules.py", "metrics.py", "data/__init__.py"} <= set(modules)
     assert "training.py" not in modules and "grade.py" not in modules
 
@@ -219,7 +219,7 @@ def test_isolation_is_said_plainly():
     assert grade.isolation("none").startswith("no bwrap") and "read" in grade.isolation("none")
     with pytest.raises(ValueError):
         grade.isolation("docker")
-    if not grade._bwrap_works():
+    if not grade_isolation.bwrap_works():
         with pytest.raises(RuntimeError, match="bubblewrap"):
             grade.isolation("bwrap")
     assert grade.main.__doc__ and "2 for bad arguments" in grade.main.__doc__
@@ -231,14 +231,14 @@ def test_a_python_installed_under_tmp_stays_visible_under_bwrap(tmp_path):
     import sys
     import tempfile
 
-    if not grade._bwrap_works():
+    if not grade_isolation.bwrap_works():
         pytest.skip("bwrap does not work here")
     with tempfile.TemporaryDirectory(dir="/tmp") as folder:
         venv = pathlib.Path(folder) / "venv"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
         work = tmp_path / "work"
         (work / "pkg").mkdir(parents=True)
-        cmd = grade._bwrap_prefix(work, [], [venv.resolve()])
+        cmd = grade_isolation.bwrap_prefix(work, [], [venv.resolve()])
         done = subprocess.run(
             [*cmd, str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix)"],
             capture_output=True,
@@ -247,7 +247,9 @@ def test_a_python_installed_under_tmp_stays_visible_under_bwrap(tmp_path):
         )
         assert done.returncode == 0 and done.stdout.strip() == str(venv.resolve()), done.stderr
         hidden = subprocess.run(
-            [*grade._bwrap_prefix(work, []), str(venv / "bin" / "python"), "-c", "1"], capture_output=True, timeout=60
+            [*grade_isolation.bwrap_prefix(work, []), str(venv / "bin" / "python"), "-c", "1"],
+            capture_output=True,
+            timeout=60,
         )
         assert hidden.returncode != 0  # without it, /tmp hides the environment
 
