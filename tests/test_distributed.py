@@ -43,9 +43,7 @@ def _flow_run(ctx: Context, folder=None, stop_at=None):
     model = make_image_flow("glow", (1, 8, 8), FlowSizes(levels=2, depth=2, hidden=8)).double()
     data = load_digits().images[:N].double()
     mollifier = settings.mollifier("gaussian", STEPS, 3, experiment="images")
-    batches = FlowBatches(
-        mollifier, 17, generator=torch.Generator().manual_seed(5), rank=ctx.rank, world_size=ctx.world_size
-    )
+    batches = FlowBatches(17, generator=torch.Generator().manual_seed(5), rank=ctx.rank, world_size=ctx.world_size)
     optimizer = torch.optim.Adamax(model.parameters(), lr=1e-3, weight_decay=1e-5)
 
     def interrupt(done, m):
@@ -67,7 +65,8 @@ def _flow_run(ctx: Context, folder=None, stop_at=None):
             model,
             data,
             config,
-            mollifier=batches,
+            mollifier=mollifier,
+            prepare=batches,
             loss_fn=DistributedLoss(model, ctx, batches, "cpu"),
             optimizer=optimizer,
             callback=interrupt,

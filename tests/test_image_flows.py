@@ -98,34 +98,39 @@ def test_flow_space_round_trips_and_the_per_batch_transform():
     assert z.min() >= -1 and z.max() < 1 and torch.equal(F.from_flow_space(z, 17).mul(16).round(), x.mul(16).round())
     assert torch.equal(F.to_flow_space(x, 17, dequantize=False), 2 * x - 1)
     # clean steps: exactly the usual dequantisation 2(k + u)/L - 1 with the run's generator
-    clean = FlowBatches(Mollifier("none"), 17, generator=torch.Generator().manual_seed(0))(x, 0)
+    clean = FlowBatches(17, generator=torch.Generator().manual_seed(0))(x, 0, Mollifier("none"))
     assert torch.allclose(clean, z, atol=1e-6)
     # mollified steps: the one line on the cells' centres, then the dequantisation noise
     moll = Mollifier("gaussian", horizon=10, generator=torch.Generator().manual_seed(1))
-    batches = FlowBatches(moll, 17, generator=torch.Generator().manual_seed(0))
-    out = batches(x, 0)
+    batches = FlowBatches(17, generator=torch.Generator().manual_seed(0))
+    out = batches.after(moll(batches.before(x), 0), 0)
     centres = 2 * (torch.round(x * 16) + 0.5) / 17 - 1
     u = torch.rand(x.shape, generator=torch.Generator().manual_seed(0))
     expected = (
         Mollifier("gaussian", horizon=10, generator=torch.Generator().manual_seed(1))(centres, 0) + 2 * (u - 0.5) / 17
     )
-    assert torch.allclose(out, expected, atol=1e-6) and batches.noise_level(0) == moll.noise_level(0) > 0.99
+    assert torch.allclose(out, expected, atol=1e-6) and torch.equal(batches.last_global, out)
     # state: a resumed transform draws what an uninterrupted one does
     state = batches.state_dict()
     again = batches(x, 1)
     batches.load_state_dict(state)
     assert torch.equal(batches(x, 1), again)
+    with pytest.raises(ValueError, match="differ in having a generator"):
+        FlowBatches(17).load_state_dict(state)
     # two ranks keep their halves of one global batch
     halves = [
-        FlowBatches(
-            Mollifier("blur", horizon=10), 17, generator=torch.Generator().manual_seed(0), rank=r, world_size=2
-        )(x, 3)
+        FlowBatches(17, generator=torch.Generator().manual_seed(0), rank=r, world_size=2)(
+            x, 3, Mollifier("blur", horizon=10)
+        )
         for r in (0, 1)
     ]
-    whole = FlowBatches(Mollifier("blur", horizon=10), 17, generator=torch.Generator().manual_seed(0))(x, 3)
+    whole = FlowBatches(17, generator=torch.Generator().manual_seed(0))(x, 3, Mollifier("blur", horizon=10))
     assert torch.equal(torch.cat(halves), whole)
+    assert torch.equal(FlowBatches(17, dequantize=False)(x, 0), 2 * x - 1)
     with pytest.raises(ValueError, match="split evenly"):
-        FlowBatches(Mollifier("none"), 17, rank=0, world_size=3)(x, 0)
+        FlowBatches(17, rank=0, world_size=3)(x, 0)
+    with pytest.raises(ValueError, match="levels must be an int"):
+        FlowBatches(1)
 
 
 def _quick(model, mode, **kw):
@@ -171,12 +176,12 @@ def test_nonfinite_flow_steps_are_skipped_and_counted_and_runs_resume(tmp_path, 
         )
     resumed = images.run(config, data=data, test=data, resume_root=tmp_path)
     assert resumed.losses == whole.losses[1:] and resumed.bpd == whole.bpd  # the second epoch, bitwise
-    call = FlowBatches.__call__
+    after = FlowBatches.after
 
-    def nan_at_step_1(self, x, step):
-        out = call(self, x, step)
+    def nan_at_step_1(self, z, step):
+        out = after(self, z, step)
         return out * float("nan") if step == 1 else out
 
-    monkeypatch.setattr(FlowBatches, "__call__", nan_at_step_1)
+    monkeypatch.setattr(FlowBatches, "after", nan_at_step_1)
     run = images.run(config, data=data, test=data)
     assert run.skipped_steps == 1 and all(math.isfinite(v) for v in run.losses)

@@ -7,6 +7,10 @@ one line applied to every batch::
 
     x = mollifier(x, step)        # step = 0, 1, 2, ... (global, 0-based)
 
+A model that needs its data transformed around that line (the image flows: to the flow's space before it,
+dequantisation noise after it) gives a ``prepare`` hook, ``x = prepare.after(mollifier(prepare.before(x),
+step), step)`` (:class:`~molli_utils.training.batch.FlowBatches`).
+
 Conventions
 -----------
 * Steps: the mollifier sees the 0-based index of the batch. Every recorded
@@ -99,6 +103,7 @@ def train(
     config: TrainConfig,
     *,
     mollifier: Union[Callable[[torch.Tensor, int], torch.Tensor], list, None] = None,
+    prepare: Optional[Any] = None,
     loss_fn: Optional[LossFn] = None,
     optimizer: Optional[torch.optim.Optimizer] = None,
     metrics: Optional[dict[str, Metric]] = None,
@@ -110,7 +115,9 @@ def train(
 ) -> TrainResult:
     """Train ``model`` on ``data`` (shape ``[N, ...]``) and return a :class:`TrainResult`.
 
-    ``mollifier`` (``None`` = vanilla) maps each batch: ``x = mollifier(x, step)``.
+    ``mollifier`` (``None`` = vanilla) maps each batch: ``x = mollifier(x, step)``. ``prepare`` (optional) has
+    ``before(x)`` and ``after(x, step)``, applied before and after the mollifier; its ``state_dict()`` (if it
+    has one) is saved in the checkpoints with ``extra_state``'s, under the name ``"prepare"``.
     ``optimizer`` defaults to ``Adam(model.parameters(), lr=config.lr, foreach=True)``: PyTorch's
     multi-tensor Adam, the same arithmetic as its per-tensor default on the CPU (bitwise equal
     parameters; tested), with one call per operation for all tensors instead of one per tensor.
@@ -140,6 +147,13 @@ def train(
     if select_metric is not None and select_metric not in metrics:
         raise ValueError(f"select_metric={select_metric!r} is not one of the metrics {list(metrics)}")
     extra_state = dict(extra_state or {})
+    if prepare is not None:
+        if not (callable(getattr(prepare, "before", None)) and callable(getattr(prepare, "after", None))):
+            raise ValueError(f"prepare must have before(x) and after(x, step), got {type(prepare).__name__}")
+        if "prepare" in extra_state:
+            raise ValueError("extra_state['prepare'] is taken by the prepare hook's state: use another name")
+        if callable(getattr(prepare, "state_dict", None)):
+            extra_state["prepare"] = prepare
     for name, obj in extra_state.items():
         if not (callable(getattr(obj, "state_dict", None)) and callable(getattr(obj, "load_state_dict", None))):
             raise ValueError(
@@ -157,6 +171,7 @@ def train(
         model,
         config,
         mollifiers,
+        prepare or _Unchanged(),
         members,
         loss_fn or nll_loss,
         optimizer,
@@ -191,6 +206,16 @@ def train(
 def _vanilla(x: torch.Tensor, step: int) -> torch.Tensor:
     """No mollifier: the batch as it is."""
     return x
+
+
+class _Unchanged:
+    """No ``prepare`` hook: the batch as it is, before and after the mollifier."""
+
+    def before(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def after(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        return x
 
 
 def _noise_level(mollifier: Any, step: int) -> float:
@@ -228,6 +253,7 @@ class _Loop:
     model: torch.nn.Module
     config: TrainConfig
     mollifiers: list
+    prepare: Any
     members: Members
     loss_fn: LossFn
     optimizer: torch.optim.Optimizer
@@ -245,13 +271,12 @@ class _Loop:
 
     def step(self, state: LoopState) -> None:
         """One step: batch, mollify, loss, backward, and an update unless the loss or gradient is non-finite."""
-        step = state.step
-        x = self.members.stack(
-            [
-                mollify(batch(step), step)  # the paper's one line: x = mollifier(x, step)
-                for batch, mollify in zip(self.streams, self.mollify)
-            ]
-        )
+        step, xs = state.step, []
+        for batch, mollify in zip(self.streams, self.mollify):  # one stream per member (one for a single model)
+            x = self.prepare.before(batch(step))  # the data in the model's space (usually unchanged)
+            x = mollify(x, step)  # the paper's one line: x = mollifier(x, step)
+            xs.append(self.prepare.after(x, step))  # e.g. the image flows' dequantisation noise
+        x = self.members.stack(xs)
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.model, x)
         values, finite = self.members.backward(loss)  # per member: the loss, and whether it and its gradient are finite

@@ -63,7 +63,7 @@ def run_flow(
     mollifier = config.mollifier(steps, device)
     gen = torch.Generator(device=device).manual_seed(DEQUANTIZE_SEED_OFFSET + config.seed)
     batches = FlowBatches(
-        mollifier, data.levels, dequantize=config.dequantize, generator=gen, rank=dist.rank, world_size=dist.world_size
+        data.levels, dequantize=config.dequantize, generator=gen, rank=dist.rank, world_size=dist.world_size
     )
     loss = DistributedLoss(model, dist, batches, device)
     result = ImageResult(
@@ -91,7 +91,16 @@ def run_flow(
     folder = None if resume_root is None else resume_dir(config, resume_root)
     with checkpoint_dir(folder, dist) as ckpt:
         tc = dataclasses.replace(tc, checkpoint_dir=ckpt, checkpoint_every=per_epoch if ckpt is not None else 0)
-        out = train(model, data.images, tc, mollifier=batches, loss_fn=loss, optimizer=optimizer, callback=every_step)
+        out = train(
+            model,
+            data.images,
+            tc,
+            mollifier=mollifier,
+            prepare=batches,
+            loss_fn=loss,
+            optimizer=optimizer,
+            callback=every_step,
+        )
     first = 0 if out.resumed_from is None else out.resumed_from // per_epoch
     result.losses = [float(v) for v in out.history["loss"][first:]]
     result.epochs_run = config.epochs - first
