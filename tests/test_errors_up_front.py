@@ -196,14 +196,14 @@ def test_repeated_seeds_are_trained_once(tmp_path, capsys, monkeypatch):
 def test_one_failed_ensemble_keeps_the_others_rows(tmp_path, capsys, monkeypatch):
     from molli_utils.experiments import commands
 
-    real = commands._toy_group
+    real = commands.train_ensemble
 
     def flaky(runs, *a, **k):
         if runs[0].activation == "leaky_relu":
             raise RuntimeError("simulated failure")
         return real(runs, *a, **k)
 
-    monkeypatch.setattr(commands, "_toy_group", flaky)
+    monkeypatch.setattr(commands, "train_ensemble", flaky)
     with pytest.raises(SystemExit) as exit_:
         main(
             ["toy2d", *SMALL, "--activation", "leaky_relu", "relu", "--results", str(tmp_path), "--checkpoints", "none"]
@@ -214,7 +214,7 @@ def test_one_failed_ensemble_keeps_the_others_rows(tmp_path, capsys, monkeypatch
     assert "activation=leaky_relu" in captured.err and "Traceback" not in captured.err
     frame = results.load("toy2d.csv", tmp_path)
     assert list(frame["activation"]) == ["relu", "relu"]
-    monkeypatch.setattr(commands, "_toy_group", real)
+    monkeypatch.setattr(commands, "train_ensemble", real)
     main(["toy2d", *SMALL, "--activation", "leaky_relu", "relu", "--results", str(tmp_path), "--checkpoints", "none"])
     assert "2 of 4 toy runs already" in capsys.readouterr().out
     assert sorted(results.load("toy2d.csv", tmp_path)["activation"]) == ["leaky_relu"] * 2 + ["relu"] * 2

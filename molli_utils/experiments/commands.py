@@ -14,10 +14,6 @@ their rows.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
-import dataclasses
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -29,7 +25,7 @@ import torch
 from ..data.uci import load_uci
 from ..runtime import pick_device
 from ..training import distributed
-from . import images, indm, results, safeguards, settings, toy2d, uci
+from . import images, indm, results, runner, safeguards, settings, toy2d, uci
 
 __all__ = ["toy2d_command", "noise_floor_command", "indm_command", "uci_command", "images_command"]
 
@@ -52,7 +48,7 @@ def _runs(make: Callable[[], list]) -> list:
         raise safeguards.UsageError(str(err)) from None
 
 
-def _toy_group(
+def train_ensemble(
     runs: list,
     threads: int,
     progress: bool,
@@ -70,28 +66,10 @@ def _toy_group(
     return outcome.rows, outcome.curve(), outcome.dead, outcome.train.elapsed
 
 
-def _group_dir(root: Path, out: Path, group: Sequence[Any]) -> Path:
-    """The checkpoint folder of one toy ensemble: named by its results file and its runs."""
-    text = json.dumps([str(out.resolve()), sorted(json.dumps(dataclasses.asdict(r), sort_keys=True) for r in group)])
-    return root / hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _checkpointed_groups(root: Optional[Path], out: Path, todo: list) -> list[list]:
-    """The ensembles of an interrupted toy command (checkpoint folders under ``root`` whose runs are all still to
-    do, for the same results file): resumed as they were."""
-    if root is None or not root.is_dir():
-        return []
-    groups, left = [], set(todo)
-    for folder in sorted(root.iterdir()):
-        try:
-            saved = json.loads((folder / "runs.json").read_text())
-            group = [toy2d.Toy2DRun(**r) for r in saved["runs"]]
-        except (OSError, ValueError, TypeError, KeyError):
-            continue
-        if saved.get("results") == str(out.resolve()) and set(group) <= left and _group_dir(root, out, group) == folder:
-            groups.append(group)
-            left -= set(group)
-    return groups
+def _train_nth(item: tuple, threads: int, progress: bool) -> tuple:
+    """:func:`train_ensemble` of the ``(n, runs, checkpoint_dir)`` of one ensemble of the toy command."""
+    _, group, where = item
+    return train_ensemble(group, threads, progress, where)
 
 
 def toy2d_command(args: argparse.Namespace) -> Callable[[], None]:
@@ -127,10 +105,10 @@ def toy2d_command(args: argparse.Namespace) -> Callable[[], None]:
 
     def work() -> None:
         start = time.perf_counter()
-        todo = results.pending(runs, out, toy2d.key)
+        _, todo = runner.pending(runs, out, toy2d.key)
         # one ensemble per worker and activation (one architecture per ensemble), at least two runs each (a one-run
         # ensemble takes other kernels: other last bits); the ensembles of an interrupted command first, as they were
-        groups = _checkpointed_groups(ckpt_root, out, todo)
+        groups = runner.resumable_groups(ckpt_root, out, todo, toy2d.Toy2DRun)
         resumed = len(groups)
         left = [r for r in todo if not any(r in g for g in groups)]
         for activation in args.activation:
@@ -145,63 +123,43 @@ def toy2d_command(args: argparse.Namespace) -> Callable[[], None]:
         )
         if not todo:
             return
-        dirs = [None if ckpt_root is None else _group_dir(ckpt_root, out, g) for g in groups]
+        dirs = [None if ckpt_root is None else runner.group_dir(ckpt_root, out, g) for g in groups]
         for group, where in zip(groups, dirs):
             if where is not None:
-                where.mkdir(parents=True, exist_ok=True)
-                (where / "runs.json").write_text(
-                    json.dumps({"results": str(out.resolve()), "runs": [dataclasses.asdict(r) for r in group]})
-                )
-        stored, failed, seconds = [], [], []
+                runner.save_group(where, out, group)
+        batch, seconds = runner.Batch(out, len(todo), toy2d.key), []
 
-        def store(i: int, done: tuple) -> None:
-            rows, curve, dead, elapsed = done
+        def store(_: int, item: tuple, done: tuple) -> None:
+            n, rows, (curve, dead, elapsed) = item[0], done[0], done[1:]
             wall = round(time.perf_counter() - start, 1)
-            rows = [{**row, **results.provenance(), "wall_seconds_all_runs": wall} for row in rows]
-            with safeguards.deferred_signals():  # an interrupt never cuts a row
-                results.append(out.parent / toy2d.CURVES, curve)
-                results.append(out.parent / toy2d.DEAD_UNITS, dead)
-                results.append(out, rows)  # last: a run counts as done only once its curves are stored
-            if dirs[i] is not None:
-                shutil.rmtree(dirs[i], ignore_errors=True)
-            stored.extend(rows)
+            rows = batch.record(
+                [{**row, "wall_seconds_all_runs": wall} for row in rows],
+                (out.parent / toy2d.CURVES, curve),
+                (out.parent / toy2d.DEAD_UNITS, dead),
+            )
+            if dirs[n] is not None:
+                shutil.rmtree(dirs[n], ignore_errors=True)
             seconds.append(elapsed)
             _log_rows(
                 rows, ("dataset", "mode", "seed", "activation", "mmd2", "test_loglik", "best_step", "mmd2_best_val")
             )
 
-        def fail(i: int, err: BaseException) -> None:
-            failed.extend((toy2d.key(r), err) for r in groups[i])
-            print(f"ensemble {i + 1} of {len(groups)} ({len(groups[i])} runs) FAILED: {type(err).__name__}: {err}")
+        def fail(_: int, item: tuple, err: BaseException) -> None:
+            n, group = item[0], item[1]
+            line = f"ensemble {n + 1} of {len(groups)} ({len(group)} runs) FAILED: {type(err).__name__}: {err}"
+            batch.fail_runs(group, err, line)
 
+        items = [(n, g, dirs[n] and str(dirs[n])) for n, g in enumerate(groups)]
         if workers == 1:
-            for i, g in enumerate(groups):
-                try:
-                    done = _toy_group(g, args.threads, not args.no_progress, dirs[i] and str(dirs[i]))
-                except Exception as err:  # the other ensembles go on
-                    fail(i, err)
-                    continue
-                store(i, done)
+            runner.in_turn(_train_nth, items, (args.threads, not args.no_progress), store, fail)
         else:
-            with safeguards.process_pool(workers) as pool:
-                futures = {
-                    pool.submit(_toy_group, g, args.threads, False, dirs[i] and str(dirs[i])): i
-                    for i, g in enumerate(groups)
-                }
-                for fut in cf.as_completed(futures):
-                    try:
-                        done = fut.result()
-                    except Exception as err:
-                        fail(futures[fut], err)
-                        continue
-                    store(futures[fut], done)
+            runner.in_pool(_train_nth, items, (args.threads, False), workers, store, fail)
         wall = time.perf_counter() - start
         print(
-            f"appended {len(stored)} runs to {out} ({wall:.0f} s wall; training "
+            f"appended {len(batch.rows)} runs to {out} ({wall:.0f} s wall; training "
             f"{', '.join(f'{s:.0f}' for s in seconds)} s per ensemble)"
         )
-        if failed:
-            raise safeguards.RunsFailed(failed, len(stored), out)
+        batch.finish()
 
     return work
 
@@ -230,6 +188,11 @@ def noise_floor_command(args: argparse.Namespace) -> Callable[[], None]:
     return work
 
 
+def _indm_row(config: Any, progress: bool) -> dict:
+    """The row of one INDM run."""
+    return indm.run(config, progress=progress).row
+
+
 def indm_command(args: argparse.Namespace) -> Callable[[], None]:
     runs = _runs(
         lambda: indm.grid(
@@ -244,22 +207,19 @@ def indm_command(args: argparse.Namespace) -> Callable[[], None]:
 
     def work() -> None:
         torch.set_num_threads(args.threads)
-        todo = results.pending(runs, out, indm.key)
+        _, todo = runner.pending(runs, out, indm.key)
         print(f"{len(runs) - len(todo)} of {len(runs)} INDM runs already in {out}; running {len(todo)}")
-        failed, stored = [], 0
-        for config in todo:
-            try:
-                row = {**indm.run(config, progress=not args.no_progress).row, **results.provenance()}
-            except Exception as err:  # the other runs go on
-                failed.append((indm.key(config), err))
-                print(f"{config}: FAILED: {type(err).__name__}: {err}")
-                continue
-            with safeguards.deferred_signals():
-                results.append(out, [row])
-            stored += 1
-            _log_rows([row], list(row))
-        if failed:
-            raise safeguards.RunsFailed(failed, stored, out)
+        batch = runner.Batch(out, len(todo), indm.key)
+
+        def store(_: int, config: Any, row: dict) -> None:
+            stored = batch.record([row])
+            _log_rows(stored, list(stored[0]))
+
+        def fail(_: int, config: Any, err: BaseException) -> None:
+            batch.fail_runs([config], err, f"{config}: FAILED: {type(err).__name__}: {err}")
+
+        runner.in_turn(_indm_row, todo, (not args.no_progress,), store, fail)
+        batch.finish()
 
     return work
 
