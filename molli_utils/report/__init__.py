@@ -31,7 +31,7 @@ what the paper says. :func:`agrees` tells which verdicts agree with a claim.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Sequence
 
 import textwrap
 
