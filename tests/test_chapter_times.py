@@ -27,7 +27,7 @@ def test_measure_executes_a_chapter_and_renders_the_table(tmp_path):
                 "--profile",
                 "quick",
                 "--chapters",
-                "05_report",
+                "08_takeaways",
                 "--results",
                 str(results),
                 "--table",
@@ -38,7 +38,7 @@ def test_measure_executes_a_chapter_and_renders_the_table(tmp_path):
     )
     (row,) = list(csv.DictReader(results.open()))
     assert (row["chapter"], row["profile"], row["kind"], row["detail"]) == (
-        "05_report",
+        "08_takeaways",
         "quick",
         "measured, this CPU",
         "",
@@ -46,7 +46,7 @@ def test_measure_executes_a_chapter_and_renders_the_table(tmp_path):
     assert 1 < float(row["seconds"]) < 1200 and row["machine"] and row["commit"]
     rendered = {r["chapter"]: r for r in csv.DictReader(table.open())}
     assert list(rendered) == [ct.label(p.stem) for p in ct.chapters()]  # every chapter of the toc, in its order
-    assert rendered[ct.label("05_report")]["quick (this CPU)"] == ct._duration(row["seconds"])
+    assert rendered[ct.label("08_takeaways")]["quick (this CPU)"] == ct._duration(row["seconds"])
     assert rendered[ct.label("03_toys")]["quick (this CPU)"] == ""  # not measured: left empty, never invented
 
 

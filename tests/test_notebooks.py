@@ -1,26 +1,35 @@
-"""Every chapter notebook executes top to bottom in the quick profile (as in CI)."""
+"""Every chapter notebook executes top to bottom in the quick profile (as in CI).
 
-import os
+An executed chapter is stored in the book's execution cache (:func:`book_cache.share_with_the_book`), so that
+building the book after ``make test`` (CI's ``make check-site``) shows these outputs instead of executing every
+chapter a second time. The assignments are executed (and shared) by ``tests/test_assignments.py``.
+"""
+
 import pathlib
 import re
+import time
 
 import nbformat
 import pytest
+from book_cache import share_with_the_book
 from nbclient import NotebookClient
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = sorted(
+    p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts and "assignments" not in p.parts
+)
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_in_quick_profile(nb_path, monkeypatch):
     monkeypatch.setenv("MOLLI_PROFILE", "quick")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline figures, as in the book
     nb = nbformat.read(nb_path, as_version=4)
     client = NotebookClient(
         nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(nb_path.parent)}}
     )
+    start = time.perf_counter()
     client.execute()  # raises CellExecutionError with the failing cell and traceback
     errors = [
         o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"
@@ -28,6 +37,7 @@ def test_notebook_runs_in_quick_profile(nb_path, monkeypatch):
     assert not errors
     missing = sorted(glue_keys(nb) - glued(nb))
     assert not missing, f"{nb_path.name}: the prose uses glue keys that no cell glues: {missing}"
+    share_with_the_book(nb_path, nb, time.perf_counter() - start)
 
 
 GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`<]+?)(?::[^`]*)?`")
