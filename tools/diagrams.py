@@ -254,9 +254,9 @@ def draw_manifold_overfitting() -> Figure:
         ),
     ]
     ring = np.linspace(0, 2 * np.pi, 300)
-    for col, (color, title, dens, note) in enumerate(panels):
-        dark = tuple(0.45 * c for c in mcolors.to_rgb(color))
-        cmap = mcolors.LinearSegmentedColormap.from_list(title, ["#ffffff", color, dark], N=256)
+    for col, (shade, title, dens, note) in enumerate(panels):
+        dark = tuple(0.45 * c for c in mcolors.to_rgb(shade))
+        cmap = mcolors.LinearSegmentedColormap.from_list(title, ["#ffffff", shade, dark], N=256)
         ax = fig.add_subplot(grid[0, col])
         # a raster of the density (interpolation "none": the array itself, scaled by the browser)
         ax.imshow(
@@ -273,7 +273,7 @@ def draw_manifold_overfitting() -> Figure:
         ax.set_ylim(-lim, lim)
         ax.set_aspect("equal")
         ax.set_axis_off()
-        ax.set_title(title, color=color, fontweight="bold", fontsize=10.5, pad=4)
+        ax.set_title(title, color=shade, fontweight="bold", fontsize=10.5, pad=4)
         ax.text(0.5, -0.02, note, transform=ax.transAxes, ha="center", va="top", fontsize=9, linespacing=1.4)
         if col == 1:  # the width of the ring, drawn across it on the right-hand side
             r0, r1 = np.sqrt(1 - gamma) - sigma, np.sqrt(1 - gamma) + sigma
