@@ -184,3 +184,35 @@ def test_two_processes_appending_to_one_folder_lose_and_duplicate_nothing(tmp_pa
     assert sorted(curves["seed"]) == list(range(80))
     with gzip.open(tmp_path / "uci_curves.csv.gz", "rt") as f:
         assert f.read().count("dataset") == 1  # one header, written once
+
+
+def test_each_experiments_run_key_is_read_from_its_results_files_key():
+    """A run's key is written in one place, ``results.FILES[name].key``: each experiment's ``key(run)`` gives
+    exactly those columns (both files' for the images), in order, and tells apart every two runs of a grid that
+    differ in a field of its ``IDENTITY`` (the fields that name a run). Fails if the two disagree."""
+    from molli_utils.experiments import images, indm, settings
+
+    ablation = settings.IMAGE_ABLATION
+    cases = [
+        (toy2d, [toy2d.RESULTS], toy2d.grid("quick", modes=toy2d.MODES) + toy2d.grid("quick", activation="leaky_relu")),
+        (indm, [indm.RESULTS], indm.grid("quick")),
+        (uci, [uci.RESULTS], uci.grid("quick", modes=uci.MODES, variants=["official", "paper-text"])),
+        (
+            images,
+            [images.RESULTS, images.RESULTS_DIGITS],
+            images.grid("quick")
+            + images.grid(
+                "quick", modes=["gaussian"], schedules=list(ablation["schedules"]), taus=list(ablation["taus"])
+            )
+            + images.grid("full", models=list(images.MODELS), variant="text"),
+        ),
+    ]
+    for module, names, runs in cases:
+        columns = list(dict.fromkeys(c for name in names for c in results.FILES[name].key))
+        assert all(list(module.key(r)) == columns for r in runs), module.__name__
+        named: dict[tuple, set] = {}  # key -> the identities of the runs filed under it
+        for r in runs:
+            named.setdefault(tuple(module.key(r).values()), set()).add(tuple(getattr(r, f) for f in module.IDENTITY))
+        assert len(named) > 1 and all(len(v) == 1 for v in named.values()), (module.__name__, module.IDENTITY)
+    # the curves of a toy run are filed under its run key (and the step)
+    assert results.FILES[toy2d.CURVES].key == (*results.FILES[toy2d.RESULTS].key, "step")

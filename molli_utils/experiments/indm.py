@@ -25,7 +25,7 @@ from ..data import load_toy2d
 from ..metrics import circle_scores, mmd2_of_samples
 from ..models.indm import INDM, INDM_FLOWS, make_indm
 from ..training import TrainConfig, TrainResult, train
-from . import profiles
+from . import profiles, results
 from .toy2d import CIRCLE_COLUMNS, DATASETS
 
 __all__ = [
@@ -92,8 +92,9 @@ def from_profile(profile_name: Optional[str] = None, **fields: Any) -> INDMRun:
 
 
 def key(r: INDMRun) -> dict[str, Any]:
-    """The recorded-run key of ``r`` in ``indm_toy2d.csv``."""
-    return {"dataset": r.dataset, "flow": r.flow, "seed": r.seed, "steps": r.steps}
+    """The recorded-run key of ``r`` in ``indm_toy2d.csv``: its values of the file's key columns
+    (:func:`~molli_utils.experiments.results.run_key`)."""
+    return results.run_key(RESULTS, r)
 
 
 def grid(

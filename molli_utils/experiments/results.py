@@ -48,6 +48,7 @@ __all__ = [
     "pending",
     "provenance",
     "record_key",
+    "run_key",
     "check_intact",
     "DamagedResultsError",
 ]
@@ -673,6 +674,17 @@ def _norm(value: Any) -> Any:
 def record_key(values: dict[str, Any], key: Sequence[str]) -> tuple:
     """The recorded-run key of a row (or of a run's key fields): ``values[k]`` for ``k`` in ``key``, normalised."""
     return tuple(_norm(values[k]) for k in key)
+
+
+def run_key(name: str, run: Any, columns: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The recorded-run key of ``run`` in the results file ``name``, read from :data:`FILES` (the one place a run's
+    key is written): for each of ``FILES[name].key``, in order, the run's field of that name, or where the column
+    is named otherwise ``columns[column]``: another field's (or property's) name, or a function of the run."""
+    out = {}
+    for column in _file(name).key:
+        how = (columns or {}).get(column, column)
+        out[column] = how(run) if callable(how) else getattr(run, how)
+    return out
 
 
 def _row_key(row: dict[str, Any], key: Sequence[str]) -> tuple:

@@ -50,7 +50,7 @@ from ..metrics import MMDReference, circle_scores, mmd2_noise_floor
 from ..models.ensemble import FlowEnsemble
 from ..models.toy import ACTIVATIONS, check_activation, dead_units, realnvp_2d
 from ..training import TrainConfig, TrainResult, train
-from . import modes, profiles
+from . import modes, profiles, results
 
 __all__ = [
     "DATASETS",
@@ -65,6 +65,7 @@ __all__ = [
     "SEEDS",
     "BUDGETS",
     "IDENTITY",
+    "KEY_COLUMNS",
     "Toy2DRun",
     "Toy2DResult",
     "BestByValidation",
@@ -94,6 +95,8 @@ SEEDS = (0, 1, 2)
 BUDGETS: dict[str, dict[str, Any]] = {"full": {}, "colab": {}, "quick": {"steps": 2_000, "n_samples": 2_000}}
 #: The fields that name a run (not its budget).
 IDENTITY = ("dataset", "mode", "seed", "activation")
+#: The key columns of ``toy2d.csv`` (``results.FILES[RESULTS].key``) not named as the run field they hold.
+KEY_COLUMNS = {"iterations": "steps"}
 
 
 @dataclass(frozen=True)
@@ -150,8 +153,9 @@ def from_profile(profile_name: Optional[str] = None, **fields_: Any) -> Toy2DRun
 
 
 def key(r: Toy2DRun) -> dict[str, Any]:
-    """The recorded-run key of ``r`` in ``toy2d.csv``."""
-    return {"dataset": r.dataset, "mode": r.mode, "seed": r.seed, "activation": r.activation, "iterations": r.steps}
+    """The recorded-run key of ``r`` in ``toy2d.csv``: its values of the file's key columns
+    (:func:`~molli_utils.experiments.results.run_key`; ``iterations``: ``steps``)."""
+    return results.run_key(RESULTS, r, KEY_COLUMNS)
 
 
 def grid(
@@ -280,15 +284,7 @@ class Toy2DResult:
         far (:mod:`molli_utils.experiments.reproduce`)."""
         losses = self.train.member_losses
         return [
-            {
-                "dataset": r.dataset,
-                "mode": r.mode,
-                "seed": r.seed,
-                "activation": r.activation,
-                "iterations": r.steps,
-                "step": step,
-                "train_loss": float(losses[j, i]),
-            }
+            {**key(r), "step": step, "train_loss": float(losses[j, i])}
             for i, r in enumerate(self.runs)
             for j, step in enumerate(self.train.history["step"])
             if step <= upto

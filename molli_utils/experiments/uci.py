@@ -125,8 +125,9 @@ def from_profile(profile_name: Optional[str] = None, **fields: Any) -> UCIRun:
 
 
 def key(r: UCIRun) -> dict[str, Any]:
-    """The recorded-run key of ``r`` in ``uci.csv``: its values of the file's key columns."""
-    return {k: getattr(r, k) for k in results.FILES[RESULTS].key}
+    """The recorded-run key of ``r`` in ``uci.csv``: its values of the file's key columns
+    (:func:`~molli_utils.experiments.results.run_key`)."""
+    return results.run_key(RESULTS, r)
 
 
 def mean_loglik(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10_000) -> float:

@@ -14,7 +14,7 @@ import torch
 from ...data.images import DIGITS, IMAGE_NAMES, SAMPLE_PATCHES, ImageData, load_digits, load_images, sample_patches
 from ...models.image_flows import FLOW_KINDS
 from ...models.vae import PAPER_DECODER_VARIANCE, VAE_KINDS, check_decoder_variance
-from .. import modes, profiles
+from .. import modes, profiles, results
 
 __all__ = [
     "MODES",
@@ -26,6 +26,7 @@ __all__ = [
     "VARIANTS",
     "RESULTS",
     "RESULTS_DIGITS",
+    "KEY_COLUMNS",
     "PAPER_TAU",
     "DEQUANTIZE_SEED_OFFSET",
     "DIFFERENCES",
@@ -64,6 +65,13 @@ SCHEDULES = ("sigmoid", "cosine", "linear")
 VARIANTS = ("code", "text")
 RESULTS = "images.csv"
 RESULTS_DIGITS = "images_digits.csv"
+#: The key columns of the results files (``results.FILES[...].key``) not named as the run field they hold: another
+#: field's or property's name, or a function of the run.
+KEY_COLUMNS: dict[str, Any] = {
+    "mollifier": "mode",
+    "schedule": "schedule_label",
+    "decoder_variance": lambda r: variance_cell(r),
+}
 #: The sigmoid schedule's temperature in the paper (Sec. 3, Appendix C).
 PAPER_TAU = 0.7
 #: Dequantisation noise of seed ``s`` comes from ``torch.Generator().manual_seed(DEQUANTIZE_SEED_OFFSET + s)``.
@@ -376,19 +384,9 @@ def profile_of(config: ImageRun) -> str:
 
 
 def key(r: ImageRun) -> dict[str, Any]:
-    """The recorded-run key of ``r`` (the fields of both results files' keys)."""
-    return {
-        "dataset": r.dataset,
-        "model": r.model,
-        "mollifier": r.mode,
-        "mode": r.mode,
-        "schedule": r.schedule_label,
-        "variant": r.variant,
-        "seed": r.seed,
-        "epochs": r.epochs,
-        "width": r.width,
-        "decoder_variance": variance_cell(r),
-    }
+    """The recorded-run key of ``r``: its values of the key columns of both results files (``images.csv``'s, then
+    the others of ``images_digits.csv``; :func:`~molli_utils.experiments.results.run_key`, :data:`KEY_COLUMNS`)."""
+    return {**results.run_key(RESULTS, r, KEY_COLUMNS), **results.run_key(RESULTS_DIGITS, r, KEY_COLUMNS)}
 
 
 def variance_cell(r: ImageRun) -> Any:
