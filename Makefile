@@ -55,7 +55,7 @@ format: install
 # The fast tier, for a contributor's edit-test loop: everything but the notebook executions and the re-runs of
 # stored results (make test runs all of them; CI runs make test).
 test-fast: install
-	MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest -m "not notebook and not reproduction" -q $(PYTEST_ARGS)
+	MOLLI_PROFILE=quick MOLLI_PROGRESS=0 $(PY) -m pytest -m "not notebook and not reproduction and not slow" -q $(PYTEST_ARGS)
 
 # The stored-result checks (pytest -m reproduction: chapter 3's and 4's live runs and the other re-runs of stored
 # rows) again under another float arithmetic than this machine's own, as on a reader's CPU of another type:

@@ -77,6 +77,7 @@ def test_the_thread_count_is_part_of_the_arithmetic():
 @pytest.mark.skipif(
     platform.machine() not in ("x86_64", "AMD64"), reason="the forcing variables are x86-64 MKL/ATen ones"
 )
+@pytest.mark.slow
 def test_a_forced_other_arithmetic_changes_the_hash_not_only_the_label():
     native, forced = _fingerprint_in_subprocess({}), _fingerprint_in_subprocess(OTHER)
     assert forced.split("/")[1] == "cpu:DEFAULT"
@@ -139,6 +140,7 @@ def test_make_test_arith_really_runs_on_another_arithmetic(one_thread):
     assert here.split("/")[3] != native.split("/")[3], (native, here)
 
 
+@pytest.mark.slow
 def test_other_arith_prints_a_forcing_that_changes_the_hash():
     out = subprocess.run(
         [sys.executable, "-m", "tools.other_arith"],

@@ -80,6 +80,7 @@ def test_bf16_products_change_the_numbers_by_bf16_rounding_only():
     assert math.isfinite(out["bf16_s"]) and out["bf16_s"] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("matmul", ["fp32", "bf16"])
 def test_step_profile_finds_the_products_and_adam(matmul):
     """--profile splits a step of the UCI loop into matrix products, fused Adam and the rest; a wrong op name
@@ -100,6 +101,7 @@ def test_step_profile_finds_the_products_and_adam(matmul):
     assert out["products_s"] + out["adam_s"] < 2.0 * out["total_s"]
 
 
+@pytest.mark.slow
 def test_compiled_levers_time_the_compiled_loss():
     """torch.compile is timed alone and, on a CPU with bf16 instructions, together with bf16 products."""
     from molli_utils.runtime import bf16_matmul_supported

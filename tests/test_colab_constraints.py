@@ -108,6 +108,7 @@ def _index_unreachable() -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_colabs_pip_would_add_packages_and_replace_none_of_colabs():
     """Colab's pip on Colab's Python, in a venv whose installed packages are metadata-only stand-ins at Colab's
     versions, plans the install of the package's requirements (~15 s: metadata of what it adds)."""

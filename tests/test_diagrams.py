@@ -64,6 +64,7 @@ def test_text_is_drawn_as_paths():
     assert not with_text, f"{with_text} contain <text> elements: keep svg.fonttype = 'path'"
 
 
+@pytest.mark.slow
 def test_the_script_writes_exactly_the_committed_files(redrawn):
     assert sorted(p.name for p in redrawn.glob("*.svg")) == [p.name for p in COMMITTED], (
         "book/figures holds other SVGs than the script writes: run `python -m tools.diagrams`, "
@@ -71,6 +72,7 @@ def test_the_script_writes_exactly_the_committed_files(redrawn):
     )
 
 
+@pytest.mark.slow
 def test_the_script_reproduces_the_committed_files_byte_for_byte(redrawn):
     for path in COMMITTED:
         committed, fresh = path.read_bytes(), (redrawn / path.name).read_bytes()

@@ -69,6 +69,7 @@ def test_a_damaged_or_retrained_classifier_is_refused(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
 
 
+@pytest.mark.slow
 def test_the_shipped_file_is_what_the_training_command_writes_on_this_cpu_kind(tmp_path):
     """The shipped weights came from ``python -m tools.digits_classifier`` (seed 0, 40 epochs). Retrained here,
     the weights match bitwise only on a CPU with the same instruction set; elsewhere they differ (why the file is

@@ -25,7 +25,8 @@ from molli_utils.training import TrainConfig, train
 from molli_utils.training.batch import FlowBatches
 from molli_utils.training.distributed import Context, DistributedLoss, checkpoint_dir, context
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# every test here starts processes (torchrun, gloo): slow, left out of make test-fast
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 GLOBAL_BATCH, STEPS, N = 32, 16, 256
 FIRST_STEP_RTOL = 1e-12

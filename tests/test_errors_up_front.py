@@ -220,6 +220,7 @@ def test_one_failed_ensemble_keeps_the_others_rows(tmp_path, capsys, monkeypatch
     assert sorted(results.load("toy2d.csv", tmp_path)["activation"]) == ["leaky_relu"] * 2 + ["relu"] * 2
 
 
+@pytest.mark.slow
 def test_one_failed_uci_run_keeps_the_others(tmp_path, capsys):
     """A run whose data set cannot be loaded (a damaged data.npy) fails; the other, finished, is stored."""
     import pathlib

@@ -421,6 +421,7 @@ def test_the_score_of_one_repeated_image(digits_root):
     assert scorer.one_image(data.images[0]) != mean
 
 
+@pytest.mark.slow
 def test_a_stored_miniature_row_is_what_the_code_computes(digits_root):
     # The stored images_digits.csv is the package's own output: re-run one stored VAE row (the cheapest) at its
     # settings and score it with the shipped classifier. On the CPU that stored it the row comes back bitwise;

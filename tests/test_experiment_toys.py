@@ -24,6 +24,7 @@ def short_runs():
     return runs, toy2d.run(runs), toy2d.run(runs)
 
 
+@pytest.mark.slow
 def test_short_toy_run_reproduces_exactly(short_runs):
     runs, a, b = short_runs
     assert a.frame().drop(columns="train_seconds").equals(b.frame().drop(columns="train_seconds"))  # time differs
@@ -183,6 +184,7 @@ def test_command_appends_runs_with_provenance_and_skips_finished_ones(tmp_path, 
     assert first_half.drop(columns=volatile).equals(frame.drop(columns=volatile))
 
 
+@pytest.mark.slow
 def test_command_on_two_workers_gives_the_rows_of_one(tmp_path):
     """The runs split over two processes (two ensembles) get bitwise the numbers of one ensemble."""
     small = [

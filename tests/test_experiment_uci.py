@@ -59,7 +59,7 @@ def test_modes_differ_only_in_the_data_the_model_sees():
 
 @needs_shared
 def test_worker_process_gives_the_same_row_and_the_table_resumes(tmp_path):
-    out, curves = tmp_path / "uci.csv", tmp_path / "uci_curves.csv.gz"
+    out = tmp_path / "uci.csv"
     runs = [_short(), _short(mode="vanilla")]
     rows = run_many(runs, tmp_path, workers=1, root=SHARED, log=lambda s: None)
     local, _ = run_uci(_short(), root=SHARED)

@@ -155,6 +155,7 @@ _POOL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_stops_the_pool_keeps_finished_rows_and_leaves_no_orphans(tmp_path):
     out = tmp_path / "chapter_times.csv"

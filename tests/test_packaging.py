@@ -88,6 +88,7 @@ def _env(site: pathlib.Path) -> dict:
     return env
 
 
+@pytest.mark.slow
 def test_a_chapter_run_from_an_empty_folder_reads_the_installed_results(installed, tmp_path):
     import nbformat
     from nbclient import NotebookClient
@@ -115,6 +116,7 @@ def test_a_chapter_run_from_an_empty_folder_reads_the_installed_results(installe
     assert not errors and list(empty.iterdir()) == []  # it read the package's results and wrote nothing
 
 
+@pytest.mark.slow
 def test_a_command_of_the_installed_package_writes_under_the_current_folder(installed, tmp_path):
     _, site = installed
     work = tmp_path / "work"

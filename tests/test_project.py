@@ -235,8 +235,9 @@ def test_the_budget_counts_only_visible_cells():
     assert visible_code_lines([cell(VISIBLE_CODE_BUDGET + 1)]) > VISIBLE_CODE_BUDGET
 
 
-def test_the_code_is_formatted_by_the_one_formatter():
-    """``ruff format --check`` (pyproject's [tool.ruff]) passes: run ``make format`` to fix."""
+def test_the_code_is_formatted_by_the_one_formatter_and_has_no_pyflakes_error():
+    """``ruff format --check`` and ``ruff check`` (pyproject's [tool.ruff]: pyflakes) pass: ``make format`` fixes
+    the first."""
     import shutil
     import subprocess
     import sys
@@ -245,3 +246,5 @@ def test_the_code_is_formatted_by_the_one_formatter():
     assert ruff, 'ruff is not installed: pip install -e ".[test]"'
     done = subprocess.run([ruff, "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, f"run `make format`:\n{done.stdout}{done.stderr}"
+    done = subprocess.run([ruff, "check", "--output-format", "concise", "."], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"ruff check (pyflakes) finds:\n{done.stdout}{done.stderr}"

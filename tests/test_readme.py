@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -18,6 +20,7 @@ def _example() -> str:
     return re.search(r"```python\n(.*?)```", section.group(0), re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_ten_line_example_runs(tmp_path):
     code = _example()
     assert len([ln for ln in code.splitlines() if ln.strip()]) <= 14, "keep the example short"
