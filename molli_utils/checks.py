@@ -31,15 +31,13 @@ Usage in a notebook::
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
-import textwrap
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from .check_tools import RECORD_MIME, STATUSES, as_tensor, assert_close, call_text, graded, record
 from .mollifiers import blur as _ref_blur
 from .mollifiers import dct_matrix as _ref_dct_matrix
 from .schedules import blur_schedule as _ref_blur_schedule
@@ -62,148 +60,10 @@ __all__ = [
 
 #: The most points (rows) a check compares by MMD^2: the grader runs the checks on what a submission sends.
 MAX_ROWS = 20_000
-#: MIME type of the display output that carries a check's verdict (read by :mod:`molli_utils.grade`).
-RECORD_MIME = "application/vnd.molli-check+json"
-#: The verdicts a record can hold.
-STATUSES = ("passed", "failed", "not attempted")
-
-
-# --------------------------------------------------------------------------- records
-
-
-def record(check: str, status: str, message: str) -> dict[str, str]:
-    """Emit the verdict of ``check`` and return it as ``{"check", "status", "message"}``.
-
-    Inside IPython it is displayed as a MIME bundle (:data:`RECORD_MIME` plus a ``text/plain``
-    line); elsewhere only a passed verdict is printed (a failure is the exception itself).
-    """
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}; choose one of {list(STATUSES)}")
-    entry = {"check": check, "status": status, "message": message}
-    text = f"passed: {message}" if status == "passed" else f"{check}: {status} (see the error below)"
-    # wrapped to the book's text column (the rendered page shows text/plain)
-    text = textwrap.fill(text, 78, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-    except ImportError:  # IPython is not a dependency of the package
-        get_ipython = None
-    if get_ipython is not None and get_ipython() is not None:
-        display({RECORD_MIME: entry, "text/plain": text}, raw=True)
-    elif status == "passed":
-        print(text)
-    return entry
-
-
-def _graded(check: Callable[..., str]) -> Callable[..., None]:
-    """Turn ``check`` (which returns its pass message or raises) into a graded check that records its verdict."""
-
-    @functools.wraps(check)
-    def graded(*args: Any, **kwargs: Any) -> None:
-        name = check.__name__
-        try:
-            message = check(*args, **kwargs)
-        except NotImplementedError as err:  # an unfinished exercise
-            record(name, "not attempted", f"NotImplementedError: {err}")
-            raise
-        except AssertionError as err:  # the check's verdict
-            record(name, "failed", str(err))
-            raise
-        except Exception as err:  # the student's code crashed
-            record(name, "failed", f"the code under test raised {type(err).__name__}: {err}")
-            raise
-        record(name, "passed", message)
-
-    graded.__annotations__ = {**check.__annotations__, "return": "None"}
-    graded.__signature__ = inspect.signature(check).replace(return_annotation="None")
-    return graded
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _format_values(values: Any) -> str:
-    """A nested list of numbers as Python source, e.g. ``[[0.0, 1.5], [2.0, 3.0]]``."""
-    if isinstance(values, list):
-        return "[" + ", ".join(_format_values(v) for v in values) + "]"
-    return repr(float(values)) if isinstance(values, float) else repr(values)
-
-
-def _show(value: Any, limit: int = 12) -> str:
-    """An input as the reader would type it: tensors by their values (up to ``limit``), dtype and shape."""
-    if isinstance(value, torch.Tensor):
-        dtype = str(value.dtype)
-        if value.numel() <= limit:
-            return f"torch.tensor({_format_values(value.tolist())}, dtype={dtype})"
-        head = ", ".join(f"{v:g}" for v in value.reshape(-1)[:6].tolist())
-        return f"a {dtype} tensor of shape {list(value.shape)}: [{head}, ...]"
-    return repr(value)
-
-
-def _call(name: str, args: tuple, kwargs: dict) -> str:
-    """``name(arg, ..., key=value)`` with every argument shown by :func:`_show`."""
-    parts = [_show(a) for a in args] + [f"{k}={_show(v)}" for k, v in kwargs.items()]
-    return f"{name}({', '.join(parts)})"
-
-
-def _as_tensor(value: Any, what: str, *, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """``value`` (number, NumPy array or tensor) as a float64 CPU tensor, or a helpful AssertionError.
-
-    With ``dtype``, a tensor or array of another dtype is refused with a hint (a float32 result
-    looks right when printed but differs from a float64 reference in the 8th digit).
-    """
-    if dtype is not None and isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
-        got = value.dtype
-        wanted = dtype if isinstance(value, torch.Tensor) else np.dtype(str(dtype).replace("torch.", ""))
-        if got != wanted:
-            hint = (
-                " Compute in float64: create your tensors with dtype=torch.float64 (e.g. "
-                "torch.as_tensor(t, dtype=torch.float64)); float32 keeps only about 7 digits, so its values can "
-                "differ from the reference while the printed numbers look the same."
-                if dtype == torch.float64
-                else f" Keep the input's dtype ({dtype}): convert with .to(x.dtype)."
-            )
-            raise AssertionError(f"{what}: expected a {dtype} result, got {got}.{hint}")
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", torch.float64)
-    try:
-        return torch.as_tensor(np.asarray(value, dtype=np.float64))
-    except (TypeError, ValueError) as err:
-        raise AssertionError(
-            f"{what}: must return a number or a tensor, got {type(value).__name__}: {value!r}"
-        ) from err
-
-
-def _fmt(t: torch.Tensor, limit: int = 6) -> str:
-    """The first ``limit`` values of ``t``, for messages."""
-    flat = t.reshape(-1)
-    shown = ", ".join(f"{v:.6g}" for v in flat[:limit].tolist())
-    return f"[{shown}{', ...' if flat.numel() > limit else ''}]" if t.ndim else f"{t.item():.6g}"
-
-
-def _assert_close(got: torch.Tensor, expected: torch.Tensor, *, where: str, rtol: float, atol: float) -> None:
-    """Raise an AssertionError saying where and by how much ``got`` differs from ``expected`` (shape, nan, values)."""
-    if got.shape != expected.shape:
-        raise AssertionError(
-            f"{where}: wrong shape, expected {tuple(expected.shape)}, got {tuple(got.shape)}"
-            " (return a result with the shape of the input)"
-        )
-    if not bool(torch.isfinite(got).all()):
-        raise AssertionError(f"{where}: the result contains nan or inf: {_fmt(got)}")
-    if not torch.allclose(got, expected, rtol=rtol, atol=atol):
-        err = (got - expected).abs()
-        i = int(err.reshape(-1).argmax())
-        raise AssertionError(
-            f"{where}: wrong values. Largest error at flat index {i}: expected "
-            f"{expected.reshape(-1)[i].item():.10g}, got {got.reshape(-1)[i].item():.10g} "
-            f"(|error| = {err.reshape(-1)[i].item():.3g}).\n  expected {_fmt(expected)}\n  got      {_fmt(got)}"
-        )
-
-
 # --------------------------------------------------------------------------- assignment 1
 
 
-@_graded
+@graded
 def check_sigmoid_schedule(fn: Callable[..., Any]) -> str:
     """Check ``fn(t, T, start=0.0, end=3.0, tau=0.7, clip_min=1e-9)`` against the paper's sigmoid schedule.
 
@@ -232,11 +92,11 @@ def check_sigmoid_schedule(fn: Callable[..., Any]) -> str:
         ("clip_min = 1e-4", torch.tensor([0.0, 900.0, 990.0, 1000.0], dtype=f64), {"clip_min": 1e-4}),
     ]
     for label, t, kwargs in cases:
-        where = f"sigmoid schedule, {label}: {_call('fn', (t, T), kwargs)}"
-        got = _as_tensor(fn(t, T, **kwargs), where, dtype=f64)
-        expected = _as_tensor(_ref_sigmoid_schedule(t, T, **kwargs), "the reference")
-        _assert_close(got, expected, where=where, rtol=1e-6, atol=1e-12)
-    end = _as_tensor(fn(torch.tensor(float(T), dtype=f64), T), "sigmoid schedule at t = T", dtype=f64)
+        where = f"sigmoid schedule, {label}: {call_text('fn', (t, T), kwargs)}"
+        got = as_tensor(fn(t, T, **kwargs), where, dtype=f64)
+        expected = as_tensor(_ref_sigmoid_schedule(t, T, **kwargs), "the reference")
+        assert_close(got, expected, where=where, rtol=1e-6, atol=1e-12)
+    end = as_tensor(fn(torch.tensor(float(T), dtype=f64), T), "sigmoid schedule at t = T", dtype=f64)
     if end.item() <= 0.0:
         raise AssertionError(
             f"sigmoid schedule at t = T: expected clip_min = 1e-9, got {end.item():.3g}. Clip the schedule to "
@@ -280,7 +140,7 @@ def _shared_noise(noise: torch.Tensor, what: str) -> None:
             )
 
 
-@_graded
+@graded
 def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_000) -> str:
     r"""Check ``fn(x, gamma)`` = :math:`\sqrt{1-\gamma}\,x + \sqrt{\gamma}\,\varepsilon`, :math:`\varepsilon \sim \mathcal N(0, I)`.
 
@@ -353,7 +213,7 @@ def check_gaussian_mollifier(fn: Callable[..., Any], *, num_samples: int = 200_0
     return "Gaussian mollifier: sqrt(1 - gamma) x + sqrt(gamma) eps, right mean and variance at gamma = 0, 0.3, 0.75, 1 and per-row gamma"
 
 
-@_graded
+@graded
 def check_ring_data(make_data: Callable[..., Any], *, num_modes: int = 8, radius: float = 2.0, std: float = 0.1) -> str:
     """Check a ring-of-Gaussians sampler ``make_data(n, seed=...) -> tensor [n, 2]``.
 
@@ -402,7 +262,7 @@ def check_ring_data(make_data: Callable[..., Any], *, num_modes: int = 8, radius
     return f"ring of {num_modes} Gaussians: shape, dtype, seeding, centres, weights and spread are right"
 
 
-@_graded
+@graded
 def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengthscale: float = 1.0) -> str:
     """Check the MMD^2 comparison of assignment 1: ``scores[mode] == mmd2(samples[mode], x_test)``.
 
@@ -465,7 +325,7 @@ def check_mmd_scores(scores: dict, samples: dict, x_test: torch.Tensor, *, lengt
 # --------------------------------------------------------------------------- assignment 2
 
 
-@_graded
+@graded
 def check_dct_matrix(fn: Callable[[int], Any]) -> str:
     """Check ``fn(n)``: the orthonormal DCT-II matrix (``C @ v == scipy.fft.dct(v, norm='ortho')``).
 
@@ -473,10 +333,10 @@ def check_dct_matrix(fn: Callable[[int], Any]) -> str:
     it must be float64 and orthogonal (``C @ C.T == I``).
     """
     for n in (1, 2, 5, 8, 16):
-        got = _as_tensor(fn(n), f"dct_matrix({n})", dtype=torch.float64)
-        _assert_close(got, _ref_dct_matrix(n), where=f"dct_matrix({n})", rtol=1e-6, atol=1e-8)
+        got = as_tensor(fn(n), f"dct_matrix({n})", dtype=torch.float64)
+        assert_close(got, _ref_dct_matrix(n), where=f"dct_matrix({n})", rtol=1e-6, atol=1e-8)
         eye = got @ got.T
-        _assert_close(
+        assert_close(
             eye,
             torch.eye(n, dtype=torch.float64),
             where=f"dct_matrix({n}) @ dct_matrix({n}).T (must be I)",
@@ -486,7 +346,7 @@ def check_dct_matrix(fn: Callable[[int], Any]) -> str:
     return "DCT matrix matches molli_utils.mollifiers.dct_matrix for n = 1, 2, 5, 8, 16 and is orthonormal"
 
 
-@_graded
+@graded
 def check_blur(fn: Callable[..., Any]) -> str:
     """Check ``fn(x, h)``: the heat-equation blur over the last two dims, for heat time ``h``.
 
@@ -510,15 +370,15 @@ def check_blur(fn: Callable[..., Any]) -> str:
             out = fn(x.clone(), h)
             if not isinstance(out, torch.Tensor):
                 raise AssertionError(f"{where}: blur must return a torch.Tensor, got {type(out).__name__}")
-            got = _as_tensor(out, where, dtype=x.dtype)
-            expected = _as_tensor(_ref_blur(x, h), "the reference")
-            _assert_close(got, expected, where=where, rtol=tol, atol=tol)
-        mean_in, mean_out = x.double().mean(dim=(-2, -1)), _as_tensor(fn(x, 10.0), "blur").mean(dim=(-2, -1))
-        _assert_close(mean_out, mean_in, where=f"per-image mean after blurring {label}", rtol=tol, atol=tol)
+            got = as_tensor(out, where, dtype=x.dtype)
+            expected = as_tensor(_ref_blur(x, h), "the reference")
+            assert_close(got, expected, where=where, rtol=tol, atol=tol)
+        mean_in, mean_out = x.double().mean(dim=(-2, -1)), as_tensor(fn(x, 10.0), "blur").mean(dim=(-2, -1))
+        assert_close(mean_out, mean_in, where=f"per-image mean after blurring {label}", rtol=tol, atol=tol)
     return "heat-equation blur matches molli_utils.mollifiers.blur (h = 0, 1, 10, 1e5; single, colour, batched, non-square)"
 
 
-@_graded
+@graded
 def check_blur_schedule(fn: Callable[..., Any]) -> str:
     """Check ``fn(t, T, image_size, sigma_min=0.5, sigma_max=None)``: the heat time of the blur schedule.
 
@@ -543,14 +403,14 @@ def check_blur_schedule(fn: Callable[..., Any]) -> str:
         ),
     ]
     for label, t, size, kwargs in cases:
-        where = f"blur schedule, {label}: {_call('fn', (t, T, size), kwargs)}"
-        got = _as_tensor(fn(t, T, size, **kwargs), where, dtype=torch.float64)
-        expected = _as_tensor(_ref_blur_schedule(t, T, size, **kwargs), "the reference")
-        _assert_close(got, expected, where=where, rtol=1e-6, atol=1e-10)
+        where = f"blur schedule, {label}: {call_text('fn', (t, T, size), kwargs)}"
+        got = as_tensor(fn(t, T, size, **kwargs), where, dtype=torch.float64)
+        expected = as_tensor(_ref_blur_schedule(t, T, size, **kwargs), "the reference")
+        assert_close(got, expected, where=where, rtol=1e-6, atol=1e-10)
     return f"blur schedule matches molli_utils.schedules.blur_schedule on {len(cases)} cases (t = 0, t = T, t > T, batches)"
 
 
-@_graded
+@graded
 def check_noise_vs_blur(table: Any, image: torch.Tensor, *, horizon: int) -> str:
     """Check the noise-vs-blur table of assignment 2: one row per step, with columns
     ``step``, ``noise_level``, ``heat_time``, ``mse_noise`` and ``mse_blur``.

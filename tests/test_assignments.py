@@ -18,7 +18,7 @@ import torch
 from book_cache import share_with_the_book
 from nbclient import NotebookClient
 
-from molli_utils import blur, blur_schedule, checks, gaussian, mmd2, sigmoid_schedule
+from molli_utils import blur, blur_schedule, check_tools, checks, gaussian, mmd2, sigmoid_schedule
 from molli_utils.assignments import ANSWER_CELL, EXERCISE_CELL, make_student, stub_source
 from molli_utils.grade import expected_checks, records
 from molli_utils.mollifiers import dct_matrix
@@ -114,7 +114,7 @@ def test_checks_pass_the_reference_implementations(capsys):
 def test_every_check_records_its_verdict(monkeypatch):
     """The record (what the grader reads): passed, failed with the check's message, not attempted."""
     seen = []
-    monkeypatch.setattr(checks, "record", lambda *a: seen.append(a))
+    monkeypatch.setattr(check_tools, "record", lambda *a: seen.append(a))  # what every check calls
     checks.check_dct_matrix(dct_matrix)
     with pytest.raises(AssertionError):
         checks.check_dct_matrix(_dct_without_c0)

@@ -328,7 +328,7 @@ def test_a_monkeypatched_check_or_reference_does_not_pass():
         "molli_utils.mollifiers.blur = lambda x, t: x\n"
         "molli_utils.checks._ref_blur = lambda x, t: x\n"
         "molli_utils.checks.check_blur = checks.check_blur\n"
-        "molli_utils.checks._assert_close = lambda *a, **k: None\n"
+        "molli_utils.check_tools.assert_close = lambda *a, **k: None\n"
         "import torch\ntorch.allclose = lambda *a, **k: True\n"
     )
     nb = _submission(WRONG_BLUR)
