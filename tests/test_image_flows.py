@@ -127,7 +127,7 @@ def test_flow_space_round_trips_and_the_per_batch_transform():
     whole = FlowBatches(17, generator=torch.Generator().manual_seed(0))(x, 3, Mollifier("blur", horizon=10))
     assert torch.equal(torch.cat(halves), whole)
     assert torch.equal(FlowBatches(17, dequantize=False)(x, 0), 2 * x - 1)
-    with pytest.raises(ValueError, match="split evenly"):
+    with pytest.raises(ValueError, match="do not split evenly over 3 ranks"):
         FlowBatches(17, rank=0, world_size=3)(x, 0)
     with pytest.raises(ValueError, match="levels must be an int"):
         FlowBatches(1)

@@ -68,18 +68,21 @@ class FlowBatches:
         self.last_global: Optional[torch.Tensor] = None
 
     def before(self, x: torch.Tensor) -> torch.Tensor:
-        """The images in the flow's space: each pixel at the centre of its level's cell (``2 x - 1`` without
-        dequantisation)."""
-        if x.shape[0] % self.world_size:
-            raise ValueError(f"the global batch ({x.shape[0]}) must split evenly over {self.world_size} processes")
+        """Each pixel at the centre of its cell, in the flow's space."""
+        n, w = x.shape[0], self.world_size
+        if n % w:
+            raise ValueError(f"{n} rows do not split evenly over {w} ranks")
         if not self.dequantize:
             return 2.0 * x - 1.0
-        return 2.0 * (torch.round(x * (self.levels - 1)) + 0.5) / self.levels - 1.0
+        k = torch.round(x * (self.levels - 1))  # each pixel's grey level
+        return 2.0 * (k + 0.5) / self.levels - 1.0
 
     def after(self, z: torch.Tensor, step: int) -> torch.Tensor:
-        """The mollified batch ``z`` plus the dequantisation noise, then this rank's rows."""
+        """Add the dequantisation noise; keep this rank's rows."""
         if self.dequantize:
-            u = torch.rand(z.shape, generator=self.dequantize_generator, dtype=z.dtype, device=z.device)
+            like = {"dtype": z.dtype, "device": z.device}
+            gen = self.dequantize_generator
+            u = torch.rand(z.shape, generator=gen, **like)
             z = z + 2.0 * (u - 0.5) / self.levels
         self.last_global = z
         if self.world_size == 1:
