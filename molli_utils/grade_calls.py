@@ -11,10 +11,8 @@ this process, so it can neither patch the check, nor its reference implementatio
 from __future__ import annotations
 
 import base64
-import binascii
 import inspect
 import io
-import pickle
 from typing import Any, Callable
 
 import torch
@@ -50,7 +48,7 @@ def load_payload(text: Any) -> Any:
     try:
         data = base64.b64decode(text, validate=True)
         return torch.load(io.BytesIO(data), weights_only=True)
-    except (binascii.Error, pickle.UnpicklingError, RuntimeError, ValueError, EOFError, TypeError, KeyError) as err:
+    except Exception as err:  # noqa: BLE001 - whatever the kernel sent that cannot be read is refused the same way
         raise CallError(f"the kernel's answer is not data the grader reads ({type(err).__name__})") from None
 
 

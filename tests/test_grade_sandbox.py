@@ -358,3 +358,13 @@ def test_checks_run_by_the_grader_refuse_inputs_too_large_to_judge_quickly():
     status, message = grade_calls.run_check("check_noise_vs_blur", (table, torch.zeros(3, 8, 8)), {"horizon": 10})
     assert status == "failed" and "at most 1,000" in message
     assert time.perf_counter() - t0 < 10
+
+
+def test_a_zip_that_is_not_a_torch_file_is_refused_too():
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x/data.pkl", b"not a pickle")
+    with pytest.raises(grade_calls.CallError, match="not data"):
+        grade_calls.load_payload(base64.b64encode(buf.getvalue()).decode())
