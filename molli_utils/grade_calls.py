@@ -20,7 +20,7 @@ import torch
 from . import checks as _checks
 from . import grade_kernel
 from .checks import CHECKS
-from .grade_cells import notebook_modules
+from .grade_cells import notebook_modules, outputs_of
 
 __all__ = ["MAX_BYTES", "CallError", "StudentError", "Remote", "load_payload", "decode", "answer", "run_check"]
 
@@ -171,15 +171,6 @@ def rerun_cell(cell: int, source: str) -> str:
         f"# Added by the grading command: re-runs cell {cell} of the submission, recording its checks' calls.\n"
         f"_molli_grade.rerun({cell}, {source!r}, {list(CHECKS)!r})\n"
     )
-
-
-def outputs_of(cell: Any, mime: str) -> list[Any]:
-    """The values of ``mime`` in the display outputs of ``cell``."""
-    return [
-        o["data"][mime]
-        for o in cell.get("outputs", [])
-        if o.get("output_type") in ("display_data", "execute_result") and mime in o.get("data", {})
-    ]
 
 
 def done_records(nb: Any, first_cell: int) -> dict[int, dict[str, Any]]:

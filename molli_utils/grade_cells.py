@@ -134,16 +134,22 @@ def records(nb: Any) -> list[dict[str, Any]]:
     counts them (it runs the checks itself)."""
     out = []
     for i, cell in enumerate(nb.cells):
-        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
-            data = o.get("data", {}) if o.get("output_type") in ("display_data", "execute_result") else {}
-            if RECORD_MIME in data:
-                rec = data[RECORD_MIME]
-                try:
-                    rec = json.loads(rec) if isinstance(rec, str) else dict(rec)
-                except (ValueError, TypeError):
-                    continue
-                out.append({**rec, "cell": i + 1})
+        for rec in outputs_of(cell, RECORD_MIME):
+            try:
+                rec = json.loads(rec) if isinstance(rec, str) else dict(rec)
+            except (ValueError, TypeError):
+                continue
+            out.append({**rec, "cell": i + 1})
     return out
+
+
+def outputs_of(cell: Any, mime: str) -> list[Any]:
+    """The values of ``mime`` in the display outputs of ``cell``."""
+    return [
+        o["data"][mime]
+        for o in cell.get("outputs", [])
+        if o.get("output_type") in ("display_data", "execute_result") and mime in o.get("data", {})
+    ]
 
 
 def cell_errors(nb: Any, cells: Optional[int] = None) -> list[dict[str, Any]]:
